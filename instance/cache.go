@@ -1,0 +1,232 @@
+package instance
+
+import (
+	"slices"
+	"sort"
+	"sync"
+
+	"github.com/go-kit/kit/sd"
+)
+
+// rebuildThreshold is the batch size above which Apply re-sorts the whole
+// instance list instead of editing it in place: past it, k binary-search
+// edits of an n-long slice (O(k·n)) cost more than one O(n log n) sort.
+const rebuildThreshold = 64
+
+// Change is one key's new value, or its removal, applied to a Cache.
+type Change struct {
+	Key    string
+	Value  string
+	Delete bool
+}
+
+// Cache holds the instances under a watched prefix, keyed by etcd key, and
+// publishes them to subscribers as go-kit sd.Events.
+//
+// The published instance list is the set of distinct values, sorted. Each
+// published slice is immutable: subscribers may keep it but must not modify
+// it. A Cache is safe for concurrent use.
+type Cache struct {
+	mu      sync.Mutex
+	byKey   map[string]string // key → value
+	counts  map[string]int    // value → number of keys holding it
+	state   sd.Event          // last published state
+	subs    map[chan<- sd.Event]*subscriber
+	stopped bool
+}
+
+// NewCache returns an empty Cache with no subscribers.
+func NewCache() *Cache {
+	return &Cache{
+		byKey:  make(map[string]string),
+		counts: make(map[string]int),
+		state:  sd.Event{Instances: []string{}},
+		subs:   make(map[chan<- sd.Event]*subscriber),
+	}
+}
+
+// Replace sets the whole content of the cache, as read in a snapshot, clears
+// any error, and publishes the result if it differs from the last state.
+func (c *Cache) Replace(entries map[string]string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.byKey = make(map[string]string, len(entries))
+	c.counts = make(map[string]int, len(entries))
+	for k, v := range entries {
+		c.byKey[k] = v
+		c.counts[v]++
+	}
+	c.publishLocked(sd.Event{Instances: c.sortedLocked()})
+}
+
+// Apply applies a batch of changes by key, clears any error, and publishes
+// one event for the whole batch if the instance set changed (or an error was
+// cleared). It costs O(changes · instances) for small batches, never a
+// re-read of the source.
+func (c *Cache) Apply(changes []Change) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	instances := c.state.Instances
+	edit := len(changes) <= rebuildThreshold
+	if edit {
+		instances = slices.Clone(instances)
+	}
+	for _, ch := range changes {
+		old, had := c.byKey[ch.Key]
+		if ch.Delete {
+			if !had {
+				continue
+			}
+			delete(c.byKey, ch.Key)
+			if c.release(old) && edit {
+				instances = removeSorted(instances, old)
+			}
+			continue
+		}
+		if had && old == ch.Value {
+			continue
+		}
+		c.byKey[ch.Key] = ch.Value
+		if had && c.release(old) && edit {
+			instances = removeSorted(instances, old)
+		}
+		c.counts[ch.Value]++
+		if c.counts[ch.Value] == 1 && edit {
+			instances = insertSorted(instances, ch.Value)
+		}
+	}
+	if !edit {
+		instances = c.sortedLocked()
+	}
+	c.publishLocked(sd.Event{Instances: instances})
+}
+
+// SetErr records that the source of the cache failed. Subscribers receive the
+// error together with the last known instances, so they can keep serving;
+// the event is sent once, not again for the same error text.
+func (c *Cache) SetErr(err error) {
+	if err == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.publishLocked(sd.Event{Instances: c.state.Instances, Err: err})
+}
+
+// State returns the last published state.
+func (c *Cache) State() sd.Event {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state
+}
+
+// Len returns the number of keys in the cache.
+func (c *Cache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.byKey)
+}
+
+// Register adds ch as a subscriber and delivers the current state to it
+// before returning, as go-kit's cache does, so that an sd.Endpointer built on
+// the cache has its endpoints as soon as its constructor returns. Later
+// events are delivered by a goroutine owned by the cache: if ch is not read,
+// only that goroutine waits, and when ch is read again it receives the latest
+// state (intermediate states are coalesced). Registering a channel twice is
+// a no-op. Register must not be called from the goroutine that reads ch.
+func (c *Cache) Register(ch chan<- sd.Event) {
+	c.mu.Lock()
+	if c.stopped {
+		c.mu.Unlock()
+		return
+	}
+	if _, ok := c.subs[ch]; ok {
+		c.mu.Unlock()
+		return
+	}
+	s := newSubscriber(ch, c.state)
+	c.subs[ch] = s
+	c.mu.Unlock()
+	s.waitFirst()
+}
+
+// Deregister removes ch; nothing is sent to it after Deregister returns.
+func (c *Cache) Deregister(ch chan<- sd.Event) {
+	c.mu.Lock()
+	s, ok := c.subs[ch]
+	delete(c.subs, ch)
+	c.mu.Unlock()
+	if ok {
+		s.stop()
+	}
+}
+
+// Stop deregisters every subscriber and waits for their goroutines to end.
+// Later Register calls are ignored.
+func (c *Cache) Stop() {
+	c.mu.Lock()
+	c.stopped = true
+	subs := c.subs
+	c.subs = make(map[chan<- sd.Event]*subscriber)
+	c.mu.Unlock()
+	for _, s := range subs {
+		s.stop()
+	}
+}
+
+// release drops one holder of value v and reports whether none is left.
+func (c *Cache) release(v string) bool {
+	c.counts[v]--
+	if c.counts[v] > 0 {
+		return false
+	}
+	delete(c.counts, v)
+	return true
+}
+
+func (c *Cache) sortedLocked() []string {
+	out := make([]string, 0, len(c.counts))
+	for v := range c.counts {
+		out = append(out, v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// publishLocked makes ev the current state and hands it to every subscriber,
+// unless nothing a subscriber can see has changed.
+func (c *Cache) publishLocked(ev sd.Event) {
+	if sameEvent(c.state, ev) {
+		return
+	}
+	c.state = ev
+	for _, s := range c.subs {
+		s.offer(ev)
+	}
+}
+
+func sameEvent(a, b sd.Event) bool {
+	if (a.Err == nil) != (b.Err == nil) {
+		return false
+	}
+	if a.Err != nil && a.Err.Error() != b.Err.Error() {
+		return false
+	}
+	return slices.Equal(a.Instances, b.Instances)
+}
+
+func insertSorted(s []string, v string) []string {
+	i, found := slices.BinarySearch(s, v)
+	if found {
+		return s
+	}
+	return slices.Insert(s, i, v)
+}
+
+func removeSorted(s []string, v string) []string {
+	i, found := slices.BinarySearch(s, v)
+	if !found {
+		return s
+	}
+	return slices.Delete(s, i, i+1)
+}

@@ -1,0 +1,213 @@
+package instance
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/go-kit/kit/sd"
+)
+
+func recv(t *testing.T, ch <-chan sd.Event) sd.Event {
+	t.Helper()
+	select {
+	case ev := <-ch:
+		return ev
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event within 5s")
+		return sd.Event{}
+	}
+}
+
+func noEvent(t *testing.T, ch <-chan sd.Event) {
+	t.Helper()
+	select {
+	case ev := <-ch:
+		t.Fatalf("unexpected event %+v", ev)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+func TestCacheNewSubscriberGetsCurrentStateAtOnce(t *testing.T) {
+	c := NewCache()
+	defer c.Stop()
+	c.Replace(map[string]string{"/a": "b:1", "/b": "a:1"})
+	ch := make(chan sd.Event, 1)
+	c.Register(ch)
+	// Register returns only after delivery, so the event is already there.
+	select {
+	case ev := <-ch:
+		if want := []string{"a:1", "b:1"}; !slices.Equal(ev.Instances, want) {
+			t.Fatalf("instances = %v, want %v", ev.Instances, want)
+		}
+	default:
+		t.Fatal("Register returned before delivering the current state")
+	}
+}
+
+func TestCacheSortsAndRemovesDuplicates(t *testing.T) {
+	c := NewCache()
+	defer c.Stop()
+	c.Apply([]Change{{Key: "/3", Value: "c"}, {Key: "/1", Value: "a"}, {Key: "/2", Value: "c"}, {Key: "/4", Value: "b"}})
+	if got, want := c.State().Instances, []string{"a", "b", "c"}; !slices.Equal(got, want) {
+		t.Fatalf("instances = %v, want %v", got, want)
+	}
+	// Removing one of two keys holding "c" keeps "c".
+	c.Apply([]Change{{Key: "/3", Delete: true}})
+	if got, want := c.State().Instances, []string{"a", "b", "c"}; !slices.Equal(got, want) {
+		t.Fatalf("after delete of one holder: %v, want %v", got, want)
+	}
+	c.Apply([]Change{{Key: "/2", Value: "d"}})
+	if got, want := c.State().Instances, []string{"a", "b", "d"}; !slices.Equal(got, want) {
+		t.Fatalf("after modify: %v, want %v", got, want)
+	}
+}
+
+func TestCacheSendsOnlyOnChange(t *testing.T) {
+	c := NewCache()
+	defer c.Stop()
+	ch := make(chan sd.Event, 10)
+	c.Register(ch)
+	recv(t, ch)
+	c.Apply([]Change{{Key: "/a", Value: "x"}})
+	if ev := recv(t, ch); !slices.Equal(ev.Instances, []string{"x"}) {
+		t.Fatalf("got %v", ev.Instances)
+	}
+	c.Apply([]Change{{Key: "/a", Value: "x"}})         // same value again
+	c.Apply([]Change{{Key: "/b", Value: "x"}})         // duplicate value
+	c.Apply([]Change{{Key: "/nope", Delete: true}})    // unknown key
+	c.Replace(map[string]string{"/a": "x", "/b": "x"}) // same set
+	noEvent(t, ch)
+}
+
+func TestCacheErrorKeepsInstancesAndIsSentOnce(t *testing.T) {
+	c := NewCache()
+	defer c.Stop()
+	c.Apply([]Change{{Key: "/a", Value: "x"}})
+	ch := make(chan sd.Event, 10)
+	c.Register(ch)
+	recv(t, ch)
+	boom := errors.New("etcd unreachable")
+	c.SetErr(boom)
+	c.SetErr(boom)
+	ev := recv(t, ch)
+	if ev.Err == nil || !slices.Equal(ev.Instances, []string{"x"}) {
+		t.Fatalf("error event = %+v, want err with last instances", ev)
+	}
+	noEvent(t, ch)
+	// Recovery with the same instances still clears the error.
+	c.Apply(nil)
+	if ev := recv(t, ch); ev.Err != nil || !slices.Equal(ev.Instances, []string{"x"}) {
+		t.Fatalf("recovery event = %+v", ev)
+	}
+}
+
+func TestCacheStuckSubscriberBlocksNobody(t *testing.T) {
+	c := NewCache()
+	defer c.Stop()
+	stuck := make(chan sd.Event) // unbuffered; read once, then left alone
+	go func() { <-stuck }()
+	c.Register(stuck)
+	live := make(chan sd.Event, 1)
+	c.Register(live)
+	recv(t, live)
+	for i := range 1000 {
+		done := make(chan struct{})
+		go func() {
+			c.Apply([]Change{{Key: "/k", Value: fmt.Sprint(i)}})
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+			t.Fatalf("Apply %d blocked on a stuck subscriber", i)
+		}
+		if ev := recv(t, live); !slices.Equal(ev.Instances, []string{fmt.Sprint(i)}) {
+			t.Fatalf("live subscriber got %v, want [%d]", ev.Instances, i)
+		}
+	}
+	// When the stuck one reads again, it gets the latest state, not a stale one.
+	if ev := recv(t, stuck); !slices.Equal(ev.Instances, []string{"999"}) {
+		t.Fatalf("stuck subscriber got %v, want [999]", ev.Instances)
+	}
+}
+
+func TestCacheDeregisterStopsDelivery(t *testing.T) {
+	c := NewCache()
+	defer c.Stop()
+	ch := make(chan sd.Event, 10)
+	c.Register(ch)
+	recv(t, ch)
+	c.Deregister(ch)
+	c.Deregister(ch) // idempotent
+	c.Apply([]Change{{Key: "/a", Value: "x"}})
+	noEvent(t, ch)
+}
+
+func TestCacheStopUnblocksPendingRegister(t *testing.T) {
+	c := NewCache()
+	ch := make(chan sd.Event) // never read
+	returned := make(chan struct{})
+	go func() {
+		c.Register(ch)
+		close(returned)
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for c.subscribers() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("subscriber never registered")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c.Stop()
+	select {
+	case <-returned:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Register still blocked after Stop")
+	}
+}
+
+func TestCacheLargeBatchMatchesIncremental(t *testing.T) {
+	a, b := NewCache(), NewCache()
+	defer a.Stop()
+	defer b.Stop()
+	var batch []Change
+	for i := range 500 {
+		ch := Change{Key: fmt.Sprintf("/k%d", i%300), Value: fmt.Sprintf("v%d", i%170)}
+		if i%7 == 0 {
+			ch = Change{Key: fmt.Sprintf("/k%d", i%50), Delete: true}
+		}
+		batch = append(batch, ch)
+		a.Apply([]Change{ch})
+	}
+	b.Apply(batch)
+	if !slices.Equal(a.State().Instances, b.State().Instances) {
+		t.Fatalf("incremental and batch results differ:\n%v\n%v", a.State().Instances, b.State().Instances)
+	}
+	if !slices.IsSorted(b.State().Instances) {
+		t.Fatal("not sorted")
+	}
+}
+
+func BenchmarkCacheApplyOneChange10k(b *testing.B) {
+	c := NewCache()
+	defer c.Stop()
+	entries := make(map[string]string, 10000)
+	for i := range 10000 {
+		entries[fmt.Sprintf("/svc/%05d", i)] = fmt.Sprintf("10.0.%d.%d:8080", i/256, i%256)
+	}
+	c.Replace(entries)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		c.Apply([]Change{{Key: "/svc/00042", Value: fmt.Sprintf("10.9.9.9:%d", i%2)}})
+	}
+}
+
+// subscribers reports how many channels are registered.
+func (c *Cache) subscribers() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.subs)
+}
