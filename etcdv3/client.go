@@ -1,0 +1,369 @@
+package etcdv3
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+)
+
+// Defaults for ClientOptions fields left at zero.
+const (
+	DefaultDialTimeout    = 3 * time.Second
+	DefaultDialKeepAlive  = 3 * time.Second
+	DefaultRequestTimeout = 5 * time.Second
+)
+
+// Client is a wrapper around the etcd client. It is the interface of go-kit's
+// sd/etcdv3 Client, unchanged, so that programs and test fakes written for
+// go-kit work here.
+//
+// The Client returned by NewClient also implements Snapshotter and
+// RevisionWatcher (the fast path of Instancer) and io.Closer.
+type Client interface {
+	// GetEntries queries the given prefix in etcd and returns a slice
+	// containing the values of all keys found, recursively, underneath that
+	// prefix.
+	GetEntries(prefix string) ([]string, error)
+
+	// WatchPrefix watches the given prefix in etcd for changes. When a change
+	// is detected, it will signal on the passed channel. Clients are expected
+	// to call GetEntries to update themselves with the latest set of complete
+	// values. WatchPrefix will always send an initial sentinel value on the
+	// channel after establishing the watch, to ensure that clients always
+	// receive the latest set of values. WatchPrefix will block until the
+	// context passed to the NewClient constructor is terminated.
+	WatchPrefix(prefix string, ch chan struct{})
+
+	// Register a service with etcd.
+	Register(s Service) error
+
+	// Deregister a service with etcd.
+	Deregister(s Service) error
+
+	// LeaseID returns the lease id created for this service instance
+	LeaseID() int64
+}
+
+// ClientOptions defines options for the etcd client. All values are optional;
+// the zero value of each field selects its documented default.
+type ClientOptions struct {
+	// Cert and Key are PEM files of a client certificate for mutual TLS;
+	// both or neither must be set. CACert is a PEM file of the CA that signed
+	// etcd's server certificate; setting it alone enables TLS without a
+	// client certificate.
+	Cert   string
+	Key    string
+	CACert string
+
+	// DialTimeout bounds connecting to etcd: NewClient fails within it when
+	// no endpoint answers. Default 3 s.
+	DialTimeout time.Duration
+	// DialKeepAlive is the interval of gRPC keepalive pings to etcd, which
+	// detect a dead connection (gRPC enforces at least 10 s). Default 3 s.
+	DialKeepAlive time.Duration
+
+	// DialOptions are extra gRPC dial options (e.g. interceptors).
+	DialOptions []grpc.DialOption
+
+	// Username and Password authenticate to etcd when Username is set.
+	Username string
+	Password string
+
+	// TLS is a ready TLS configuration; it takes precedence over Cert, Key
+	// and CACert.
+	TLS *tls.Config
+
+	// RequestTimeout bounds each request made by the go-kit style methods
+	// (GetEntries, Register, Deregister), which take no context. Default 5 s.
+	RequestTimeout time.Duration
+
+	// Logger receives the client's key-value logs (lease loss and
+	// re-registration, among others). Default: no logging.
+	Logger log.Logger
+}
+
+// EtcdClient is the Client returned by NewClient. Beyond the go-kit methods
+// it offers context-taking variants, the Instancer fast path, and Close.
+type EtcdClient struct {
+	cli     *clientv3.Client
+	ownsCli bool
+	opts    ClientOptions
+	logger  log.Logger
+
+	ctx    context.Context // ends when the client is closed
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the goroutines this client owns
+
+	reach *reachability
+
+	mu        sync.Mutex
+	leases    map[leaseKey]*sharedLease
+	lastLease int64
+	closed    bool
+}
+
+var _ Client = (*EtcdClient)(nil)
+
+// NewClient returns a Client connected to the etcd endpoints in machines.
+// It fails, within options.DialTimeout, when no endpoint answers, and with a
+// clear error for bad TLS files or wrong credentials. The client lives until
+// ctx is done or Close is called, whichever is first.
+func NewClient(ctx context.Context, machines []string, options ClientOptions) (Client, error) {
+	c, err := NewEtcdClient(ctx, machines, options)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// NewEtcdClient is NewClient returning the concrete type.
+func NewEtcdClient(ctx context.Context, machines []string, options ClientOptions) (*EtcdClient, error) {
+	options = withDefaults(options)
+	if err := checkEndpoints(machines); err != nil {
+		return nil, err
+	}
+	tlsConf, err := tlsConfig(options)
+	if err != nil {
+		return nil, err
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:            machines,
+		DialTimeout:          options.DialTimeout,
+		DialKeepAliveTime:    options.DialKeepAlive,
+		DialKeepAliveTimeout: options.DialTimeout,
+		DialOptions:          options.DialOptions,
+		TLS:                  tlsConf,
+		Username:             options.Username,
+		Password:             options.Password,
+		Logger:               zap.NewNop(),
+	})
+	if err != nil {
+		return nil, dialError(machines, options, err)
+	}
+	if err := probe(ctx, cli, options.DialTimeout); err != nil {
+		cli.Close()
+		return nil, dialError(machines, options, err)
+	}
+	return newEtcdClient(ctx, cli, true, options), nil
+}
+
+// FromClient wraps an existing clientv3 client. Closing the returned client
+// stops what it started (keepalives, watches) but leaves cli open.
+func FromClient(cli *clientv3.Client, options ClientOptions) *EtcdClient {
+	return newEtcdClient(context.Background(), cli, false, withDefaults(options))
+}
+
+func newEtcdClient(parent context.Context, cli *clientv3.Client, owns bool, options ClientOptions) *EtcdClient {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &EtcdClient{
+		cli:     cli,
+		ownsCli: owns,
+		opts:    options,
+		logger:  options.Logger,
+		ctx:     ctx,
+		cancel:  cancel,
+		leases:  make(map[leaseKey]*sharedLease),
+	}
+	c.reach = newReachability(cli, options.DialTimeout)
+	c.wg.Add(2)
+	go func() {
+		defer c.wg.Done()
+		c.reach.run(ctx)
+	}()
+	go func() {
+		// The go-kit contract: the client lives as long as the context
+		// given to NewClient.
+		defer c.wg.Done()
+		select {
+		case <-parent.Done():
+			go c.Close() // Close waits for this goroutine; it must not run on it.
+		case <-ctx.Done():
+		}
+	}()
+	return c
+}
+
+func withDefaults(o ClientOptions) ClientOptions {
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = DefaultDialTimeout
+	}
+	if o.DialKeepAlive <= 0 {
+		o.DialKeepAlive = DefaultDialKeepAlive
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = DefaultRequestTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = log.NewNopLogger()
+	}
+	return o
+}
+
+func checkEndpoints(machines []string) error {
+	if len(machines) == 0 {
+		return errors.New("etcdv3: new client: no etcd endpoints given")
+	}
+	for _, m := range machines {
+		if strings.TrimSpace(m) == "" || strings.ContainsAny(m, " \t\r\n") {
+			return fmt.Errorf("etcdv3: new client: malformed endpoint %q", m)
+		}
+	}
+	return nil
+}
+
+// probe proves that some endpoint answers. Any answer from etcd counts,
+// including "permission denied" for a user whose role does not cover the
+// probed key: the point is reachability and valid credentials.
+func probe(ctx context.Context, cli *clientv3.Client, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	_, err := cli.Get(ctx, "\x00etcdsd-probe", clientv3.WithSerializable(), clientv3.WithCountOnly())
+	if err == nil || errors.Is(err, rpctypes.ErrPermissionDenied) {
+		return nil
+	}
+	return err
+}
+
+func dialError(machines []string, o ClientOptions, err error) error {
+	switch {
+	case errors.Is(err, rpctypes.ErrAuthFailed):
+		return fmt.Errorf("etcdv3: connect to %v: authentication failed for user %q: %w", machines, o.Username, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("etcdv3: connect to %v: no endpoint answered within dial timeout %v: %w", machines, o.DialTimeout, err)
+	}
+	return fmt.Errorf("etcdv3: connect to %v: %w", machines, err)
+}
+
+// EtcdClient returns the underlying clientv3 client.
+func (c *EtcdClient) EtcdClient() *clientv3.Client { return c.cli }
+
+// Close revokes the leases this client holds (so its registrations leave
+// etcd at once rather than at TTL expiry), stops its goroutines and closes
+// the connection if NewClient opened it. It is idempotent.
+func (c *EtcdClient) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		c.wg.Wait()
+		return nil
+	}
+	c.closed = true
+	leases := make([]*sharedLease, 0, len(c.leases))
+	for _, l := range c.leases {
+		leases = append(leases, l)
+	}
+	c.leases = map[leaseKey]*sharedLease{}
+	c.mu.Unlock()
+
+	for _, l := range leases {
+		l.close(true)
+	}
+	c.cancel()
+	c.wg.Wait()
+	if c.ownsCli {
+		return c.cli.Close()
+	}
+	return nil
+}
+
+// requestContext bounds a go-kit style call, which takes no context.
+func (c *EtcdClient) requestContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.ctx, c.opts.RequestTimeout)
+}
+
+// GetEntries implements Client: the values of all keys under prefix.
+func (c *EtcdClient) GetEntries(prefix string) ([]string, error) {
+	ctx, cancel := c.requestContext()
+	defer cancel()
+	snap, err := c.Snapshot(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(snap.KVs))
+	for i, kv := range snap.KVs {
+		out[i] = kv.Value
+	}
+	return out, nil
+}
+
+// WatchPrefix implements Client: it signals ch once at start and after every
+// change under prefix, until the client is closed. Prefer NewInstancer,
+// which applies changes without re-reading the prefix.
+func (c *EtcdClient) WatchPrefix(prefix string, ch chan struct{}) {
+	if err := ValidatePrefix(prefix); err != nil {
+		level.Error(c.logger).Log("msg", "watch prefix", "err", err)
+		return
+	}
+	select {
+	case ch <- struct{}{}:
+	case <-c.ctx.Done():
+		return
+	}
+	for c.watchUntilBroken(prefix, ch) {
+		// The watch broke (no leader, compaction): signal so that the
+		// caller re-reads, then watch again after a pause.
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-time.After(c.opts.DialTimeout / 3):
+		}
+		select {
+		case ch <- struct{}{}:
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+// watchUntilBroken signals ch on every change; it returns false when the
+// client is closed and true when the watch broke.
+func (c *EtcdClient) watchUntilBroken(prefix string, ch chan struct{}) bool {
+	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(c.ctx))
+	defer cancel()
+	for wr := range c.cli.Watch(ctx, prefix, clientv3.WithPrefix()) {
+		if wr.Err() != nil {
+			return c.ctx.Err() == nil
+		}
+		select {
+		case ch <- struct{}{}:
+		case <-c.ctx.Done():
+			return false
+		}
+	}
+	return c.ctx.Err() == nil
+}
+
+// Register implements Client: it puts s.Key = s.Value under a lease that this
+// client keeps alive, and re-grants and re-puts after any lease loss, until
+// Deregister or Close. Services with the same TTL share one lease.
+func (c *EtcdClient) Register(s Service) error {
+	ctx, cancel := c.requestContext()
+	defer cancel()
+	return c.RegisterContext(ctx, s)
+}
+
+// Deregister implements Client: it deletes s.Key and stops keeping it alive;
+// the lease is revoked when no other service uses it.
+func (c *EtcdClient) Deregister(s Service) error {
+	ctx, cancel := c.requestContext()
+	defer cancel()
+	return c.DeregisterContext(ctx, s)
+}
+
+// LeaseID implements Client: the lease of the most recent registration.
+func (c *EtcdClient) LeaseID() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastLease
+}

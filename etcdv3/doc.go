@@ -1,0 +1,34 @@
+// Package etcdv3 provides service discovery on etcd v3 for go-kit: a
+// Registrar that keeps a service's key alive, and an Instancer that mirrors
+// a key prefix and feeds go-kit endpointers. It is a drop-in for go-kit's
+// sd/etcdv3 — change the import path, keep the code — that stays correct
+// when etcd restarts, a leader dies, the network drops, a lease expires or
+// history is compacted.
+//
+// What it does beyond go-kit's package:
+//
+//   - Registration: services of one Client with the same TTL share one lease
+//     (one keepalive for a thousand services); each stays alive on its own
+//     until its own Deregister. A lost lease (expired during a partition,
+//     revoked, lost in a restore) is granted again and every key put back,
+//     with capped exponential backoff and jitter. Registrar.Status tells how
+//     it is going; RegisterContext returns the error.
+//   - Discovery: the Instancer reads a snapshot at revision R, watches from
+//     R+1 and applies each change by key, sending one coalesced sd.Event per
+//     watch response. After compaction or an outage it reads a fresh
+//     snapshot and reports the difference; while etcd is unreachable,
+//     subscribers get one sd.Event with Err and keep their instances. A
+//     subscriber that does not read never holds up the others.
+//   - Input: empty or malformed keys and prefixes, TTL <= heartbeat, bad TLS
+//     files, wrong credentials and unreachable endpoints give errors naming
+//     the bad value, within the dial timeout.
+//
+// The faster paths are reached through interfaces the real client
+// implements (Snapshotter, RevisionWatcher), so a test fake that implements
+// only the five Client methods still works with NewRegistrar and
+// NewInstancer. Mirror, the machinery under Instancer, is exported for
+// callers that need keys and revisions rather than values.
+//
+// A client's goroutines end with Close (or when the context given to
+// NewClient ends); an Instancer's with Stop.
+package etcdv3

@@ -1,0 +1,183 @@
+package etcdv3
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// KeyValue is one key read from etcd.
+type KeyValue struct {
+	Key, Value  string
+	ModRevision int64
+	Lease       int64
+}
+
+// Snapshot is the content of a prefix at one store revision.
+type Snapshot struct {
+	Revision int64
+	KVs      []KeyValue
+}
+
+// Snapshotter reads a prefix together with the revision of the read, so that
+// a watch can start right after it with no gap. The Client returned by
+// NewClient implements it.
+type Snapshotter interface {
+	Snapshot(ctx context.Context, prefix string) (Snapshot, error)
+}
+
+// EventType says whether a watched key was put or deleted.
+type EventType int
+
+// Event types.
+const (
+	EventPut EventType = iota + 1
+	EventDelete
+)
+
+// WatchEvent is one change seen by a watch.
+type WatchEvent struct {
+	Type        EventType
+	Key, Value  string
+	ModRevision int64
+}
+
+// WatchResponse is one batch of changes from a watch, at store revision
+// Revision. A response with Err is the last one on its channel.
+type WatchResponse struct {
+	Revision int64
+	Events   []WatchEvent
+	// Err is set when the watch failed. It wraps ErrCompacted when the
+	// requested revision is compacted (CompactRevision tells the oldest
+	// one left) and ErrUnreachable when etcd stopped answering.
+	Err             error
+	CompactRevision int64
+}
+
+var (
+	// ErrCompacted reports that a watch asked for history etcd no longer
+	// keeps; the watcher must read a fresh snapshot.
+	ErrCompacted = rpctypes.ErrCompacted
+	// ErrUnreachable reports that no etcd endpoint has answered for longer
+	// than the dial timeout.
+	ErrUnreachable = errors.New("etcd unreachable")
+)
+
+// RevisionWatcher is the fast path of Instancer and Mirror: a snapshot at a
+// revision, then every change after it, applied by key. The Client returned
+// by NewClient implements it; a Client without it is served through
+// GetEntries and WatchPrefix.
+type RevisionWatcher interface {
+	Snapshotter
+	// WatchFrom streams the changes under prefix from revision rev on,
+	// until ctx ends or the watch fails; then the channel is closed.
+	WatchFrom(ctx context.Context, prefix string, rev int64) <-chan WatchResponse
+}
+
+var (
+	_ Snapshotter     = (*EtcdClient)(nil)
+	_ RevisionWatcher = (*EtcdClient)(nil)
+)
+
+// Snapshot implements Snapshotter with one linearizable range read.
+func (c *EtcdClient) Snapshot(ctx context.Context, prefix string) (Snapshot, error) {
+	if err := ValidatePrefix(prefix); err != nil {
+		return Snapshot{}, fmt.Errorf("etcdv3: read prefix %q: %w", prefix, err)
+	}
+	resp, err := c.cli.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("etcdv3: read prefix %q: %w", prefix, err)
+	}
+	snap := Snapshot{Revision: resp.Header.Revision, KVs: make([]KeyValue, len(resp.Kvs))}
+	for i, kv := range resp.Kvs {
+		snap.KVs[i] = KeyValue{Key: string(kv.Key), Value: string(kv.Value), ModRevision: kv.ModRevision, Lease: kv.Lease}
+	}
+	return snap, nil
+}
+
+// WatchFrom implements RevisionWatcher. The watch requires a leader, so a
+// member cut off from its cluster fails the watch rather than serve stale
+// data, and it fails with ErrUnreachable when the connection to etcd has
+// been down for longer than the dial timeout.
+func (c *EtcdClient) WatchFrom(ctx context.Context, prefix string, rev int64) <-chan WatchResponse {
+	out := make(chan WatchResponse)
+	if err := ValidatePrefix(prefix); err != nil {
+		go func() {
+			defer close(out)
+			select {
+			case out <- WatchResponse{Err: fmt.Errorf("etcdv3: watch prefix %q: %w", prefix, err)}:
+			case <-ctx.Done():
+			}
+		}()
+		return out
+	}
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	wch := c.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev))
+	go func() {
+		defer close(out)
+		defer func() {
+			cancel()
+			for range wch { // let clientv3 close the watch before we report done
+			}
+		}()
+		for {
+			up, changed := c.reach.state()
+			if !up {
+				send(ctx, out, WatchResponse{Err: fmt.Errorf("etcdv3: watch prefix %q: %w", prefix, ErrUnreachable)})
+				return
+			}
+			select {
+			case wr, ok := <-wch:
+				if !ok {
+					if ctx.Err() == nil {
+						send(ctx, out, WatchResponse{Err: fmt.Errorf("etcdv3: watch prefix %q: closed by etcd", prefix)})
+					}
+					return
+				}
+				resp := convert(wr)
+				if resp.Err != nil {
+					resp.Err = fmt.Errorf("etcdv3: watch prefix %q from revision %d: %w", prefix, rev, resp.Err)
+				}
+				if !send(ctx, out, resp) || resp.Err != nil {
+					return
+				}
+			case <-changed:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
+}
+
+func send(ctx context.Context, out chan<- WatchResponse, r WatchResponse) bool {
+	select {
+	case out <- r:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func convert(wr clientv3.WatchResponse) WatchResponse {
+	resp := WatchResponse{Revision: wr.Header.Revision, CompactRevision: wr.CompactRevision}
+	if err := wr.Err(); err != nil {
+		resp.Err = err
+		return resp
+	}
+	resp.Events = make([]WatchEvent, len(wr.Events))
+	for i, ev := range wr.Events {
+		e := WatchEvent{Key: string(ev.Kv.Key), ModRevision: ev.Kv.ModRevision}
+		if ev.Type == mvccpb.DELETE {
+			e.Type = EventDelete
+		} else {
+			e.Type, e.Value = EventPut, string(ev.Kv.Value)
+		}
+		resp.Events[i] = e
+	}
+	return resp
+}

@@ -1,0 +1,465 @@
+package etcdv3
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// maxTxnOps stays within etcd's default limit of operations per transaction
+// (--max-txn-ops 128), so that re-registering many services after a lease
+// loss costs one round trip per 128 keys.
+const maxTxnOps = 128
+
+// leaseKey identifies the lease that a registration shares with others: all
+// services of one client with the same TTL and heartbeat use one lease, so
+// that a thousand services cost one keepalive, not a thousand.
+type leaseKey struct {
+	seconds   int64
+	heartbeat time.Duration
+}
+
+// sharedLease owns one etcd lease and the keys put under it. Its goroutine
+// sends a keepalive every heartbeat and, when etcd says the lease is gone
+// (expired during a partition, revoked, lost in a restore), grants a new one
+// and puts every key again, with backoff, until the last key is removed.
+type sharedLease struct {
+	c      *EtcdClient
+	key    leaseKey
+	logger log.Logger
+
+	// writeMu serialises the writes that involve the key set (put, delete,
+	// re-grant), so that a deregistered key is never put back by a
+	// concurrent re-grant.
+	writeMu sync.Mutex
+
+	mu       sync.Mutex
+	id       clientv3.LeaseID
+	services map[string]string // key → value
+	orphans  map[string]bool   // deregistered keys whose delete failed; retried
+	healthy  bool              // the last keepalive or put succeeded
+	lastErr  error
+	retired  bool // the last key left; the lease must not be reused
+	running  bool
+
+	ctx  context.Context // ends when the keeper must stop
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+func newSharedLease(c *EtcdClient, key leaseKey) *sharedLease {
+	ctx, stop := context.WithCancel(c.ctx)
+	return &sharedLease{
+		ctx:      ctx,
+		stop:     stop,
+		c:        c,
+		key:      key,
+		logger:   log.With(c.logger, "ttl", fmt.Sprintf("%ds", key.seconds)),
+		services: make(map[string]string),
+		orphans:  make(map[string]bool),
+		done:     make(chan struct{}),
+	}
+}
+
+// errLeaseRetired tells a registration to pick a fresh lease: it raced with
+// the removal of the last key of this one.
+var errLeaseRetired = errors.New("lease retired")
+
+// RegisterContext is Register with a caller's context.
+func (c *EtcdClient) RegisterContext(ctx context.Context, s Service) error {
+	if err := s.validate(); err != nil {
+		return err
+	}
+	ttl := s.ttlOrDefault()
+	key := leaseKey{seconds: ttl.leaseSeconds(), heartbeat: ttl.heartbeat}
+	for {
+		l, err := c.lease(key)
+		if err != nil {
+			return fmt.Errorf("etcdv3: register %q: %w", s.Key, err)
+		}
+		id, err := l.add(ctx, s.Key, s.Value)
+		if errors.Is(err, errLeaseRetired) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("etcdv3: register %q: %w", s.Key, err)
+		}
+		c.mu.Lock()
+		c.lastLease = int64(id)
+		c.mu.Unlock()
+		return nil
+	}
+}
+
+// DeregisterContext is Deregister with a caller's context.
+func (c *EtcdClient) DeregisterContext(ctx context.Context, s Service) error {
+	if err := ValidateKey(s.Key); err != nil {
+		return fmt.Errorf("etcdv3: deregister %q: %w", s.Key, err)
+	}
+	c.mu.Lock()
+	var owner *sharedLease
+	for _, l := range c.leases {
+		if l.has(s.Key) {
+			owner = l
+			break
+		}
+	}
+	c.mu.Unlock()
+	if owner == nil {
+		// Not kept alive by this client (or already deregistered): still
+		// make sure the key is gone, as go-kit's Deregister does.
+		if _, err := c.cli.Delete(ctx, s.Key); err != nil {
+			return fmt.Errorf("etcdv3: deregister %q: %w", s.Key, err)
+		}
+		return nil
+	}
+	if err := owner.remove(ctx, s.Key); err != nil {
+		return fmt.Errorf("etcdv3: deregister %q: %w", s.Key, err)
+	}
+	return nil
+}
+
+// registration reports how the lease keeping key alive is doing.
+func (c *EtcdClient) registration(key string) (leaseID int64, kept, healthy bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, l := range c.leases {
+		l.mu.Lock()
+		_, ok := l.services[key]
+		id, h, e := l.id, l.healthy, l.lastErr
+		l.mu.Unlock()
+		if ok {
+			return int64(id), true, h, e
+		}
+	}
+	return 0, false, false, nil
+}
+
+// lease returns the shared lease for key, creating it if needed.
+func (c *EtcdClient) lease(key leaseKey) (*sharedLease, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, errors.New("client closed")
+	}
+	l, ok := c.leases[key]
+	if !ok {
+		l = newSharedLease(c, key)
+		c.leases[key] = l
+	}
+	return l, nil
+}
+
+// forget drops l from the client once its last key is gone.
+func (c *EtcdClient) forget(l *sharedLease) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.leases[l.key] == l {
+		delete(c.leases, l.key)
+	}
+}
+
+func (l *sharedLease) has(key string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.services[key]
+	return ok
+}
+
+// add puts key under the lease, granting it first if needed, and starts the
+// keepalive goroutine with the first key.
+func (l *sharedLease) add(ctx context.Context, key, value string) (clientv3.LeaseID, error) {
+	l.writeMu.Lock()
+	defer l.writeMu.Unlock()
+	l.mu.Lock()
+	retired, id := l.retired, l.id
+	l.mu.Unlock()
+	if retired {
+		return 0, errLeaseRetired
+	}
+	if id == clientv3.NoLease {
+		var err error
+		if id, err = l.grant(ctx); err != nil {
+			return 0, err
+		}
+	}
+	_, err := l.c.cli.Put(ctx, key, value, clientv3.WithLease(id))
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		// The lease expired or was revoked since the last heartbeat:
+		// take a new one, and let the keeper re-put the other keys.
+		if id, err = l.grant(ctx); err == nil {
+			if err = l.putAll(ctx, id, map[string]string{key: value}); err == nil {
+				l.mu.Lock()
+				others := l.copyServices()
+				l.mu.Unlock()
+				err = l.putAll(ctx, id, others)
+			}
+		}
+	}
+	if err != nil {
+		return 0, err
+	}
+	l.mu.Lock()
+	l.services[key] = value
+	delete(l.orphans, key)
+	l.healthy, l.lastErr = true, nil
+	start := !l.running
+	l.running = true
+	l.mu.Unlock()
+	if start {
+		go l.keepAlive()
+	}
+	return id, nil
+}
+
+// remove deletes key. Removing the last key stops the keeper and revokes the
+// lease, which deletes the key with it.
+func (l *sharedLease) remove(ctx context.Context, key string) error {
+	l.writeMu.Lock()
+	l.mu.Lock()
+	delete(l.services, key)
+	last := len(l.services) == 0
+	if last {
+		l.retired = true
+	}
+	running := l.running
+	l.mu.Unlock()
+	if !last {
+		defer l.writeMu.Unlock()
+		if _, err := l.c.cli.Delete(ctx, key); err != nil {
+			l.mu.Lock()
+			l.orphans[key] = true
+			l.mu.Unlock()
+			return fmt.Errorf("%w (the key stays until a later retry deletes it)", err)
+		}
+		return nil
+	}
+	l.writeMu.Unlock()
+	l.c.forget(l)
+	l.stop()
+	if running {
+		<-l.done
+	}
+	return l.revoke(ctx, key)
+}
+
+// close stops the keeper; with revoke, it also revokes the lease so that
+// the keys leave etcd now rather than at expiry.
+func (l *sharedLease) close(revoke bool) {
+	l.writeMu.Lock()
+	l.mu.Lock()
+	l.retired = true
+	running := l.running
+	l.mu.Unlock()
+	l.writeMu.Unlock()
+	l.stop()
+	if running {
+		<-l.done
+	}
+	if up, _ := l.c.reach.state(); revoke && up {
+		// Bounded tightly: a closing program should not wait long for a
+		// courtesy; unrevoked keys still expire within their TTL.
+		ctx, cancel := context.WithTimeout(context.Background(), min(l.c.opts.RequestTimeout, time.Second))
+		defer cancel()
+		if err := l.revoke(ctx, ""); err != nil {
+			level.Warn(l.logger).Log("msg", "revoke lease on close", "err", err)
+		}
+	}
+}
+
+func (l *sharedLease) revoke(ctx context.Context, key string) error {
+	l.mu.Lock()
+	id := l.id
+	l.mu.Unlock()
+	if id == clientv3.NoLease {
+		return nil
+	}
+	_, err := l.c.cli.Revoke(ctx, id)
+	if err == nil || errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return nil
+	}
+	if key != "" {
+		// Nothing keeps the lease alive any more: the key goes at expiry.
+		if _, derr := l.c.cli.Delete(ctx, key); derr == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("revoke lease %x: %w (its keys expire within %ds)", int64(id), err, l.key.seconds)
+}
+
+// grant takes a new lease and makes it current.
+func (l *sharedLease) grant(ctx context.Context) (clientv3.LeaseID, error) {
+	resp, err := l.c.cli.Grant(ctx, l.key.seconds)
+	if err != nil {
+		return 0, fmt.Errorf("grant lease of %ds: %w", l.key.seconds, err)
+	}
+	l.mu.Lock()
+	l.id = resp.ID
+	l.mu.Unlock()
+	return resp.ID, nil
+}
+
+func (l *sharedLease) copyServices() map[string]string {
+	out := make(map[string]string, len(l.services))
+	for k, v := range l.services {
+		out[k] = v
+	}
+	return out
+}
+
+// putAll puts kvs under lease id, maxTxnOps keys per transaction.
+func (l *sharedLease) putAll(ctx context.Context, id clientv3.LeaseID, kvs map[string]string) error {
+	ops := make([]clientv3.Op, 0, min(len(kvs), maxTxnOps))
+	flush := func() error {
+		if len(ops) == 0 {
+			return nil
+		}
+		_, err := l.c.cli.Txn(ctx).Then(ops...).Commit()
+		ops = ops[:0]
+		return err
+	}
+	for k, v := range kvs {
+		ops = append(ops, clientv3.OpPut(k, v, clientv3.WithLease(id)))
+		if len(ops) == maxTxnOps {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
+}
+
+// keepAlive is the keeper goroutine.
+func (l *sharedLease) keepAlive() {
+	defer close(l.done)
+	ctx := l.ctx
+	tick := time.NewTicker(l.key.heartbeat)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return
+		}
+		if err := l.heartbeat(ctx); errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			l.recover(ctx)
+		}
+	}
+}
+
+// heartbeat refreshes the lease once and retries failed deletes.
+func (l *sharedLease) heartbeat(ctx context.Context) error {
+	l.mu.Lock()
+	id := l.id
+	wasHealthy := l.healthy
+	l.mu.Unlock()
+	hctx, cancel := context.WithTimeout(ctx, l.c.opts.RequestTimeout)
+	defer cancel()
+	_, err := l.c.cli.KeepAliveOnce(hctx, id)
+	if ctx.Err() != nil {
+		return nil
+	}
+	switch {
+	case err == nil:
+		if !wasHealthy {
+			level.Info(l.logger).Log("msg", "lease keepalive restored", "lease", fmt.Sprintf("%x", int64(id)))
+		}
+		l.setHealth(nil)
+		l.deleteOrphans(hctx)
+		return nil
+	case errors.Is(err, rpctypes.ErrLeaseNotFound):
+		level.Warn(l.logger).Log("msg", "lease lost, registering again", "lease", fmt.Sprintf("%x", int64(id)))
+	default:
+		if wasHealthy {
+			level.Warn(l.logger).Log("msg", "lease keepalive failed, retrying", "lease", fmt.Sprintf("%x", int64(id)), "err", err)
+		}
+	}
+	l.setHealth(err)
+	return err
+}
+
+func (l *sharedLease) setHealth(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.healthy, l.lastErr = err == nil, err
+}
+
+func (l *sharedLease) deleteOrphans(ctx context.Context) {
+	l.writeMu.Lock()
+	defer l.writeMu.Unlock()
+	l.mu.Lock()
+	keys := make([]string, 0, len(l.orphans))
+	for k := range l.orphans {
+		keys = append(keys, k)
+	}
+	l.mu.Unlock()
+	for _, k := range keys {
+		if _, err := l.c.cli.Delete(ctx, k); err != nil {
+			return
+		}
+		l.mu.Lock()
+		delete(l.orphans, k)
+		l.mu.Unlock()
+	}
+}
+
+// recover grants a new lease and puts every key again, retrying with
+// backoff until it succeeds or the keeper stops.
+func (l *sharedLease) recover(ctx context.Context) {
+	b := newBackoff(50*time.Millisecond, max(l.key.heartbeat, time.Second))
+	for {
+		err := l.regrant(ctx)
+		if err == nil {
+			level.Info(l.logger).Log("msg", "registered again on a new lease", "lease", fmt.Sprintf("%x", int64(l.currentID())), "keys", l.count())
+			l.setHealth(nil)
+			return
+		}
+		l.setHealth(err)
+		level.Warn(l.logger).Log("msg", "register again failed, retrying", "err", err)
+		if !b.sleep(ctx) {
+			return
+		}
+	}
+}
+
+func (l *sharedLease) regrant(ctx context.Context) error {
+	l.writeMu.Lock()
+	defer l.writeMu.Unlock()
+	rctx, cancel := context.WithTimeout(ctx, l.c.opts.RequestTimeout)
+	defer cancel()
+	old := l.currentID()
+	id, err := l.grant(rctx)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	kvs := l.copyServices()
+	l.mu.Unlock()
+	if err := l.putAll(rctx, id, kvs); err != nil {
+		return fmt.Errorf("put %d keys on lease %x: %w", len(kvs), int64(id), err)
+	}
+	if old != clientv3.NoLease {
+		// Best effort: the old lease is gone in the usual case.
+		l.c.cli.Revoke(rctx, old)
+	}
+	return nil
+}
+
+func (l *sharedLease) currentID() clientv3.LeaseID {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.id
+}
+
+func (l *sharedLease) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.services)
+}
