@@ -1,0 +1,182 @@
+package grpcsd
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/balancer/endpointsharding"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/status"
+
+	"github.com/etcdsd/etcdsd/instance"
+)
+
+// fakeSubConn names the child a pick went to.
+type fakeSubConn struct {
+	balancer.SubConn
+	name string
+}
+
+// childPicker is a READY pick_first child: it always picks its SubConn.
+type childPicker struct{ sc *fakeSubConn }
+
+func (p childPicker) Pick(balancer.PickInfo) (balancer.PickResult, error) {
+	return balancer.PickResult{SubConn: p.sc}, nil
+}
+
+// errPicker is a child that is not READY.
+type errPicker struct{ err error }
+
+func (p errPicker) Pick(balancer.PickInfo) (balancer.PickResult, error) {
+	return balancer.PickResult{}, p.err
+}
+
+func child(name, version string, state connectivity.State) endpointsharding.ChildState {
+	var p balancer.Picker = childPicker{&fakeSubConn{name: name}}
+	switch state {
+	case connectivity.TransientFailure:
+		p = errPicker{status.Errorf(codes.Unavailable, "%s: connection refused", name)}
+	case connectivity.Connecting, connectivity.Idle:
+		p = errPicker{balancer.ErrNoSubConnAvailable}
+	}
+	inst := instance.Instance{ID: name, Version: version, Address: name + ":1"}
+	return endpointsharding.ChildState{
+		Endpoint: resolver.Endpoint{Addresses: []resolver.Address{{Addr: inst.Address}}, Attributes: instanceAttributes(inst)},
+		State:    balancer.State{ConnectivityState: state, Picker: p},
+	}
+}
+
+// picks returns how many of n picks went to each child.
+func picks(t *testing.T, p balancer.Picker, ctx context.Context, n int) map[string]int {
+	t.Helper()
+	got := make(map[string]int)
+	for range n {
+		res, err := p.Pick(balancer.PickInfo{Ctx: ctx})
+		if err != nil {
+			t.Fatalf("pick: %v", err)
+		}
+		got[res.SubConn.(*fakeSubConn).name]++
+	}
+	return got
+}
+
+func threeServers() []endpointsharding.ChildState {
+	return []endpointsharding.ChildState{
+		child("a", "v1", connectivity.Ready),
+		child("b", "v1", connectivity.Ready),
+		child("c", "v2", connectivity.Ready),
+	}
+}
+
+func TestPickerWithoutVersionUsesAllReadyRoundRobin(t *testing.T) {
+	children := append(threeServers(), child("d", "v2", connectivity.Connecting))
+	p := newVersionPicker(children, errPicker{errors.New("fallback used")})
+	got := picks(t, p, context.Background(), 300)
+	if got["a"] != 100 || got["b"] != 100 || got["c"] != 100 || len(got) != 3 {
+		t.Errorf("picks = %v, want 100 each on a, b, c", got)
+	}
+}
+
+func TestPickerRoutesByContextVersion(t *testing.T) {
+	p := newVersionPicker(threeServers(), nil)
+	if got := picks(t, p, WithVersion(context.Background(), "v1"), 100); got["a"] != 50 || got["b"] != 50 || len(got) != 2 {
+		t.Errorf("v1 picks = %v, want 50 each on a and b", got)
+	}
+	if got := picks(t, p, WithVersion(context.Background(), "v2"), 10); got["c"] != 10 || len(got) != 1 {
+		t.Errorf("v2 picks = %v, want all on c", got)
+	}
+}
+
+func TestPickerRoutesByOutgoingMetadata(t *testing.T) {
+	p := newVersionPicker(threeServers(), nil)
+	ctx := metadata.AppendToOutgoingContext(context.Background(), MetadataKey, "v2")
+	if got := picks(t, p, ctx, 10); got["c"] != 10 || len(got) != 1 {
+		t.Errorf("picks = %v, want all on c", got)
+	}
+}
+
+func TestPickerNoMatchNamesWantedAndAvailableVersions(t *testing.T) {
+	p := newVersionPicker(threeServers(), nil)
+	_, err := p.Pick(balancer.PickInfo{Ctx: WithVersion(context.Background(), "v3")})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("code = %v (%v), want Unavailable", status.Code(err), err)
+	}
+	want := `grpcsd: no instance with version "v3" (versions available: "v1", "v2")`
+	if msg := status.Convert(err).Message(); msg != want {
+		t.Errorf("message = %q, want %q", msg, want)
+	}
+}
+
+func TestPickerNoInstancesAtAllSaysNone(t *testing.T) {
+	p := newVersionPicker(nil, errPicker{errors.New("no children to pick from")})
+	_, err := p.Pick(balancer.PickInfo{Ctx: WithVersion(context.Background(), "v1")})
+	if !strings.Contains(err.Error(), "versions available: none") {
+		t.Errorf("err = %v, want it to say no version is available", err)
+	}
+}
+
+func TestPickerWaitsWhileVersionIsConnecting(t *testing.T) {
+	p := newVersionPicker([]endpointsharding.ChildState{
+		child("a", "v1", connectivity.Ready),
+		child("b", "v2", connectivity.Connecting),
+		child("c", "v2", connectivity.TransientFailure),
+	}, nil)
+	_, err := p.Pick(balancer.PickInfo{Ctx: WithVersion(context.Background(), "v2")})
+	if !errors.Is(err, balancer.ErrNoSubConnAvailable) {
+		t.Errorf("err = %v, want ErrNoSubConnAvailable (the RPC waits for b)", err)
+	}
+}
+
+func TestPickerFailsWithChildErrorWhenVersionIsDown(t *testing.T) {
+	p := newVersionPicker([]endpointsharding.ChildState{
+		child("a", "v1", connectivity.Ready),
+		child("c", "v2", connectivity.TransientFailure),
+	}, nil)
+	_, err := p.Pick(balancer.PickInfo{Ctx: WithVersion(context.Background(), "v2")})
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "c: connection refused") {
+		t.Errorf("err = %v, want the failing child's Unavailable error", err)
+	}
+}
+
+func TestPickerWithoutReadyChildDefersToFallback(t *testing.T) {
+	fallback := errPicker{balancer.ErrNoSubConnAvailable}
+	p := newVersionPicker([]endpointsharding.ChildState{child("a", "v1", connectivity.Connecting)}, fallback)
+	if _, err := p.Pick(balancer.PickInfo{Ctx: context.Background()}); !errors.Is(err, balancer.ErrNoSubConnAvailable) {
+		t.Errorf("err = %v, want the fallback's", err)
+	}
+}
+
+func TestPickerInstancesWithoutVersionFormTheirOwnGroup(t *testing.T) {
+	p := newVersionPicker([]endpointsharding.ChildState{
+		child("a", "", connectivity.Ready),
+		child("b", "v1", connectivity.Ready),
+	}, nil)
+	_, err := p.Pick(balancer.PickInfo{Ctx: WithVersion(context.Background(), "v2")})
+	if !strings.Contains(err.Error(), `versions available: "", "v1"`) {
+		t.Errorf("err = %v, want the unversioned instance listed as \"\"", err)
+	}
+}
+
+func TestPickerDoesNotAllocate(t *testing.T) {
+	p := newVersionPicker(threeServers(), nil)
+	for name, ctx := range map[string]context.Context{
+		"no version":   context.Background(),
+		"with version": WithVersion(context.Background(), "v1"),
+	} {
+		info := balancer.PickInfo{FullMethodName: "/svc/M", Ctx: ctx}
+		allocs := testing.AllocsPerRun(1000, func() {
+			if _, err := p.Pick(info); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("%s: %v allocations per pick, want 0", name, allocs)
+		}
+	}
+}
