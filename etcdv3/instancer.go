@@ -52,7 +52,7 @@ func NewInstancerContext(ctx context.Context, c Client, prefix string, logger lo
 	}
 	m, err := NewMirror(ctx, c, prefix, logger, s.apply, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("etcdv3: new instancer: %w", err)
+		return nil, err
 	}
 	s.mirror = m
 	level.Debug(s.logger).Log("msg", "instancer started", "instances", s.cache.Len(), "rev", m.Revision())

@@ -108,7 +108,7 @@ func NewMirror(ctx context.Context, c Client, prefix string, logger log.Logger, 
 		return nil, errors.New("etcdv3: mirror: nil handler")
 	}
 	if err := ValidatePrefix(prefix); err != nil {
-		return nil, fmt.Errorf("etcdv3: mirror %q: %w", prefix, err)
+		return nil, fmt.Errorf("etcdv3: watch prefix %q: %w", prefix, err)
 	}
 	if logger == nil {
 		logger = log.NewNopLogger()
@@ -132,7 +132,7 @@ func NewMirror(ctx context.Context, c Client, prefix string, logger log.Logger, 
 	snap, err := src.snapshot(ctx)
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("etcdv3: mirror %q: %w", prefix, err)
+		return nil, fmt.Errorf("etcdv3: watch prefix %q: %w", prefix, err)
 	}
 	m.applySnapshot(snap)
 	go m.run(src, newBackoff(cfg.minBackoff, cfg.maxBackoff))

@@ -1,0 +1,171 @@
+package etcdv3
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+)
+
+// goKitFake implements only the five go-kit Client methods, like the fakes
+// users write for go-kit's sd/etcdv3.
+type goKitFake struct {
+	mu       sync.Mutex
+	kv       map[string]string
+	watchers []chan struct{}
+	failGets int   // GetEntries calls left to fail
+	regErr   error // returned by Register while set
+	regs     int
+	quit     chan struct{}
+}
+
+func newGoKitFake() *goKitFake {
+	return &goKitFake{kv: map[string]string{}, quit: make(chan struct{})}
+}
+
+func (f *goKitFake) GetEntries(prefix string) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failGets > 0 {
+		f.failGets--
+		return nil, errors.New("fake: etcd down")
+	}
+	var out []string
+	for k, v := range f.kv {
+		if len(k) >= len(prefix) && k[:len(prefix)] == prefix {
+			out = append(out, v)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// WatchPrefix signals on every change until the fake is closed, as go-kit's
+// client does until its context ends.
+func (f *goKitFake) WatchPrefix(prefix string, ch chan struct{}) {
+	sig := make(chan struct{}, 1)
+	f.mu.Lock()
+	f.watchers = append(f.watchers, sig)
+	f.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+	case <-f.quit:
+		return
+	}
+	for {
+		select {
+		case <-sig:
+		case <-f.quit:
+			return
+		}
+		select {
+		case ch <- struct{}{}:
+		case <-f.quit:
+			return
+		}
+	}
+}
+
+func (f *goKitFake) put(k, v string) {
+	f.mu.Lock()
+	f.kv[k] = v
+	f.mu.Unlock()
+	f.notify()
+}
+
+func (f *goKitFake) del(k string) {
+	f.mu.Lock()
+	delete(f.kv, k)
+	f.mu.Unlock()
+	f.notify()
+}
+
+func (f *goKitFake) notify() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, w := range f.watchers {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (f *goKitFake) Register(s Service) error {
+	f.mu.Lock()
+	f.regs++
+	err := f.regErr
+	f.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	f.put(s.Key, s.Value)
+	return nil
+}
+
+func (f *goKitFake) Deregister(s Service) error {
+	f.del(s.Key)
+	return nil
+}
+
+func (f *goKitFake) LeaseID() int64 { return 42 }
+
+func (f *goKitFake) close() { close(f.quit) }
+
+// revisionFake is a scripted RevisionWatcher: tests push watch responses
+// and set what snapshots return.
+type revisionFake struct {
+	*goKitFake
+	mu2       sync.Mutex
+	snap      Snapshot
+	snapErr   error
+	snapCalls int
+	watches   chan chan WatchResponse // each WatchFrom call hands its channel here
+	fromRevs  chan int64
+}
+
+func newRevisionFake(snap Snapshot) *revisionFake {
+	return &revisionFake{goKitFake: newGoKitFake(), snap: snap, watches: make(chan chan WatchResponse, 16), fromRevs: make(chan int64, 16)}
+}
+
+func (f *revisionFake) Snapshot(ctx context.Context, prefix string) (Snapshot, error) {
+	f.mu2.Lock()
+	defer f.mu2.Unlock()
+	f.snapCalls++
+	return f.snap, f.snapErr
+}
+
+func (f *revisionFake) setSnapshot(s Snapshot, err error) {
+	f.mu2.Lock()
+	defer f.mu2.Unlock()
+	f.snap, f.snapErr = s, err
+}
+
+func (f *revisionFake) WatchFrom(ctx context.Context, prefix string, rev int64) <-chan WatchResponse {
+	in := make(chan WatchResponse)
+	out := make(chan WatchResponse)
+	f.watches <- in
+	f.fromRevs <- rev
+	go func() {
+		defer close(out)
+		for {
+			select {
+			case r, ok := <-in:
+				if !ok {
+					return
+				}
+				select {
+				case out <- r:
+				case <-ctx.Done():
+					return
+				}
+				if r.Err != nil {
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
+}

@@ -1,0 +1,163 @@
+package etcdv3
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/go-kit/kit/sd"
+	"github.com/go-kit/log"
+)
+
+func waitEvent(t *testing.T, ch <-chan sd.Event, want ...string) {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case ev := <-ch:
+			if ev.Err == nil && slices.Equal(ev.Instances, want) {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no event with instances %v", want)
+		}
+	}
+}
+
+func TestInstancerAndRegistrarWorkWithAGoKitOnlyClient(t *testing.T) {
+	f := newGoKitFake()
+	f.put("/p/a", "1:1")
+	in, err := NewInstancer(f, "/p/", log.NewNopLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.close() // after Stop: the fake's WatchPrefix ends with the fake, as go-kit's with its context
+	defer in.Stop()
+	ch := make(chan sd.Event, 8)
+	in.Register(ch)
+	waitEvent(t, ch, "1:1")
+
+	r := NewRegistrar(f, Service{Key: "/p/b", Value: "2:2"}, log.NewNopLogger())
+	r.Register()
+	waitEvent(t, ch, "1:1", "2:2")
+	if st := r.Status(); st.State != StateRegistered || st.LeaseID != 42 {
+		t.Fatalf("status = %+v", st)
+	}
+	f.del("/p/a")
+	waitEvent(t, ch, "2:2")
+	r.Deregister()
+	waitEvent(t, ch)
+}
+
+func TestInstancerOnGoKitClientReportsErrorOnceAndRecovers(t *testing.T) {
+	f := newGoKitFake()
+	f.put("/p/a", "1:1")
+	in, err := NewInstancerContext(t.Context(), f, "/p/", log.NewNopLogger(), WithRetryBackoff(time.Millisecond, 2*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.close()
+	defer in.Stop()
+	ch := make(chan sd.Event, 8)
+	in.Register(ch)
+	waitEvent(t, ch, "1:1")
+	f.mu.Lock()
+	f.failGets = 3
+	f.mu.Unlock()
+	f.notify()
+	select {
+	case ev := <-ch:
+		if ev.Err == nil || !slices.Equal(ev.Instances, []string{"1:1"}) {
+			t.Fatalf("event = %+v, want the error with the last instances", ev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no error event")
+	}
+	waitEvent(t, ch, "1:1") // recovered: the error is cleared
+}
+
+func TestRegistrarRetriesUntilRegisteredAndStopsOnDeregister(t *testing.T) {
+	f := newGoKitFake()
+	defer f.close()
+	f.regErr = errors.New("fake: etcd down")
+	r := NewRegistrar(f, Service{Key: "/p/a", Value: "1:1", TTL: NewTTLOption(20*time.Millisecond, time.Second)}, log.NewNopLogger())
+	r.Register()
+	if st := r.Status(); st.State != StateRegistering || st.Err == nil {
+		t.Fatalf("status = %+v, want registering with the error", st)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		f.mu.Lock()
+		n := f.regs
+		f.mu.Unlock()
+		if n >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("registrar stopped retrying")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	f.mu.Lock()
+	f.regErr = nil
+	f.mu.Unlock()
+	for r.State() != StateRegistered {
+		if time.Now().After(deadline) {
+			t.Fatal("not registered after the fake recovered")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	r.Deregister()
+	if got, _ := f.GetEntries("/p/"); len(got) != 0 {
+		t.Fatalf("entries after Deregister = %v", got)
+	}
+}
+
+func TestRegistrarDeregisterStopsRetrying(t *testing.T) {
+	f := newGoKitFake()
+	defer f.close()
+	f.regErr = errors.New("fake: etcd down")
+	r := NewRegistrar(f, Service{Key: "/p/a", Value: "1:1", TTL: NewTTLOption(10*time.Millisecond, time.Second)}, log.NewNopLogger())
+	r.Register()
+	r.Deregister() // must stop the retry goroutine (goleak checks) and not hang
+	f.mu.Lock()
+	n := f.regs
+	f.mu.Unlock()
+	time.Sleep(50 * time.Millisecond)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.regs != n {
+		t.Fatalf("registrar kept retrying after Deregister: %d → %d calls", n, f.regs)
+	}
+}
+
+func TestTTLOptionRoundsUpToWholeSeconds(t *testing.T) {
+	for _, tc := range []struct {
+		ttl  time.Duration
+		want int64
+	}{{300 * time.Millisecond, 1}, {time.Second, 1}, {1200 * time.Millisecond, 2}, {9 * time.Second, 9}} {
+		if got := NewTTLOption(100*time.Millisecond, tc.ttl).leaseSeconds(); got != tc.want {
+			t.Errorf("TTL %v → %d s, want %d", tc.ttl, got, tc.want)
+		}
+	}
+}
+
+func TestBackoffIsCappedAndJittered(t *testing.T) {
+	b := newBackoff(10*time.Millisecond, 80*time.Millisecond)
+	var last time.Duration
+	for i := range 20 {
+		d := b.next()
+		if d > 80*time.Millisecond || d < 5*time.Millisecond {
+			t.Fatalf("attempt %d: delay %v outside [5ms, 80ms]", i, d)
+		}
+		last = d
+	}
+	if last < 40*time.Millisecond {
+		t.Fatalf("delay after many attempts = %v, want near the cap", last)
+	}
+	b.reset()
+	if d := b.next(); d > 10*time.Millisecond {
+		t.Fatalf("after reset: %v", d)
+	}
+}

@@ -1,0 +1,154 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/go-kit/kit/endpoint"
+	"github.com/go-kit/kit/sd"
+	"github.com/go-kit/kit/sd/lb"
+	"github.com/go-kit/log"
+
+	"github.com/etcdsd/etcdsd/etcdtest"
+	"github.com/etcdsd/etcdsd/etcdv3"
+)
+
+func TestGoKitEndpointerBalancesOverInstancer(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	c := newClient(t, srv.Endpoints())
+	const prefix = "/services/gokit-lb/"
+	for i := range 3 {
+		r := etcdv3.NewRegistrar(c, etcdv3.Service{Key: fmt.Sprintf("%s%d", prefix, i), Value: fmt.Sprintf("127.0.0.1:%d", 8000+i), TTL: shortTTL()}, log.NewNopLogger())
+		r.Register()
+		t.Cleanup(r.Deregister)
+	}
+	in := newInstancer(t, c, prefix)
+	factory := func(instance string) (endpoint.Endpoint, io.Closer, error) {
+		return func(context.Context, any) (any, error) { return instance, nil }, nil, nil
+	}
+	ep := sd.NewEndpointer(in, factory, log.NewNopLogger())
+	defer ep.Close()
+	// go-kit's endpointer has its endpoints when its constructor returns,
+	// because Register delivers the current state synchronously.
+	if eps, err := ep.Endpoints(); err != nil || len(eps) != 3 {
+		t.Fatalf("endpoints right after NewEndpointer = %d, %v; want 3", len(eps), err)
+	}
+	balancer := lb.NewRoundRobin(ep)
+	hits := map[string]int{}
+	for range 30 {
+		e, err := balancer.Endpoint()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := e(context.Background(), nil)
+		hits[got.(string)]++
+	}
+	for i := range 3 {
+		if n := hits[fmt.Sprintf("127.0.0.1:%d", 8000+i)]; n != 10 {
+			t.Fatalf("round robin hits = %v, want 10 each", hits)
+		}
+	}
+
+	if _, err := c.EtcdClient().Delete(context.Background(), prefix+"1"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "endpointer drops the deleted instance", func() bool {
+		eps, _ := ep.Endpoints()
+		return len(eps) == 2
+	})
+}
+
+func TestStuckSubscriberBlocksNeitherWatchNorOthers(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	c := newClient(t, srv.Endpoints())
+	admin := srv.Client(t)
+	const prefix = "/services/stuck/"
+	in := newInstancer(t, c, prefix)
+
+	stuck := make(chan sd.Event) // read once for Register, then never until the end
+	go func() { <-stuck }()
+	in.Register(stuck)
+	defer in.Deregister(stuck)
+	live := subscribe(t, in)
+
+	ctx := context.Background()
+	for i := range 200 {
+		if _, err := admin.Put(ctx, fmt.Sprintf("%s%03d", prefix, i), fmt.Sprintf("10.0.0.%d:80", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := values(t, admin, prefix)
+	live.waitInstances(t, 5*time.Second, want...)
+
+	select {
+	case ev := <-stuck:
+		if !slices.Equal(ev.Instances, want) {
+			t.Fatalf("stuck subscriber reads %d instances, want the latest %d", len(ev.Instances), len(want))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("stuck subscriber got nothing when it read again")
+	}
+}
+
+func TestInstancerSkipsMalformedValuesAndKeepsTheRest(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	c := newClient(t, srv.Endpoints())
+	admin := srv.Client(t)
+	const prefix = "/services/malformed/"
+	ctx := context.Background()
+	good := `{"id":"a","version":"v1","address":"127.0.0.1:1"}`
+	for k, v := range map[string]string{"a": good, "b": `{"address":`, "c": "127.0.0.1:3"} {
+		if _, err := admin.Put(ctx, prefix+k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in := newInstancer(t, c, prefix)
+	sub := subscribe(t, in)
+	sub.waitInstances(t, 5*time.Second, good, "127.0.0.1:3")
+
+	// Fixing the value brings the instance in; breaking it takes it out.
+	if _, err := admin.Put(ctx, prefix+"b", `{"address":"127.0.0.1:2"}`); err != nil {
+		t.Fatal(err)
+	}
+	sub.waitInstances(t, 5*time.Second, good, `{"address":"127.0.0.1:2"}`, "127.0.0.1:3")
+	if _, err := admin.Put(ctx, prefix+"c", `{"weight":`); err != nil {
+		t.Fatal(err)
+	}
+	sub.waitInstances(t, 5*time.Second, good, `{"address":"127.0.0.1:2"}`)
+}
+
+func TestInstancerSurvivesEtcdStoppedLongerThanTTL(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	c := newClient(t, srv.Endpoints(), func(o *etcdv3.ClientOptions) { o.DialTimeout = 500 * time.Millisecond })
+	const prefix = "/services/restart/"
+	ttl := etcdv3.NewTTLOption(200*time.Millisecond, time.Second)
+	reg := etcdv3.NewRegistrar(c, etcdv3.Service{Key: prefix + "a", Value: "127.0.0.1:1", TTL: ttl}, testLogger(t))
+	reg.Register()
+	defer reg.Deregister()
+	in := newInstancer(t, c, prefix)
+	sub := subscribe(t, in)
+	sub.waitInstances(t, 5*time.Second, "127.0.0.1:1")
+
+	srv.Stop()
+	// Subscribers hear once that etcd is gone, and keep their instances.
+	sub.waitFor(t, 10*time.Second, "an error event keeping the last instances", func(ev sd.Event) bool {
+		return ev.Err != nil && slices.Equal(ev.Instances, []string{"127.0.0.1:1"})
+	})
+	time.Sleep(1500 * time.Millisecond) // etcd stays down longer than the 1 s TTL
+	srv.Start()
+
+	admin := srv.Client(t)
+	eventually(t, 10*time.Second, "registration back after restart", func() bool { return keyExists(t, admin, prefix+"a") })
+	if _, err := admin.Put(context.Background(), prefix+"b", "127.0.0.1:2"); err != nil {
+		t.Fatal(err)
+	}
+	sub.waitInstances(t, 10*time.Second, "127.0.0.1:1", "127.0.0.1:2")
+	eventually(t, 5*time.Second, "registrar healthy", func() bool {
+		st := reg.Status()
+		return st.State == etcdv3.StateRegistered && st.Err == nil
+	})
+}
