@@ -1,0 +1,106 @@
+package endpointer
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/go-kit/kit/sd/lb"
+)
+
+var (
+	// ErrNoEndpoints reports that the Endpointer has no instance at all. It is
+	// go-kit's lb.ErrNoEndpoints, so existing checks keep working.
+	ErrNoEndpoints = lb.ErrNoEndpoints
+
+	// ErrNoMatch is wrapped by the error of a request whose selector
+	// (WithVersion, WithMetadata) matches no instance; the error is a
+	// *NoMatchError that names the selector and the versions available.
+	ErrNoMatch = errors.New("no instance matches the selector")
+
+	// ErrClosed reports a call on an Endpointer after Close.
+	ErrClosed = errors.New("endpointer closed")
+
+	// ErrInvalid is wrapped by the error of New for a bad argument or
+	// option; the error names the bad value.
+	ErrInvalid = errors.New("invalid argument")
+
+	// ErrBadSelector is wrapped by the error of a request whose context
+	// carries an unusable selector, such as an empty metadata key.
+	ErrBadSelector = errors.New("bad selector")
+)
+
+// NoMatchError is the error of a request whose selector matches no
+// instance. It wraps ErrNoMatch.
+type NoMatchError struct {
+	// Version is the wanted version, "" when the request did not ask for one.
+	Version string
+	// Metadata holds the wanted metadata pairs, sorted by key.
+	Metadata [][2]string
+	// Available lists the versions of the current instances, sorted; an
+	// instance without a version is listed as "".
+	Available []string
+}
+
+// Error names the wanted selector and the versions available.
+func (e *NoMatchError) Error() string {
+	var b strings.Builder
+	b.WriteString("endpointer: no instance matches")
+	if e.Version != "" {
+		fmt.Fprintf(&b, " version %q", e.Version)
+	}
+	for _, kv := range e.Metadata {
+		fmt.Fprintf(&b, " %s=%q", kv[0], kv[1])
+	}
+	b.WriteString(" (versions available: ")
+	if len(e.Available) == 0 {
+		b.WriteString("none")
+	}
+	for i, v := range e.Available {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		if v == "" {
+			b.WriteString("(unversioned)")
+		} else {
+			fmt.Fprintf(&b, "%q", v)
+		}
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
+// Unwrap returns ErrNoMatch.
+func (e *NoMatchError) Unwrap() error { return ErrNoMatch }
+
+// RetryError is the error of a call that was tried more than once and
+// failed every time. It unwraps to every attempt's error, so errors.Is and
+// errors.As see each of them.
+type RetryError struct {
+	// Errs holds the error of each attempt in order; the last one ended
+	// the call.
+	Errs []error
+}
+
+// Error names the number of attempts, the last error and the earlier ones.
+func (e *RetryError) Error() string {
+	if len(e.Errs) == 0 {
+		return "endpointer: no attempt made"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "endpointer: %d attempts failed: %v", len(e.Errs), e.Errs[len(e.Errs)-1])
+	if len(e.Errs) > 1 {
+		b.WriteString(" (previously: ")
+		for i, err := range e.Errs[:len(e.Errs)-1] {
+			if i > 0 {
+				b.WriteString("; ")
+			}
+			b.WriteString(err.Error())
+		}
+		b.WriteString(")")
+	}
+	return b.String()
+}
+
+// Unwrap returns the error of every attempt.
+func (e *RetryError) Unwrap() []error { return e.Errs }

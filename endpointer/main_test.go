@@ -1,0 +1,207 @@
+package endpointer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-kit/kit/endpoint"
+	"github.com/go-kit/log"
+	"go.uber.org/goleak"
+
+	"github.com/etcdsd/etcdsd/instance"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// errBackend is what a failing backend returns.
+var errBackend = errors.New("backend failed")
+
+// backend is one fake instance: its endpoint answers with its address.
+type backend struct {
+	addr    string
+	calls   atomic.Int64
+	fail    atomic.Bool
+	closes  atomic.Int32
+	block   chan struct{} // when set, calls wait for it to close
+	started chan struct{} // when set, receives once per call start
+}
+
+func (b *backend) endpoint(ctx context.Context, _ any) (any, error) {
+	b.calls.Add(1)
+	if b.started != nil {
+		b.started <- struct{}{}
+	}
+	if b.block != nil {
+		<-b.block
+	}
+	if b.fail.Load() {
+		return nil, fmt.Errorf("%s: %w", b.addr, errBackend)
+	}
+	return b.addr, nil
+}
+
+func (b *backend) Close() error {
+	b.closes.Add(1)
+	return nil
+}
+
+// fleet makes backends on demand and counts factory calls per address.
+type fleet struct {
+	mu        sync.Mutex
+	backends  map[string]*backend
+	factories map[string]int
+	refuse    map[string]bool
+}
+
+func newFleet() *fleet {
+	return &fleet{backends: map[string]*backend{}, factories: map[string]int{}, refuse: map[string]bool{}}
+}
+
+func (f *fleet) get(addr string) *backend {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b, ok := f.backends[addr]
+	if !ok {
+		b = &backend{addr: addr}
+		f.backends[addr] = b
+	}
+	return b
+}
+
+func (f *fleet) factory(addr string) (endpoint.Endpoint, io.Closer, error) {
+	f.mu.Lock()
+	f.factories[addr]++
+	refuse := f.refuse[addr]
+	f.mu.Unlock()
+	if refuse {
+		return nil, nil, fmt.Errorf("factory refuses %s", addr)
+	}
+	b := f.get(addr)
+	return b.endpoint, b, nil
+}
+
+func (f *fleet) factoryCalls(addr string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.factories[addr]
+}
+
+// source is a real instance.Cache used as the sd.Instancer, stopped at
+// cleanup.
+func source(t testing.TB, values ...string) *instance.Cache {
+	c := instance.NewCache()
+	t.Cleanup(c.Stop)
+	set(c, values...)
+	return c
+}
+
+// set replaces the cache's content by values, keyed by themselves.
+func set(c *instance.Cache, values ...string) {
+	m := make(map[string]string, len(values))
+	for _, v := range values {
+		m[v] = v
+	}
+	c.Replace(m)
+}
+
+// newEndpointer builds an Endpointer on src and closes it at cleanup.
+func newEndpointer(t testing.TB, src *instance.Cache, f *fleet, opts ...Option) *Endpointer {
+	t.Helper()
+	e, err := New(src, f.factory, testLogger(t), opts...)
+	if err != nil {
+		t.Fatalf("new: %v", err)
+	}
+	t.Cleanup(e.Close)
+	return e
+}
+
+// jsonValue is an instance value with a version, weight and metadata.
+func jsonValue(id, addr, version string, weight int, md ...string) string {
+	in := instance.Instance{ID: id, Address: addr, Version: version, Weight: weight}
+	if len(md) > 0 {
+		in.Metadata = map[string]string{}
+		for i := 0; i+1 < len(md); i += 2 {
+			in.Metadata[md[i]] = md[i+1]
+		}
+	}
+	v, err := in.Encode()
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// waitFor polls cond every millisecond until it holds, or fails after 5 s.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 5s: %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// waitAddrs waits until e routes to exactly the given number of instances.
+func waitLen(t testing.TB, e *Endpointer, n int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d instances", n), func() bool { return len(e.Instances()) == n })
+}
+
+// testLogger writes logs to the test log and counts them.
+func testLogger(t testing.TB) log.Logger {
+	return log.LoggerFunc(func(kv ...any) error {
+		var b strings.Builder
+		for i := 0; i+1 < len(kv); i += 2 {
+			fmt.Fprintf(&b, " %v=%v", kv[i], kv[i+1])
+		}
+		t.Log(b.String())
+		return nil
+	})
+}
+
+// countingLogger counts the log lines whose text contains what.
+type countingLogger struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *countingLogger) Log(kv ...any) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, fmt.Sprint(kv...))
+	return nil
+}
+
+func (l *countingLogger) count(what string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, s := range l.lines {
+		if strings.Contains(s, what) {
+			n++
+		}
+	}
+	return n
+}
+
+// call makes one request through e's retrying endpoint and returns the
+// address that answered.
+func call(t testing.TB, e *Endpointer, ctx context.Context) string {
+	t.Helper()
+	resp, err := e.Endpoint()(ctx, nil)
+	if err != nil {
+		t.Fatalf("call: %v", err)
+	}
+	return resp.(string)
+}

@@ -1,0 +1,126 @@
+package endpointer
+
+import (
+	"fmt"
+	"time"
+)
+
+// Defaults of the options.
+const (
+	DefaultMaxAttempts = 3
+	DefaultBackoffBase = 10 * time.Millisecond
+	DefaultBackoffMax  = time.Second
+)
+
+// Option configures an Endpointer. An option given a bad value makes New
+// fail with an error naming it.
+type Option func(*config) error
+
+type config struct {
+	strategy    Strategy
+	subsetSize  int // 0: no subsetting
+	clientID    string
+	maxAttempts int
+	timeout     time.Duration
+	backoffBase time.Duration
+	backoffMax  time.Duration
+	retryable   func(error) bool
+	seed        uint64
+	seeded      bool
+}
+
+func defaultConfig() config {
+	return config{
+		strategy:    RoundRobin,
+		maxAttempts: DefaultMaxAttempts,
+		backoffBase: DefaultBackoffBase,
+		backoffMax:  DefaultBackoffMax,
+		retryable:   func(error) bool { return true },
+	}
+}
+
+// WithStrategy sets how instances are chosen. Default RoundRobin.
+func WithStrategy(s Strategy) Option {
+	return func(c *config) error {
+		if !s.valid() {
+			return fmt.Errorf("%w: unknown strategy %v", ErrInvalid, s)
+		}
+		c.strategy = s
+		return nil
+	}
+}
+
+// WithSubset limits the client to size instances of each version, chosen
+// by rendezvous (highest random weight) hashing of clientID with each
+// instance's ID (its address when the value has no ID). Each client keeps
+// the same instances as long as they exist; when one leaves, only the
+// clients that held it take one other instance, and the rest keep theirs.
+// Give each client process a stable, distinct clientID (a host name, a pod
+// name). Routing by version and metadata happens within the subset; the
+// factory is called only for instances in it. Default: no subsetting.
+func WithSubset(size int, clientID string) Option {
+	return func(c *config) error {
+		if size <= 0 {
+			return fmt.Errorf("%w: subset size %d: must be > 0", ErrInvalid, size)
+		}
+		if clientID == "" {
+			return fmt.Errorf("%w: subset client ID is empty", ErrInvalid)
+		}
+		c.subsetSize, c.clientID = size, clientID
+		return nil
+	}
+}
+
+// WithRetry sets how many times a call is tried in all (maxAttempts >= 1; 1
+// means no retry) and an overall timeout for the call and its retries
+// (timeout 0: only the caller's context bounds it). Default 3 attempts, no
+// timeout of its own.
+func WithRetry(maxAttempts int, timeout time.Duration) Option {
+	return func(c *config) error {
+		if maxAttempts < 1 {
+			return fmt.Errorf("%w: retry max attempts %d: must be >= 1", ErrInvalid, maxAttempts)
+		}
+		if timeout < 0 {
+			return fmt.Errorf("%w: retry timeout %v: must be >= 0", ErrInvalid, timeout)
+		}
+		c.maxAttempts, c.timeout = maxAttempts, timeout
+		return nil
+	}
+}
+
+// WithBackoff sets the pause between attempts: before retry n it is drawn
+// uniformly from [d/2, d], where d = min(max, base·2^(n-1)). Default 10 ms
+// to 1 s.
+func WithBackoff(base, max time.Duration) Option {
+	return func(c *config) error {
+		if base <= 0 || max < base {
+			return fmt.Errorf("%w: backoff base %v, max %v: need 0 < base <= max", ErrInvalid, base, max)
+		}
+		c.backoffBase, c.backoffMax = base, max
+		return nil
+	}
+}
+
+// WithRetryable sets the hook that decides whether an endpoint's error is
+// worth another attempt. It is not asked when the call's context is done or
+// the error is context.Canceled: those are never retried. Default: every
+// other error is retried.
+func WithRetryable(retryable func(error) bool) Option {
+	return func(c *config) error {
+		if retryable == nil {
+			return fmt.Errorf("%w: retryable hook is nil", ErrInvalid)
+		}
+		c.retryable = retryable
+		return nil
+	}
+}
+
+// WithSeed makes the random choices (Random, LeastLoaded, Weighted, the
+// round-robin starting points and the backoff jitter) reproducible, for
+// tests. Default: a random seed.
+func WithSeed(seed uint64) Option {
+	return func(c *config) error {
+		c.seed, c.seeded = seed, true
+		return nil
+	}
+}

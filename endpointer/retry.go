@@ -1,0 +1,97 @@
+package endpointer
+
+import (
+	"context"
+	"errors"
+	"math/bits"
+	"time"
+)
+
+// call is the Endpointer's endpoint: pick, call, and on a retryable error
+// pause and try another instance, all in the caller's goroutine.
+func (e *Endpointer) call(ctx context.Context, request any) (any, error) {
+	if e.cfg.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, e.cfg.timeout)
+		defer cancel()
+	}
+	var (
+		errs []error
+		last *entry
+	)
+	for attempt := 1; ; attempt++ {
+		en, err := e.pick(ctx, last)
+		if err != nil {
+			return nil, e.fail(errs, err)
+		}
+		response, err := en.call(ctx, request)
+		if err == nil {
+			return response, nil
+		}
+		errs = append(errs, err)
+		if attempt >= e.cfg.maxAttempts || !e.retryable(ctx, err) {
+			return nil, e.fail(errs, nil)
+		}
+		if err := e.pause(ctx, attempt); err != nil {
+			return nil, e.fail(errs, err)
+		}
+		last = en
+	}
+}
+
+// retryable reports whether err may be retried: never once ctx is done or
+// for a cancellation, else as the hook says.
+func (e *Endpointer) retryable(ctx context.Context, err error) bool {
+	if ctx.Err() != nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	return e.cfg.retryable(err)
+}
+
+// pause waits before the attempt after attempt, unless ctx ends first or
+// its deadline leaves no time for another attempt.
+func (e *Endpointer) pause(ctx context.Context, attempt int) error {
+	d := e.backoff(attempt)
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) <= d {
+		return context.DeadlineExceeded
+	}
+	return e.sleep(ctx, d)
+}
+
+// backoff is the pause after attempt: uniform in [d/2, d] where
+// d = min(max, base·2^(attempt-1)).
+func (e *Endpointer) backoff(attempt int) time.Duration {
+	d := e.cfg.backoffMax
+	if shift := attempt - 1; shift < 62 {
+		if b := e.cfg.backoffBase << shift; b > 0 && b < d {
+			d = b
+		}
+	}
+	half := d / 2
+	jitter, _ := bits.Mul64(e.rng.next(), uint64(d-half)+1)
+	return half + time.Duration(jitter)
+}
+
+// fail builds the error of a call that made the attempts in errs and then
+// stopped, for the reason last when it is not the last attempt's error.
+func (e *Endpointer) fail(errs []error, last error) error {
+	if last != nil {
+		errs = append(errs, last)
+	}
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return &RetryError{Errs: errs}
+}
+
+// sleepContext waits for d or until ctx ends.
+func sleepContext(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
