@@ -83,6 +83,9 @@ func targetPrefix(t resolver.Target) (string, error) {
 	if prefix == "" {
 		prefix = t.URL.Opaque
 	}
+	if prefix == "/" {
+		return "", errors.New(`no prefix: "/" would follow the whole keyspace`)
+	}
 	if err := etcdv3.ValidatePrefix(prefix); err != nil {
 		return "", fmt.Errorf("prefix %q: %w", prefix, err)
 	}
