@@ -1,0 +1,115 @@
+package catalog
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-kit/log"
+
+	"github.com/etcdsd/etcdsd/etcdv3"
+	"github.com/etcdsd/etcdsd/instance"
+)
+
+// Instance is a typed service instance, stored as the JSON value of
+// package instance.
+type Instance = instance.Instance
+
+// Catalog reads and writes services, instances and properties in one etcd
+// under one key layout. It is safe for concurrent use; it owns no
+// goroutine itself (Registrations, Watches and Instancers own theirs).
+type Catalog struct {
+	client *etcdv3.EtcdClient
+	layout layout
+	logger log.Logger
+	ttl    *etcdv3.TTLOption
+	mirror []etcdv3.MirrorOption
+}
+
+// Option configures a Catalog.
+type Option func(*config)
+
+type config struct {
+	root, propsRoot string
+	logger          log.Logger
+	ttl             *etcdv3.TTLOption
+	mirror          []etcdv3.MirrorOption
+}
+
+// WithRoot sets the prefix under which instances live, ending with "/".
+// Default DefaultRoot.
+func WithRoot(root string) Option { return func(c *config) { c.root = root } }
+
+// WithPropertiesRoot sets the prefix under which properties live, ending
+// with "/"; it must not contain, or sit under, the instances root. Default
+// DefaultPropertiesRoot.
+func WithPropertiesRoot(root string) Option { return func(c *config) { c.propsRoot = root } }
+
+// WithLogger sets the logger of the catalog and of what it starts. Default:
+// no logging.
+func WithLogger(l log.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithTTL sets the lease of registrations. Default etcdv3.DefaultHeartbeat
+// and etcdv3.DefaultTTL (3 s, 9 s).
+func WithTTL(heartbeat, ttl time.Duration) Option {
+	return func(c *config) { c.ttl = etcdv3.NewTTLOption(heartbeat, ttl) }
+}
+
+// WithMirrorOptions passes options to the Mirrors under Watch and
+// Instancer, e.g. etcdv3.WithRetryBackoff.
+func WithMirrorOptions(opts ...etcdv3.MirrorOption) Option {
+	return func(c *config) { c.mirror = append(c.mirror, opts...) }
+}
+
+// New returns a Catalog over client. It fails for a nil client, roots that
+// are not valid prefixes ending with "/" or that contain each other, and a
+// TTL not greater than its heartbeat.
+func New(client *etcdv3.EtcdClient, opts ...Option) (*Catalog, error) {
+	if client == nil {
+		return nil, errors.New("catalog: new: nil client")
+	}
+	cfg := config{root: DefaultRoot, propsRoot: DefaultPropertiesRoot, logger: log.NewNopLogger()}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.logger == nil {
+		cfg.logger = log.NewNopLogger()
+	}
+	l, err := newLayout(cfg.root, cfg.propsRoot)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: new: %w", err)
+	}
+	if cfg.ttl == nil {
+		cfg.ttl = etcdv3.NewTTLOption(etcdv3.DefaultHeartbeat, etcdv3.DefaultTTL)
+	}
+	if err := cfg.ttl.Validate(); err != nil {
+		return nil, fmt.Errorf("catalog: new: %w", err)
+	}
+	return &Catalog{client: client, layout: l, logger: cfg.logger, ttl: cfg.ttl, mirror: cfg.mirror}, nil
+}
+
+// Root returns the prefix under which instances live.
+func (c *Catalog) Root() string { return c.layout.root }
+
+// PropertiesRoot returns the prefix under which properties live.
+func (c *Catalog) PropertiesRoot() string { return c.layout.propsRoot }
+
+// InstanceKey returns the key of an instance: <root><service>/<id>.
+func (c *Catalog) InstanceKey(service, id string) string { return c.layout.instanceKey(service, id) }
+
+// decodeInstance reads an instance from its key and value. The key is the
+// truth about identity: Name and ID are those of the key, whatever the
+// value says. A plain value (go-kit style) gives an Instance with only
+// the address.
+func (l layout) decodeInstance(key, value string) (Instance, error) {
+	service, id, ok := l.parseInstanceKey(key)
+	if !ok {
+		return Instance{}, fmt.Errorf("%w: key %q is not <root><service>/<id>", instance.ErrMalformed, shorten(key))
+	}
+	inst, err := instance.Parse(value)
+	if err != nil {
+		return Instance{}, fmt.Errorf("key %q: %w", shorten(key), err)
+	}
+	inst.Name, inst.ID = service, id
+	return inst, nil
+}

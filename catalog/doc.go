@@ -1,0 +1,22 @@
+// Package catalog is the typed service catalog on etcd: register typed
+// instances, list services, watch typed events with revisions, and let an
+// operator drain or re-weight any instance live from outside its process.
+//
+// Key layout (roots configurable with WithRoot and WithPropertiesRoot):
+//
+//	/services/<service>/<id>                     instance, JSON value of package instance
+//	/etcdsd/properties/<service>/<id>/<name>     property of one instance, JSON value
+//	/etcdsd/properties/<service>/_/<name>        property of every instance of the service
+//
+// Services write instances through Register, which builds on
+// etcdv3.Registrar: shared leases, heartbeats and re-registration after a
+// lease loss are inherited, and the Registration can Pause, Resume and
+// Drain. Operators write properties (PropDisabled, PropWeight) with
+// SetProperty, or with the etcdsd CLI (drain, undrain, set-weight).
+//
+// Readers use GetService and ListServices (keys only, paged) once, then
+// Watch for typed events, or NewInstancer for a go-kit sd.Instancer of one
+// service that leaves out disabled instances and applies weight overrides:
+// every endpointer and balancer built on an sd.Instancer honours the
+// operator's properties through it, within one watch event.
+package catalog

@@ -1,0 +1,121 @@
+package catalog
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/etcdsd/etcdsd/etcdv3"
+)
+
+// Default roots of the key layout.
+const (
+	// DefaultRoot holds the instances: <root><name>/<id>.
+	DefaultRoot = "/services/"
+	// DefaultPropertiesRoot holds the operator's properties:
+	// <root><name>/<id>/<property>, and <root><name>/_/<property> for the
+	// whole service. It does not sit under DefaultRoot, so an Instancer of
+	// a service never sees properties as instances.
+	DefaultPropertiesRoot = "/etcdsd/properties/"
+)
+
+// serviceWide is the id segment of a property that applies to every
+// instance of a service.
+const serviceWide = "_"
+
+// ErrBadName is wrapped by the error for a service name or instance id that
+// cannot be a key segment.
+var ErrBadName = errors.New("bad name")
+
+// layout maps services, instances and properties to etcd keys.
+type layout struct {
+	root      string // instances, ends with "/"
+	propsRoot string // properties, ends with "/"
+}
+
+func newLayout(root, propsRoot string) (layout, error) {
+	for _, r := range []struct{ what, v string }{{"root", root}, {"properties root", propsRoot}} {
+		if err := etcdv3.ValidatePrefix(r.v); err != nil {
+			return layout{}, fmt.Errorf("%s %q: %w", r.what, r.v, err)
+		}
+		if !strings.HasSuffix(r.v, "/") {
+			return layout{}, fmt.Errorf("%s %q must end with \"/\"", r.what, r.v)
+		}
+	}
+	if strings.HasPrefix(root, propsRoot) || strings.HasPrefix(propsRoot, root) {
+		return layout{}, fmt.Errorf("root %q and properties root %q must not contain each other", root, propsRoot)
+	}
+	return layout{root: root, propsRoot: propsRoot}, nil
+}
+
+// checkSegment reports whether s can be one segment of a key: a service
+// name or an instance id.
+func checkSegment(what, s string) error {
+	switch {
+	case s == "":
+		return fmt.Errorf("%w: empty %s", ErrBadName, what)
+	case strings.Contains(s, "/"):
+		return fmt.Errorf("%w: %s %q contains \"/\"", ErrBadName, what, s)
+	}
+	if err := etcdv3.ValidateKey(s); err != nil {
+		return fmt.Errorf("%w: %s %q: %w", ErrBadName, what, s, err)
+	}
+	return nil
+}
+
+func checkID(id string) error {
+	if id == serviceWide {
+		return fmt.Errorf("%w: instance id %q is reserved for service-wide properties", ErrBadName, id)
+	}
+	return checkSegment("instance id", id)
+}
+
+func (l layout) instanceKey(service, id string) string { return l.root + service + "/" + id }
+
+func (l layout) servicePrefix(service string) string { return l.root + service + "/" }
+
+func (l layout) propsPrefix(service string) string { return l.propsRoot + service + "/" }
+
+func (l layout) propertyKey(service, id, name string) string {
+	if id == "" {
+		id = serviceWide
+	}
+	return l.propsRoot + service + "/" + id + "/" + name
+}
+
+// parseInstanceKey splits <root><name>/<id>. The id is everything after
+// the first "/" so that keys written by go-kit programs
+// ("/services/app/http://10.0.0.1:80") still read.
+func (l layout) parseInstanceKey(key string) (service, id string, ok bool) {
+	rest, found := strings.CutPrefix(key, l.root)
+	if !found {
+		return "", "", false
+	}
+	service, id, found = strings.Cut(rest, "/")
+	if !found || service == "" || id == "" {
+		return "", "", false
+	}
+	return service, id, true
+}
+
+// parsePropertyKey splits <propsRoot><name>/<id>/<property>; id is "" for
+// a service-wide property.
+func (l layout) parsePropertyKey(key string) (service, id, name string, ok bool) {
+	rest, found := strings.CutPrefix(key, l.propsRoot)
+	if !found {
+		return "", "", "", false
+	}
+	service, rest, found = strings.Cut(rest, "/")
+	if !found || service == "" {
+		return "", "", "", false
+	}
+	i := strings.LastIndex(rest, "/")
+	if i <= 0 || i == len(rest)-1 {
+		return "", "", "", false
+	}
+	id, name = rest[:i], rest[i+1:]
+	if id == serviceWide {
+		id = ""
+	}
+	return service, id, name, true
+}

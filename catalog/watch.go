@@ -1,0 +1,250 @@
+package catalog
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+
+	"github.com/etcdsd/etcdsd/etcdv3"
+)
+
+// maxQueued is how many events a Watch holds for a slow reader before it
+// stops taking more from etcd (the watch then waits; nothing is dropped).
+const maxQueued = 1024
+
+// EventType says what happened: etcdv3.Create, etcdv3.Modify or
+// etcdv3.Delete.
+type EventType = etcdv3.ChangeType
+
+// Event types, as in package etcdv3.
+const (
+	Create = etcdv3.Create
+	Modify = etcdv3.Modify
+	Delete = etcdv3.Delete
+)
+
+// Kind says what an Event is about.
+type Kind int
+
+// Kinds of events.
+const (
+	// KindInstance: an instance written by a service provider.
+	KindInstance Kind = iota + 1
+	// KindProperty: a property written by an operator.
+	KindProperty
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindInstance:
+		return "instance"
+	case KindProperty:
+		return "property"
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// Event is one typed change seen by Watch.
+type Event struct {
+	Type    EventType
+	Kind    Kind
+	Service string
+	// ID is the instance id; empty for a service-wide property.
+	ID string
+	// Instance is set for KindInstance: the new instance, or for Delete
+	// the one deleted.
+	Instance *Instance
+	// Property is set for KindProperty: the new property, or for Delete
+	// the one removed.
+	Property *Property
+	// Revision is the etcd revision of the change (of the snapshot for a
+	// deletion found by a resync). Events of one kind come in increasing
+	// revision order, each change once.
+	Revision int64
+	// Resync is set for changes found by comparing a fresh snapshot with
+	// what the watch had seen (at start, after compaction or an outage)
+	// rather than seen one by one.
+	Resync bool
+	// Err is set, alone, once per outage of the kind's watch: etcd cannot
+	// be read and the watch retries with backoff. The next events bring
+	// the watcher up to date, with no change missed or repeated.
+	Err error
+}
+
+// WatchOption narrows a Watch.
+type WatchOption func(*watchConfig)
+
+type watchConfig struct {
+	namePrefix string
+	exact      bool
+}
+
+// WatchService watches one service only.
+func WatchService(name string) WatchOption {
+	return func(c *watchConfig) { c.namePrefix, c.exact = name, true }
+}
+
+// WatchServicePrefix watches the services whose names start with prefix.
+func WatchServicePrefix(prefix string) WatchOption {
+	return func(c *watchConfig) { c.namePrefix, c.exact = prefix, false }
+}
+
+// Watch follows instances and properties (of every service, unless an
+// option narrows it) and sends typed events on the returned channel: first
+// the current content as Create events with Resync set, then every change.
+// It is built on two etcdv3.Mirrors (instances and properties), so it has
+// their guarantees: no gap between the first read and the watch, resume
+// from the last revision after a broken watch, a fresh snapshot (and the
+// difference as events) after compaction or an outage.
+//
+// Ordering: the events of one Kind come in etcd revision order, each change
+// exactly once; events of the two kinds are interleaved as they arrive,
+// so compare Revision to order them against each other. Instances and
+// properties that do not parse are logged and skipped.
+//
+// Events are never dropped or coalesced: a reader that falls more than
+// about a thousand events behind holds the watch back until it catches up.
+// The channel is closed, and every goroutine ended, after ctx ends. Watch
+// fails if etcd cannot be read at start (within ctx, or
+// etcdv3.DefaultRequestTimeout without a deadline) or for a bad name.
+func (c *Catalog) Watch(ctx context.Context, opts ...WatchOption) (<-chan Event, error) {
+	var cfg watchConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	instPrefix, propsPrefix := c.layout.root+cfg.namePrefix, c.layout.propsRoot+cfg.namePrefix
+	if cfg.exact {
+		if err := checkSegment("service name", cfg.namePrefix); err != nil {
+			return nil, fmt.Errorf("catalog: watch: %w", err)
+		}
+		instPrefix, propsPrefix = c.layout.servicePrefix(cfg.namePrefix), c.layout.propsPrefix(cfg.namePrefix)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	w := &watch{
+		ctx:     wctx,
+		layout:  c.layout,
+		logger:  c.logger,
+		updates: make(chan []Event),
+		out:     make(chan Event),
+		pumped:  make(chan struct{}),
+	}
+	go w.pump()
+	fail := func(mirrors []*etcdv3.Mirror, err error) (<-chan Event, error) {
+		for _, m := range mirrors {
+			m.Stop()
+		}
+		cancel()
+		<-w.pumped
+		return nil, fmt.Errorf("catalog: watch: %w", err)
+	}
+	readCtx, readCancel := bound(ctx)
+	defer readCancel()
+	inst, err := etcdv3.NewMirror(readCtx, c.client, instPrefix, c.logger, w.handler(KindInstance), c.mirror...)
+	if err != nil {
+		return fail(nil, err)
+	}
+	props, err := etcdv3.NewMirror(readCtx, c.client, propsPrefix, c.logger, w.handler(KindProperty), c.mirror...)
+	if err != nil {
+		return fail([]*etcdv3.Mirror{inst}, err)
+	}
+	go func() {
+		<-wctx.Done()
+		inst.Stop()
+		props.Stop()
+		<-w.pumped
+		close(w.out)
+	}()
+	return w.out, nil
+}
+
+// watch is the state of one Watch: the mirrors' handlers hand batches of
+// events to pump, which queues them for the reader of out.
+type watch struct {
+	ctx     context.Context
+	layout  layout
+	logger  log.Logger
+	updates chan []Event
+	out     chan Event
+	pumped  chan struct{} // closed when pump ends
+}
+
+// handler turns a mirror's updates into events and hands them to pump.
+func (w *watch) handler(kind Kind) func(etcdv3.Update) {
+	return func(u etcdv3.Update) {
+		var events []Event
+		if u.Err != nil {
+			events = []Event{{Kind: kind, Revision: u.Revision, Err: u.Err}}
+		} else {
+			events = make([]Event, 0, len(u.Changes))
+			for _, ch := range u.Changes {
+				ev, err := w.event(kind, ch)
+				if err != nil {
+					level.Warn(w.logger).Log("msg", "watch: skipping malformed "+kind.String(), "err", err)
+					continue
+				}
+				ev.Resync = u.Resync
+				events = append(events, ev)
+			}
+		}
+		if len(events) == 0 {
+			return
+		}
+		select {
+		case w.updates <- events:
+		case <-w.ctx.Done():
+		}
+	}
+}
+
+// event decodes one change; for a deletion, the previous value.
+func (w *watch) event(kind Kind, ch etcdv3.Change) (Event, error) {
+	ev := Event{Type: ch.Type, Kind: kind, Revision: ch.Revision}
+	value := ch.Value
+	if ch.Type == Delete {
+		value = ch.PrevValue
+	}
+	switch kind {
+	case KindInstance:
+		inst, err := w.layout.decodeInstance(ch.Key, value)
+		if err != nil {
+			return Event{}, err
+		}
+		ev.Service, ev.ID, ev.Instance = inst.Name, inst.ID, &inst
+	case KindProperty:
+		p, err := w.layout.decodeProperty(ch.Key, value)
+		if err != nil {
+			return Event{}, err
+		}
+		ev.Service, ev.ID, ev.Property = p.Service, p.ID, &p
+	}
+	return ev, nil
+}
+
+// pump queues batches from the handlers and sends them to the reader in
+// order, until the watch's context ends.
+func (w *watch) pump() {
+	defer close(w.pumped)
+	var queue []Event
+	for {
+		in := w.updates
+		if len(queue) >= maxQueued {
+			in = nil // hold the mirrors back until the reader catches up
+		}
+		var out chan<- Event
+		var next Event
+		if len(queue) > 0 {
+			out, next = w.out, queue[0]
+		}
+		select {
+		case batch := <-in:
+			queue = append(queue, batch...)
+		case out <- next:
+			queue[0] = Event{}
+			queue = queue[1:]
+		case <-w.ctx.Done():
+			return
+		}
+	}
+}
