@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/etcdsd/etcdsd/catalog"
+)
+
+// propertyChange is what drain, undrain and set-weight print with -o json.
+type propertyChange struct {
+	Service  string `json:"service"`
+	ID       string `json:"id"`
+	Property string `json:"property"`
+	// Value is the JSON value set, or empty when the property was cleared.
+	Value string `json:"value,omitempty"`
+}
+
+// runDrain takes an instance out of rotation.
+func runDrain(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	return propertyCommand(ctx, args, stdout, "drain",
+		"Take an instance out of rotation while its process keeps running: every Instancer of\npackage catalog (hence endpointers and balancers on it) drops it within one watch event.",
+		func(string) (string, error) { return "true", nil })
+}
+
+// runUndrain puts a drained instance back into rotation.
+func runUndrain(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	return propertyCommand(ctx, args, stdout, "undrain",
+		"Put an instance taken out by drain back into rotation.",
+		func(string) (string, error) { return "", nil })
+}
+
+// runSetWeight overrides an instance's weight.
+func runSetWeight(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	return propertyCommand(ctx, args, stdout, "set-weight",
+		"Override an instance's weight (its relative share of traffic), or remove the override\nwith --clear.",
+		func(weight string) (string, error) {
+			if weight == "" {
+				return "", nil
+			}
+			if _, err := strconv.Atoi(weight); err != nil {
+				return "", usageError{fmt.Errorf("weight %q is not an integer", weight)}
+			}
+			return weight, nil
+		})
+}
+
+// propertyCommand runs drain, undrain or set-weight: value maps the
+// optional third argument (the weight) to the JSON value to set, or "" to
+// clear the property.
+func propertyCommand(ctx context.Context, args []string, stdout io.Writer, name, summary string, value func(arg string) (string, error)) error {
+	argsUsage, prop, maxArgs := "<service> <id>", catalog.PropDisabled, 2
+	if name == "set-weight" {
+		argsUsage, prop, maxArgs = "<service> <id> (<weight> | --clear)", catalog.PropWeight, 3
+	}
+	fs := newFlagSet(name, argsUsage, summary)
+	f := addCommonFlags(fs, true)
+	force := fs.Bool("force", false, "act even if no such instance is registered now (e.g. before it starts)")
+	var clear bool
+	if name == "set-weight" {
+		fs.BoolVar(&clear, "clear", false, "remove the weight override")
+	}
+	pos, err := parseArgs(fs, args, 2, maxArgs, stdout)
+	if err != nil {
+		return err
+	}
+	if err := f.check(); err != nil {
+		return err
+	}
+	var arg string
+	switch {
+	case name != "set-weight":
+	case clear && len(pos) == 3:
+		return usageError{errors.New("give a weight or --clear, not both")}
+	case !clear && len(pos) != 3:
+		return usageError{errors.New("give a weight or --clear")}
+	case !clear:
+		arg = pos[2]
+	}
+	v, err := value(arg)
+	if err != nil {
+		return err
+	}
+	service, id := pos[0], pos[1]
+	c, cat, err := f.catalog(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	rctx, cancel := f.requestContext(ctx)
+	defer cancel()
+	if !*force {
+		if err := checkRegistered(rctx, cat, service, id); err != nil {
+			return err
+		}
+	}
+	if v == "" {
+		err = cat.ClearProperty(rctx, service, id, prop)
+	} else {
+		err = cat.SetProperty(rctx, service, id, prop, v)
+	}
+	if errors.Is(err, catalog.ErrBadName) || errors.Is(err, catalog.ErrBadProperty) {
+		return usageError{err}
+	}
+	if err != nil {
+		return err
+	}
+	if f.json() {
+		return writeJSON(stdout, propertyChange{Service: service, ID: id, Property: prop, Value: v})
+	}
+	switch {
+	case name == "drain":
+		fmt.Fprintf(stdout, "drained %s/%s: out of rotation; its process keeps running\n", service, id)
+	case name == "undrain":
+		fmt.Fprintf(stdout, "undrained %s/%s: back in rotation\n", service, id)
+	case v == "":
+		fmt.Fprintf(stdout, "cleared the weight override of %s/%s\n", service, id)
+	default:
+		fmt.Fprintf(stdout, "set the weight of %s/%s to %s\n", service, id, v)
+	}
+	return nil
+}
+
+// checkRegistered fails unless service has an instance id, to catch typos.
+func checkRegistered(ctx context.Context, cat *catalog.Catalog, service, id string) error {
+	instances, err := cat.GetService(ctx, service)
+	if errors.Is(err, catalog.ErrBadName) {
+		return usageError{err}
+	}
+	if err != nil {
+		return err
+	}
+	for _, inst := range instances {
+		if inst.ID == id {
+			return nil
+		}
+	}
+	return fmt.Errorf("service %q has no instance %q (use --force to set it anyway)", service, id)
+}
