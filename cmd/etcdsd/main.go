@@ -32,6 +32,13 @@ type command struct {
 func commands() []command {
 	return []command{
 		{name: "demo", summary: "run the whole job on an embedded etcd: register, discover, balance, fail over, recover", run: runDemo},
+		{name: "services", summary: "list every service with its number of instances", run: runServices},
+		{name: "list", summary: "list the instances of a service (or prefix*) with their weight and state", run: runList},
+		{name: "watch", summary: "print instance and property events with revisions, live", run: runWatch},
+		{name: "register", summary: "register a key under a lease until interrupted, then deregister", run: runRegister},
+		{name: "drain", summary: "take an instance out of rotation; its process keeps running", run: runDrain},
+		{name: "undrain", summary: "put a drained instance back into rotation", run: runUndrain},
+		{name: "set-weight", summary: "override an instance's weight, or --clear the override", run: runSetWeight},
 	}
 }
 
