@@ -31,6 +31,7 @@ type Cache struct {
 	byKey   map[string]string // key → value
 	counts  map[string]int    // value → number of keys holding it
 	state   sd.Event          // last published state
+	seq     uint64            // number of the last published state
 	subs    map[chan<- sd.Event]*subscriber
 	stopped bool
 }
@@ -66,10 +67,21 @@ func (c *Cache) Replace(entries map[string]string) {
 func (c *Cache) Apply(changes []Change) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	instances := c.state.Instances
+	// Edit a copy of the published slice, made on the first edit only:
+	// subscribers may still hold the published one.
+	instances, copied := c.state.Instances, false
 	edit := len(changes) <= rebuildThreshold
-	if edit {
-		instances = slices.Clone(instances)
+	changed := false
+	mutate := func(f func([]string, string) []string, v string) {
+		if !edit {
+			changed = true
+			return
+		}
+		if !copied {
+			instances, copied = slices.Clone(instances), true
+		}
+		instances = f(instances, v)
+		changed = true
 	}
 	for _, ch := range changes {
 		old, had := c.byKey[ch.Key]
@@ -78,8 +90,8 @@ func (c *Cache) Apply(changes []Change) {
 				continue
 			}
 			delete(c.byKey, ch.Key)
-			if c.release(old) && edit {
-				instances = removeSorted(instances, old)
+			if c.release(old) {
+				mutate(removeSorted, old)
 			}
 			continue
 		}
@@ -87,18 +99,22 @@ func (c *Cache) Apply(changes []Change) {
 			continue
 		}
 		c.byKey[ch.Key] = ch.Value
-		if had && c.release(old) && edit {
-			instances = removeSorted(instances, old)
+		if had && c.release(old) {
+			mutate(removeSorted, old)
 		}
 		c.counts[ch.Value]++
-		if c.counts[ch.Value] == 1 && edit {
-			instances = insertSorted(instances, ch.Value)
+		if c.counts[ch.Value] == 1 {
+			mutate(insertSorted, ch.Value)
 		}
 	}
-	if !edit {
-		instances = c.sortedLocked()
+	switch {
+	case changed && !edit:
+		c.publishLocked(sd.Event{Instances: c.sortedLocked()})
+	case changed:
+		c.publishChangedLocked(sd.Event{Instances: instances})
+	case c.state.Err != nil:
+		c.publishChangedLocked(sd.Event{Instances: c.state.Instances})
 	}
-	c.publishLocked(sd.Event{Instances: instances})
 }
 
 // SetErr records that the source of the cache failed. Subscribers receive the
@@ -144,7 +160,7 @@ func (c *Cache) Register(ch chan<- sd.Event) {
 		c.mu.Unlock()
 		return
 	}
-	s := newSubscriber(ch, c.state)
+	s := newSubscriber(ch, c.state, c.seq)
 	c.subs[ch] = s
 	c.mu.Unlock()
 	s.waitFirst()
@@ -199,9 +215,16 @@ func (c *Cache) publishLocked(ev sd.Event) {
 	if sameEvent(c.state, ev) {
 		return
 	}
+	c.publishChangedLocked(ev)
+}
+
+// publishChangedLocked publishes ev, known to differ from the current state,
+// without the O(n) comparison.
+func (c *Cache) publishChangedLocked(ev sd.Event) {
 	c.state = ev
+	c.seq++
 	for _, s := range c.subs {
-		s.offer(ev)
+		s.offer(ev, c.seq)
 	}
 }
 

@@ -14,6 +14,7 @@ type subscriber struct {
 
 	mu      sync.Mutex
 	pending sd.Event
+	seq     uint64 // the cache's number for pending
 	has     bool
 
 	wake  chan struct{} // capacity 1: "pending changed"
@@ -23,7 +24,7 @@ type subscriber struct {
 	once  sync.Once
 }
 
-func newSubscriber(ch chan<- sd.Event, initial sd.Event) *subscriber {
+func newSubscriber(ch chan<- sd.Event, initial sd.Event, seq uint64) *subscriber {
 	s := &subscriber{
 		ch:    ch,
 		wake:  make(chan struct{}, 1),
@@ -31,14 +32,14 @@ func newSubscriber(ch chan<- sd.Event, initial sd.Event) *subscriber {
 		done:  make(chan struct{}),
 		first: make(chan struct{}),
 	}
-	go s.run(initial)
+	go s.run(initial, seq)
 	return s
 }
 
 // offer replaces the pending event; it never blocks.
-func (s *subscriber) offer(ev sd.Event) {
+func (s *subscriber) offer(ev sd.Event, seq uint64) {
 	s.mu.Lock()
-	s.pending, s.has = ev, true
+	s.pending, s.seq, s.has = ev, seq, true
 	s.mu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
@@ -60,44 +61,48 @@ func (s *subscriber) stop() {
 
 // run delivers events until stop. While a send is blocked it keeps taking
 // newer events, so the reader gets the latest state, never a stale one, and
-// never the same state twice in a row.
-func (s *subscriber) run(initial sd.Event) {
+// never the same state twice in a row. States are told apart by the cache's
+// sequence number; contents are compared only when a newer state replaces
+// one whose send is blocked, the one case where the state may have come
+// back to what the reader already has.
+func (s *subscriber) run(ev sd.Event, seq uint64) {
 	defer close(s.done)
-	ev, last, delivered := initial, sd.Event{}, false
+	var last sd.Event
+	lastSeq, delivered := uint64(0), false
 	for {
 		select {
 		case s.ch <- ev:
-			last = ev
+			last, lastSeq = ev, seq
 			if !delivered {
 				delivered = true
 				close(s.first)
 			}
 		case <-s.wake:
-			next, ok := s.take()
-			if !ok {
+			next, nextSeq, ok := s.take()
+			if !ok || nextSeq == seq {
 				continue
 			}
-			ev = next
+			ev, seq = next, nextSeq
 			if !delivered || !sameEvent(ev, last) {
 				continue
 			}
 		case <-s.quit:
 			return
 		}
-		if !s.waitNewer(&ev, last) {
+		if !s.waitNewer(&ev, &seq, lastSeq) {
 			return
 		}
 	}
 }
 
-// waitNewer blocks until an event differing from last is pending and stores
-// it in ev; it returns false when the subscriber is stopped.
-func (s *subscriber) waitNewer(ev *sd.Event, last sd.Event) bool {
+// waitNewer blocks until a state newer than lastSeq is pending and stores it
+// in ev and seq; it returns false when the subscriber is stopped.
+func (s *subscriber) waitNewer(ev *sd.Event, seq *uint64, lastSeq uint64) bool {
 	for {
 		select {
 		case <-s.wake:
-			if next, ok := s.take(); ok && !sameEvent(next, last) {
-				*ev = next
+			if next, nextSeq, ok := s.take(); ok && nextSeq != lastSeq {
+				*ev, *seq = next, nextSeq
 				return true
 			}
 		case <-s.quit:
@@ -106,10 +111,10 @@ func (s *subscriber) waitNewer(ev *sd.Event, last sd.Event) bool {
 	}
 }
 
-func (s *subscriber) take() (sd.Event, bool) {
+func (s *subscriber) take() (sd.Event, uint64, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ev, ok := s.pending, s.has
+	ev, seq, ok := s.pending, s.seq, s.has
 	s.has = false
-	return ev, ok
+	return ev, seq, ok
 }
