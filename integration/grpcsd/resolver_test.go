@@ -20,13 +20,12 @@ import (
 // setup is an etcd, a client, two v1 servers and one v2 server registered
 // under the test's own prefix, and a ClientConn on that prefix.
 type setup struct {
-	etcd     *etcdtest.Server
-	client   *etcdv3.EtcdClient
-	prefix   string
-	servers  map[string]*server
-	regs     map[string]*etcdv3.Registrar
-	conn     *grpc.ClientConn
-	v1a, v1b string
+	etcd    *etcdtest.Server
+	client  *etcdv3.EtcdClient
+	prefix  string
+	servers map[string]*server
+	regs    map[string]*etcdv3.Registrar
+	conn    *grpc.ClientConn
 }
 
 func newSetup(t *testing.T) *setup {
