@@ -1,0 +1,101 @@
+package catalog
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/etcdsd/etcdsd/instance"
+)
+
+var testLayout = layout{root: DefaultRoot, propsRoot: DefaultPropertiesRoot}
+
+func TestNewLayoutRejectsBadRoots(t *testing.T) {
+	for _, tc := range []struct{ root, props, want string }{
+		{"", "/p/", `root ""`},
+		{"/services", "/p/", `root "/services" must end`},
+		{"/s/", "/s/props/", "must not contain each other"},
+		{"/s/", "/", "must not contain each other"},
+		{"/s/", " /p/", `properties root " /p/"`},
+	} {
+		_, err := newLayout(tc.root, tc.props)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("newLayout(%q, %q) = %v, want error containing %q", tc.root, tc.props, err, tc.want)
+		}
+	}
+}
+
+func TestKeysRoundTrip(t *testing.T) {
+	key := testLayout.instanceKey("app", "a-1")
+	if key != "/services/app/a-1" {
+		t.Fatalf("instance key = %q", key)
+	}
+	if s, id, ok := testLayout.parseInstanceKey(key); !ok || s != "app" || id != "a-1" {
+		t.Fatalf("parseInstanceKey(%q) = %q, %q, %v", key, s, id, ok)
+	}
+	for _, tc := range []struct{ id, key string }{
+		{"a-1", "/etcdsd/properties/app/a-1/weight"},
+		{"", "/etcdsd/properties/app/_/weight"},
+	} {
+		key := testLayout.propertyKey("app", tc.id, PropWeight)
+		if key != tc.key {
+			t.Fatalf("property key = %q, want %q", key, tc.key)
+		}
+		s, id, name, ok := testLayout.parsePropertyKey(key)
+		if !ok || s != "app" || id != tc.id || name != PropWeight {
+			t.Fatalf("parsePropertyKey(%q) = %q, %q, %q, %v", key, s, id, name, ok)
+		}
+	}
+}
+
+func TestParseKeysRefusesOtherShapes(t *testing.T) {
+	for _, k := range []string{"/other/app/1", "/services/app", "/services/app/", "/services//1"} {
+		if _, _, ok := testLayout.parseInstanceKey(k); ok {
+			t.Errorf("parseInstanceKey(%q) accepted", k)
+		}
+	}
+	for _, k := range []string{"/etcdsd/properties/app", "/etcdsd/properties/app/1", "/etcdsd/properties/app/1/", "/etcdsd/properties/app//w", "/x/app/1/w"} {
+		if _, _, _, ok := testLayout.parsePropertyKey(k); ok {
+			t.Errorf("parsePropertyKey(%q) accepted", k)
+		}
+	}
+}
+
+func TestGoKitStyleKeysRead(t *testing.T) {
+	inst, err := testLayout.decodeInstance("/services/app/http://10.0.0.1:80", "http://10.0.0.1:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inst.Name != "app" || inst.ID != "http://10.0.0.1:80" || inst.Address != "http://10.0.0.1:80" {
+		t.Fatalf("decoded %+v", inst)
+	}
+}
+
+func TestKeyIsTheTruthAboutIdentity(t *testing.T) {
+	inst, err := testLayout.decodeInstance("/services/app/a-1", `{"id":"other","name":"other","address":"10.0.0.1:80","version":"v2"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inst.Name != "app" || inst.ID != "a-1" || inst.Version != "v2" {
+		t.Fatalf("decoded %+v", inst)
+	}
+}
+
+func TestCheckSegmentNamesTheBadValue(t *testing.T) {
+	for _, s := range []string{"", "a/b", " a", "a\x00"} {
+		err := checkSegment("service name", s)
+		if !errors.Is(err, ErrBadName) || !strings.Contains(err.Error(), "service name") {
+			t.Errorf("checkSegment(%q) = %v", s, err)
+		}
+	}
+	if err := checkID("_"); !errors.Is(err, ErrBadName) || !strings.Contains(err.Error(), "reserved") {
+		t.Errorf("checkID(_) = %v", err)
+	}
+}
+
+func TestDecodeInstanceRejectsMalformedJSON(t *testing.T) {
+	_, err := testLayout.decodeInstance("/services/app/1", `{"address":`)
+	if !errors.Is(err, instance.ErrMalformed) || !strings.Contains(err.Error(), "/services/app/1") {
+		t.Fatalf("err = %v", err)
+	}
+}

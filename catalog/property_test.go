@@ -1,0 +1,117 @@
+package catalog
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/etcdsd/etcdsd/instance"
+)
+
+func TestCheckPropertyValues(t *testing.T) {
+	for _, tc := range []struct {
+		name, value string
+		ok          bool
+	}{
+		{PropDisabled, "true", true},
+		{PropDisabled, "false", true},
+		{PropDisabled, "yes", false},
+		{PropDisabled, "1", false},
+		{PropWeight, "5", true},
+		{PropWeight, "0", false},
+		{PropWeight, "-1", false},
+		{PropWeight, "2.5", false},
+		{PropWeight, "1048577", false},
+		{"owner", `{"team":"a"}`, true},
+		{"owner", `{"team":`, false},
+	} {
+		err := checkProperty("app", "a-1", tc.name, tc.value)
+		if (err == nil) != tc.ok {
+			t.Errorf("checkProperty(%s=%s) = %v, want ok=%v", tc.name, tc.value, err, tc.ok)
+		}
+		if err != nil && (!errors.Is(err, ErrBadProperty) || !strings.Contains(err.Error(), tc.name+" value")) {
+			t.Errorf("error %v does not wrap ErrBadProperty or name %q", err, tc.name)
+		}
+	}
+	if err := checkProperty("app", "a/1", PropDisabled, "true"); !errors.Is(err, ErrBadName) {
+		t.Errorf("bad id: %v", err)
+	}
+	if err := checkProperty("app", "", "a/b", "true"); !errors.Is(err, ErrBadProperty) {
+		t.Errorf("bad property name: %v", err)
+	}
+}
+
+func TestEffectiveAppliesInstanceOverService(t *testing.T) {
+	inst := Instance{Name: "app", ID: "a", Address: "10.0.0.1:80", Weight: 2}
+	other := Instance{Name: "app", ID: "b", Address: "10.0.0.2:80"}
+	props := []Property{
+		{Service: "app", Name: PropDisabled, Value: "true"},
+		{Service: "app", ID: "a", Name: PropDisabled, Value: "false"},
+		{Service: "app", ID: "a", Name: PropWeight, Value: "7"},
+		{Service: "web", ID: "b", Name: PropWeight, Value: "9"},
+	}
+	got, enabled := Effective(inst, props)
+	if !enabled || got.Weight != 7 {
+		t.Fatalf("a: %+v enabled=%v, want weight 7, enabled", got, enabled)
+	}
+	if got, enabled := Effective(other, props); enabled || got.Weight != 0 {
+		t.Fatalf("b: %+v enabled=%v, want disabled by the service, weight untouched", got, enabled)
+	}
+	if got, enabled := Effective(other, props[3:]); !enabled || got.Weight != 0 {
+		t.Fatalf("b with another service's property: %+v enabled=%v", got, enabled)
+	}
+}
+
+// FuzzDecodeInstance feeds arbitrary keys and values to the instance
+// decoder: it must never panic, and what it accepts must encode and decode
+// to the same instance.
+func FuzzDecodeInstance(f *testing.F) {
+	f.Add("/services/app/a-1", `{"id":"a-1","name":"app","version":"v2","address":"10.0.0.1:9000","metadata":{"zone":"a"},"weight":10}`)
+	f.Add("/services/app/a-1", "10.0.0.1:9000")
+	f.Add("/services/app/a-1", `{"address":""}`)
+	f.Add("/services/app", `{"address":"x"}`)
+	f.Add("/services/app/1", `{"address":"x","weight":-1} `)
+	f.Add("/services/app/1", `{"address":"x"}{}`)
+	f.Fuzz(func(t *testing.T, key, value string) {
+		inst, err := testLayout.decodeInstance(key, value)
+		if err != nil {
+			return
+		}
+		enc, err := inst.Encode()
+		if err != nil {
+			t.Fatalf("decoded %+v from %q but cannot encode it: %v", inst, value, err)
+		}
+		again, err := testLayout.decodeInstance(key, enc)
+		if err != nil {
+			t.Fatalf("re-decoding %q: %v", enc, err)
+		}
+		if again.Address != inst.Address || again.ID != inst.ID || again.Name != inst.Name || again.Weight != inst.Weight || again.Version != inst.Version {
+			t.Fatalf("round trip changed %+v into %+v", inst, again)
+		}
+	})
+}
+
+// FuzzDecodeProperty feeds arbitrary keys and values to the property
+// decoder: it must never panic; what it accepts must be a valid property
+// that the Instancer can apply.
+func FuzzDecodeProperty(f *testing.F) {
+	f.Add("/etcdsd/properties/app/a-1/disabled", "true")
+	f.Add("/etcdsd/properties/app/_/weight", "5")
+	f.Add("/etcdsd/properties/app/a-1/weight", "1e3")
+	f.Add("/etcdsd/properties/app/a/b/weight", " 7 ")
+	f.Add("/etcdsd/properties/app/a-1/owner", `{"team":`)
+	f.Fuzz(func(t *testing.T, key, value string) {
+		p, err := testLayout.decodeProperty(key, value)
+		if err != nil {
+			return
+		}
+		if p.Service == "" || p.Name == "" || p.Value != value {
+			t.Fatalf("decoded %+v from %q=%q", p, key, value)
+		}
+		o := overrides{propRef{p.ID, p.Name}: p.Value}
+		inst, _ := o.apply(Instance{ID: p.ID, Address: "x"})
+		if inst.Weight < 0 || inst.Weight > instance.MaxWeight {
+			t.Fatalf("property %+v gives weight %d", p, inst.Weight)
+		}
+	})
+}
