@@ -2,14 +2,18 @@ package etcdtest_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/goleak"
 
 	"github.com/etcdsd/etcdsd/etcdtest"
@@ -131,6 +135,50 @@ func TestServerUsesEnvEndpoints(t *testing.T) {
 			t.Errorf("%s on an external server did not skip", name)
 		}
 	}
+}
+
+func TestWithConfigAppliesOnEveryStart(t *testing.T) {
+	srv := etcdtest.NewServer(t, etcdtest.WithConfig(func(cfg *embed.Config) {
+		cfg.MaxRequestBytes = 1024
+	}))
+	if srv.External() {
+		t.Skip("options apply to an embedded etcd only")
+	}
+	cli := srv.Client(t)
+	big := strings.Repeat("x", 2048)
+	for _, when := range []string{"first start", "restart"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := cli.Put(ctx, "/etcdtest/big", big)
+		cancel()
+		if !errors.Is(err, rpctypes.ErrRequestTooLarge) {
+			t.Fatalf("put of %d bytes after %s: err = %v, want %v", len(big), when, err, rpctypes.ErrRequestTooLarge)
+		}
+		srv.Restart()
+	}
+}
+
+func TestWithConfigClientTLSUsesHTTPS(t *testing.T) {
+	srv := etcdtest.NewServer(t, etcdtest.WithConfig(func(cfg *embed.Config) {
+		cfg.ClientAutoTLS = true
+	}))
+	if srv.External() {
+		t.Skip("options apply to an embedded etcd only")
+	}
+	eps := srv.Endpoints()
+	if len(eps) != 1 || !strings.HasPrefix(eps[0], "https://127.0.0.1:") {
+		t.Fatalf("Endpoints() = %v, want one https://127.0.0.1:PORT", eps)
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   eps,
+		DialTimeout: 5 * time.Second,
+		// ClientAutoTLS makes a self-signed certificate.
+		TLS: &tls.Config{InsecureSkipVerify: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	put(t, cli, "/etcdtest/tls", "v")
 }
 
 func TestClusterElectsNewLeaderAndRejoinsMember(t *testing.T) {

@@ -57,7 +57,8 @@ type Server struct {
 // tb.TempDir, waits until it serves clients, and stops it when the test
 // ends. It fails the test if etcd is not ready within 30 seconds. When
 // ETCD_ENDPOINTS is set it starts nothing and returns a Server for those
-// endpoints; tests then share that etcd and should use their own key prefix.
+// endpoints, ignoring opts; tests then share that etcd and should use
+// their own key prefix.
 func NewServer(tb testing.TB, opts ...Option) *Server {
 	tb.Helper()
 	if eps := externalEndpoints(); eps != nil {
