@@ -132,11 +132,12 @@ func (e *Endpointer) Endpoint() endpoint.Endpoint {
 // its endpoint, without retry. The endpoint counts its calls in flight for
 // LeastLoaded.
 func (e *Endpointer) Pick(ctx context.Context) (endpoint.Endpoint, error) {
-	en, err := e.pick(ctx, nil)
+	s := e.snap.Load()
+	g, err := e.candidates(s, ctx)
 	if err != nil {
 		return nil, err
 	}
-	return en.endpoint, nil
+	return g.eps[g.index(s.strategy, e.rng)], nil
 }
 
 // Endpoints implements go-kit's sd.Endpointer: one endpoint per distinct
@@ -202,6 +203,15 @@ func (e *Endpointer) receive() {
 // another candidate exists.
 func (e *Endpointer) pick(ctx context.Context, avoid *entry) (*entry, error) {
 	s := e.snap.Load()
+	g, err := e.candidates(s, ctx)
+	if err != nil {
+		return nil, err
+	}
+	return g.pick(s.strategy, e.rng, avoid), nil
+}
+
+// candidates returns the non-empty group of s for ctx's selector.
+func (e *Endpointer) candidates(s *snapshot, ctx context.Context) (*group, error) {
 	g := s.all
 	sel := fromContext(ctx)
 	if sel != nil {
@@ -215,7 +225,7 @@ func (e *Endpointer) pick(ctx context.Context, avoid *entry) (*entry, error) {
 	if g == nil || len(g.entries) == 0 {
 		return nil, e.pickErr(s, sel)
 	}
-	return g.pick(s.strategy, e.rng, avoid), nil
+	return g, nil
 }
 
 // pickErr explains why s has no candidate for sel.

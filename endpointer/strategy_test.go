@@ -205,3 +205,14 @@ func TestStrategyString(t *testing.T) {
 		}
 	}
 }
+
+func TestFastmodIsModulo(t *testing.T) {
+	for _, n := range []uint64{1, 2, 3, 7, 10, 250, 1000, 1 << 20, 1<<32 - 1} {
+		magic := ^uint64(0)/n + 1
+		for _, a := range []uint32{0, 1, 2, 999, 1000, 1001, 123456789, 1<<32 - 1} {
+			if got, want := fastmod(a, magic, n), uint64(a)%n; got != want {
+				t.Fatalf("fastmod(%d, %d) = %d, want %d", a, n, got, want)
+			}
+		}
+	}
+}
