@@ -1,0 +1,148 @@
+package endpointer_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/go-kit/kit/endpoint"
+	"github.com/go-kit/log"
+
+	"github.com/etcdsd/etcdsd/endpointer"
+	"github.com/etcdsd/etcdsd/etcdv3"
+	"github.com/etcdsd/etcdsd/instance"
+)
+
+// A client that finds its servers under an etcd prefix, balances over them,
+// sends v2 requests only to v2 servers, and retries failures elsewhere.
+func Example_etcd() {
+	ctx := context.Background()
+	client, err := etcdv3.NewClient(ctx, []string{"127.0.0.1:2379"}, etcdv3.ClientOptions{})
+	if err != nil {
+		panic(err)
+	}
+	instancer, err := etcdv3.NewInstancer(client, "/services/users/", log.NewNopLogger())
+	if err != nil {
+		panic(err)
+	}
+	defer instancer.Stop()
+
+	// The factory receives each instance's address; here it would build a
+	// go-kit transport/http client for it.
+	factory := func(address string) (endpoint.Endpoint, io.Closer, error) {
+		return func(ctx context.Context, req any) (any, error) { return "answer from " + address, nil }, nil, nil
+	}
+	users, err := endpointer.New(instancer, factory, log.NewNopLogger(),
+		endpointer.WithStrategy(endpointer.LeastLoaded),
+		endpointer.WithRetry(3, 2*time.Second),
+	)
+	if err != nil {
+		panic(err)
+	}
+	defer users.Close()
+
+	resp, err := users.Endpoint()(endpointer.WithVersion(ctx, "v2"), "get user 42")
+	fmt.Println(resp, err)
+}
+
+// fakeFactory makes endpoints that answer with their address.
+func fakeFactory(address string) (endpoint.Endpoint, io.Closer, error) {
+	return func(context.Context, any) (any, error) { return address, nil }, nil, nil
+}
+
+// values encodes instances as the JSON values a Registrar would publish.
+func values(ins ...instance.Instance) map[string]string {
+	m := map[string]string{}
+	for _, in := range ins {
+		v, err := in.Encode()
+		if err != nil {
+			panic(err)
+		}
+		m["/services/users/"+in.ID] = v
+	}
+	return m
+}
+
+// Any sd.Instancer feeds an Endpointer; an instance.Cache stands in for
+// etcd here.
+func ExampleNew() {
+	src := instance.NewCache()
+	defer src.Stop()
+	src.Replace(values(
+		instance.Instance{ID: "a", Address: "10.0.0.1:80", Version: "v1"},
+		instance.Instance{ID: "b", Address: "10.0.0.2:80", Version: "v2", Metadata: map[string]string{"zone": "east"}},
+		instance.Instance{ID: "c", Address: "10.0.0.3:80", Version: "v2", Metadata: map[string]string{"zone": "west"}},
+	))
+	users, err := endpointer.New(src, fakeFactory, nil)
+	if err != nil {
+		panic(err)
+	}
+	defer users.Close()
+
+	ctx := context.Background()
+	call := users.Endpoint()
+	for _, ctx := range []context.Context{
+		endpointer.WithVersion(ctx, "v1"),
+		endpointer.WithMetadata(endpointer.WithVersion(ctx, "v2"), "zone", "west"),
+	} {
+		resp, err := call(ctx, nil)
+		fmt.Println(resp, err)
+	}
+	// Output:
+	// 10.0.0.1:80 <nil>
+	// 10.0.0.3:80 <nil>
+}
+
+// A request for a version that no instance has fails at once with an error
+// that says what is there.
+func ExampleWithVersion() {
+	src := instance.NewCache()
+	defer src.Stop()
+	src.Replace(values(
+		instance.Instance{ID: "a", Address: "10.0.0.1:80", Version: "v1"},
+		instance.Instance{ID: "b", Address: "10.0.0.2:80", Version: "v2"},
+	))
+	users, err := endpointer.New(src, fakeFactory, nil)
+	if err != nil {
+		panic(err)
+	}
+	defer users.Close()
+
+	_, err = users.Endpoint()(endpointer.WithVersion(context.Background(), "v3"), nil)
+	fmt.Println(errors.Is(err, endpointer.ErrNoMatch))
+	fmt.Println(err)
+	// Output:
+	// true
+	// endpointer: no instance matches version "v3" (versions available: "v1", "v2")
+}
+
+// Each client talks to two of the ten servers, and keeps them while they
+// exist.
+func ExampleWithSubset() {
+	src := instance.NewCache()
+	defer src.Stop()
+	servers := map[string]string{}
+	for i := range 10 {
+		servers[fmt.Sprintf("/services/users/%d", i)] = fmt.Sprintf("10.0.0.%d:80", i)
+	}
+	src.Replace(servers)
+	users, err := endpointer.New(src, fakeFactory, nil, endpointer.WithSubset(2, "client-7"))
+	if err != nil {
+		panic(err)
+	}
+	defer users.Close()
+	fmt.Println(len(users.Instances()))
+	// Output:
+	// 2
+}
+
+func ExampleWithSubset_badInput() {
+	src := instance.NewCache()
+	defer src.Stop()
+	_, err := endpointer.New(src, fakeFactory, nil, endpointer.WithSubset(0, "client-7"))
+	fmt.Println(err)
+	// Output:
+	// endpointer: new: invalid argument: subset size 0: must be > 0
+}
