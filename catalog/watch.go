@@ -1,8 +1,10 @@
 package catalog
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
@@ -60,8 +62,9 @@ type Event struct {
 	// the one removed.
 	Property *Property
 	// Revision is the etcd revision of the change (of the snapshot for a
-	// deletion found by a resync). Events of one kind come in increasing
-	// revision order, each change once.
+	// deletion found by a resync). Events of one kind come in revision
+	// order, each change once; changes made in one etcd transaction share
+	// a revision.
 	Revision int64
 	// Resync is set for changes found by comparing a fresh snapshot with
 	// what the watch had seen (at start, after compaction or an outage)
@@ -99,7 +102,8 @@ func WatchServicePrefix(prefix string) WatchOption {
 // from the last revision after a broken watch, a fresh snapshot (and the
 // difference as events) after compaction or an outage.
 //
-// Ordering: the events of one Kind come in etcd revision order, each change
+// Ordering: the events of one Kind come in etcd revision order
+// (non-decreasing: one transaction's changes share a revision), each change
 // exactly once; events of the two kinds are interleaved as they arrive,
 // so compare Revision to order them against each other. Instances and
 // properties that do not parse are logged and skipped.
@@ -186,6 +190,9 @@ func (w *watch) handler(kind Kind) func(etcdv3.Update) {
 				}
 				ev.Resync = u.Resync
 				events = append(events, ev)
+			}
+			if u.Resync { // a resync lists changes by key; order them by revision
+				slices.SortStableFunc(events, func(a, b Event) int { return cmp.Compare(a.Revision, b.Revision) })
 			}
 		}
 		if len(events) == 0 {

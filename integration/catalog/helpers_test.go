@@ -1,0 +1,254 @@
+package catalog_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-kit/kit/sd"
+	"github.com/go-kit/log"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/goleak"
+
+	"github.com/etcdsd/etcdsd/catalog"
+	"github.com/etcdsd/etcdsd/etcdv3"
+	"github.com/etcdsd/etcdsd/instance"
+)
+
+// binary is the etcdsd command built once for the CLI tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "etcdsd-cli")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "etcdsd")
+	build := exec.Command("go", "build", "-o", binary, "github.com/etcdsd/etcdsd/cmd/etcdsd")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build etcdsd:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		os.RemoveAll(dir)
+		os.Exit(code)
+	}))
+}
+
+// testLogger writes the library's logs to the test log, shown on failure.
+func testLogger(t testing.TB) log.Logger {
+	return log.LoggerFunc(func(kv ...any) error {
+		var b strings.Builder
+		for i := 0; i+1 < len(kv); i += 2 {
+			fmt.Fprintf(&b, " %v=%v", kv[i], kv[i+1])
+		}
+		t.Log(b.String())
+		return nil
+	})
+}
+
+// newClient connects an etcdv3 client and closes it at cleanup, before the
+// server (registered earlier) stops.
+func newClient(t testing.TB, endpoints []string) *etcdv3.EtcdClient {
+	t.Helper()
+	c, err := etcdv3.NewEtcdClient(context.Background(), endpoints, etcdv3.ClientOptions{
+		DialTimeout: 2 * time.Second, RequestTimeout: 2 * time.Second, Logger: testLogger(t),
+	})
+	if err != nil {
+		t.Fatalf("new client: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// newCatalog returns a catalog with short leases and fast retries.
+func newCatalog(t testing.TB, c *etcdv3.EtcdClient, opts ...catalog.Option) *catalog.Catalog {
+	t.Helper()
+	opts = append([]catalog.Option{
+		catalog.WithTTL(500*time.Millisecond, 2*time.Second),
+		catalog.WithLogger(testLogger(t)),
+		catalog.WithMirrorOptions(etcdv3.WithRetryBackoff(20*time.Millisecond, 200*time.Millisecond)),
+	}, opts...)
+	cat, err := catalog.New(c, opts...)
+	if err != nil {
+		t.Fatalf("new catalog: %v", err)
+	}
+	return cat
+}
+
+// register registers inst and deregisters it at cleanup.
+func register(t testing.TB, cat *catalog.Catalog, inst catalog.Instance) *catalog.Registration {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	reg, err := cat.Register(ctx, inst)
+	if err != nil {
+		t.Fatalf("register %+v: %v", inst, err)
+	}
+	t.Cleanup(func() { reg.Deregister(context.Background()) })
+	return reg
+}
+
+// newInstancer starts a catalog Instancer stopped at cleanup.
+func newInstancer(t testing.TB, cat *catalog.Catalog, service string) *catalog.Instancer {
+	t.Helper()
+	in, err := cat.NewInstancer(context.Background(), service)
+	if err != nil {
+		t.Fatalf("new instancer %q: %v", service, err)
+	}
+	t.Cleanup(in.Stop)
+	return in
+}
+
+// eventually polls cond every 5 ms until it holds or within passes.
+func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", within, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// addresses returns the sorted addresses of an Instancer's current state.
+func addresses(t testing.TB, ev sd.Event) []string {
+	t.Helper()
+	out := make([]string, 0, len(ev.Instances))
+	for _, v := range ev.Instances {
+		out = append(out, parse(t, v).Address)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// parse parses an instance value or fails the test.
+func parse(t testing.TB, v string) catalog.Instance {
+	t.Helper()
+	inst, err := instance.Parse(v)
+	if err != nil {
+		t.Fatalf("parse %q: %v", v, err)
+	}
+	return inst
+}
+
+// waitState waits until the Instancer's state, error-free, has exactly the
+// addresses want.
+func waitState(t testing.TB, in *catalog.Instancer, within time.Duration, want ...string) sd.Event {
+	t.Helper()
+	slices.Sort(want)
+	var ev sd.Event
+	eventually(t, within, fmt.Sprintf("instances %v", want), func() bool {
+		ev = in.State()
+		return ev.Err == nil && slices.Equal(addresses(t, ev), want)
+	})
+	return ev
+}
+
+// put writes key=value directly and returns the revision.
+func put(t testing.TB, cli *clientv3.Client, key, value string) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := cli.Put(ctx, key, value)
+	if err != nil {
+		t.Fatalf("put %q: %v", key, err)
+	}
+	return resp.Header.Revision
+}
+
+// del deletes key directly and returns the revision.
+func del(t testing.TB, cli *clientv3.Client, key string) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := cli.Delete(ctx, key)
+	if err != nil {
+		t.Fatalf("delete %q: %v", key, err)
+	}
+	return resp.Header.Revision
+}
+
+// keyExists reports whether key is in etcd now.
+func keyExists(t testing.TB, cli *clientv3.Client, key string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, key)
+	if err != nil {
+		t.Fatalf("get %q: %v", key, err)
+	}
+	return len(resp.Kvs) == 1
+}
+
+// next receives the next event that is not an error, or fails.
+func next(t testing.TB, events <-chan catalog.Event, within time.Duration) catalog.Event {
+	t.Helper()
+	timeout := time.After(within)
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatal("events closed")
+			}
+			if ev.Err != nil {
+				t.Logf("watch error event: %v", ev.Err)
+				continue
+			}
+			return ev
+		case <-timeout:
+			t.Fatalf("no event within %v", within)
+		}
+	}
+}
+
+// result is the outcome of one run of the etcdsd binary.
+type result struct {
+	stdout, stderr string
+	code           int
+	took           time.Duration
+}
+
+// etcdsd runs the binary with args and waits for it (at most 30 s).
+func etcdsd(t testing.TB, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = append(os.Environ(), "ETCD_ENDPOINTS=")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String(), took: time.Since(start)}
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit):
+		r.code = exit.ExitCode()
+	default:
+		t.Fatalf("run etcdsd %q: %v", args, err)
+	}
+	return r
+}
+
+// ok fails the test unless r exited 0.
+func (r result) ok(t testing.TB) result {
+	t.Helper()
+	if r.code != 0 {
+		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	return r
+}

@@ -1,0 +1,195 @@
+package catalog_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/etcdsd/etcdsd/catalog"
+	"github.com/etcdsd/etcdsd/etcdtest"
+)
+
+// want describes one expected event.
+type want struct {
+	typ     catalog.EventType
+	kind    catalog.Kind
+	id      string
+	rev     int64 // 0: any
+	address string
+	prop    string
+}
+
+func (w want) matches(ev catalog.Event) bool {
+	if ev.Type != w.typ || ev.Kind != w.kind || ev.ID != w.id || (w.rev != 0 && ev.Revision != w.rev) {
+		return false
+	}
+	switch w.kind {
+	case catalog.KindInstance:
+		return ev.Instance != nil && ev.Instance.Address == w.address
+	default:
+		return ev.Property != nil && ev.Property.Name+"="+ev.Property.Value == w.prop
+	}
+}
+
+func describe(ev catalog.Event) string {
+	s := fmt.Sprintf("%d %v %v %s/%s", ev.Revision, ev.Type, ev.Kind, ev.Service, ev.ID)
+	if ev.Instance != nil {
+		s += " " + ev.Instance.Address
+	}
+	if ev.Property != nil {
+		s += " " + ev.Property.Name + "=" + ev.Property.Value
+	}
+	return s
+}
+
+func TestWatchSendsTypedEventsInOrderWithRevisions(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	raw := srv.Client(t)
+	c := newClient(t, srv.Endpoints())
+	cat := newCatalog(t, c)
+	const svc = "typed"
+
+	rev0 := put(t, raw, cat.InstanceKey(svc, "old"), `{"address":"10.0.0.9:80"}`)
+	put(t, raw, cat.InstanceKey("other", "x"), "10.9.9.9:80") // another service: not watched
+
+	ctx, cancel := context.WithCancel(context.Background())
+	events, err := cat.Watch(ctx, catalog.WatchService(svc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := next(t, events, 5*time.Second)
+	if !(want{typ: catalog.Create, kind: catalog.KindInstance, id: "old", rev: rev0, address: "10.0.0.9:80"}).matches(first) || !first.Resync {
+		t.Fatalf("first event = %s (resync %v), want the existing instance as a resync create", describe(first), first.Resync)
+	}
+
+	reg := register(t, cat, catalog.Instance{Name: svc, ID: "a", Address: "10.0.0.1:80", Version: "v1"})
+	if err := cat.SetProperty(ctx, svc, "a", catalog.PropWeight, "5"); err != nil {
+		t.Fatal(err)
+	}
+	revs := []int64{
+		put(t, raw, cat.InstanceKey(svc, "a"), `{"address":"10.0.0.1:81","version":"v2"}`),
+		put(t, raw, "/etcdsd/properties/"+svc+"/_/disabled", "true"),
+		del(t, raw, "/etcdsd/properties/"+svc+"/_/disabled"),
+		del(t, raw, cat.InstanceKey(svc, "old")),
+	}
+	wants := []want{
+		{typ: catalog.Create, kind: catalog.KindInstance, id: "a", address: "10.0.0.1:80"},
+		{typ: catalog.Create, kind: catalog.KindProperty, id: "a", prop: "weight=5"},
+		{typ: catalog.Modify, kind: catalog.KindInstance, id: "a", rev: revs[0], address: "10.0.0.1:81"},
+		{typ: catalog.Create, kind: catalog.KindProperty, id: "", rev: revs[1], prop: "disabled=true"},
+		{typ: catalog.Delete, kind: catalog.KindProperty, id: "", rev: revs[2], prop: "disabled=true"},
+		{typ: catalog.Delete, kind: catalog.KindInstance, id: "old", rev: revs[3], address: "10.0.0.9:80"},
+	}
+	// Per kind, events come in revision order; across kinds, as they arrive.
+	got := map[catalog.Kind][]catalog.Event{}
+	for range wants {
+		ev := next(t, events, 5*time.Second)
+		if ev.Service != svc || ev.Resync {
+			t.Fatalf("unexpected event %s (resync %v)", describe(ev), ev.Resync)
+		}
+		got[ev.Kind] = append(got[ev.Kind], ev)
+	}
+	for _, kind := range []catalog.Kind{catalog.KindInstance, catalog.KindProperty} {
+		var kw []want
+		for _, w := range wants {
+			if w.kind == kind {
+				kw = append(kw, w)
+			}
+		}
+		if len(got[kind]) != len(kw) {
+			t.Fatalf("%v events: got %d, want %d", kind, len(got[kind]), len(kw))
+		}
+		for i, w := range kw {
+			ev := got[kind][i]
+			if !w.matches(ev) {
+				t.Errorf("%v event %d = %s, want %+v", kind, i, describe(ev), w)
+			}
+			if i > 0 && ev.Revision <= got[kind][i-1].Revision {
+				t.Errorf("%v revisions not increasing: %d after %d", kind, ev.Revision, got[kind][i-1].Revision)
+			}
+		}
+	}
+	if ev := got[catalog.KindInstance][0]; ev.Instance.Version != "v1" || ev.Instance.Name != svc || reg.Key() != cat.InstanceKey(svc, "a") {
+		t.Errorf("create event instance = %+v", ev.Instance)
+	}
+
+	cancel()
+	select {
+	case ev, ok := <-events:
+		if ok {
+			t.Fatalf("event after cancel: %s", describe(ev))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("events not closed within 5s of cancel")
+	}
+}
+
+func TestWatchResumesAfterEtcdRestartWithoutGapOrDuplicate(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	if srv.External() {
+		t.Skip("needs an embedded etcd to restart")
+	}
+	raw := srv.Client(t)
+	c := newClient(t, srv.Endpoints())
+	cat := newCatalog(t, c)
+	const svc = "restart"
+	key := func(id string) string { return cat.InstanceKey(svc, id) }
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events, err := cat.Watch(ctx, catalog.WatchService(svc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, raw, key("1"), "10.0.0.1:80")
+	put(t, raw, key("2"), "10.0.0.2:80")
+	seen := map[string]int{}
+	record := func(ev catalog.Event) {
+		seen[fmt.Sprintf("%v %s %s", ev.Type, ev.ID, ev.Instance.Address)]++
+	}
+	record(next(t, events, 5*time.Second))
+	record(next(t, events, 5*time.Second))
+
+	srv.Restart()
+	put(t, raw, key("3"), "10.0.0.3:80")
+	put(t, raw, key("1"), "10.0.0.11:80")
+	del(t, raw, key("2"))
+	sentinel := put(t, raw, key("zz"), "10.0.0.99:80")
+
+	var last int64
+	for {
+		ev := next(t, events, 15*time.Second)
+		if ev.Revision < last {
+			t.Fatalf("revision went back from %d to %d at %s", last, ev.Revision, describe(ev))
+		}
+		last = ev.Revision
+		if ev.ID == "zz" {
+			if ev.Revision != sentinel {
+				t.Fatalf("sentinel at revision %d, want %d", ev.Revision, sentinel)
+			}
+			break
+		}
+		record(ev)
+	}
+	wantSeen := map[string]int{
+		"create 1 10.0.0.1:80":  1,
+		"create 2 10.0.0.2:80":  1,
+		"create 3 10.0.0.3:80":  1,
+		"modify 1 10.0.0.11:80": 1,
+		"delete 2 10.0.0.2:80":  1,
+	}
+	if fmt.Sprint(seen) != fmt.Sprint(wantSeen) {
+		t.Fatalf("events seen %v, want each of %v once", seen, wantSeen)
+	}
+}
+
+func TestWatchRejectsBadServiceName(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	cat := newCatalog(t, newClient(t, srv.Endpoints()))
+	_, err := cat.Watch(context.Background(), catalog.WatchService("a/b"))
+	if err == nil || !strings.Contains(err.Error(), `"a/b"`) {
+		t.Fatalf("err = %v, want one naming \"a/b\"", err)
+	}
+}
