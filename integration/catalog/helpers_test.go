@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-kit/kit/sd"
 	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
 
@@ -46,16 +47,17 @@ func TestMain(m *testing.M) {
 	}))
 }
 
-// testLogger writes the library's logs to the test log, shown on failure.
+// testLogger writes the library's warnings and errors to the test log,
+// shown on failure.
 func testLogger(t testing.TB) log.Logger {
-	return log.LoggerFunc(func(kv ...any) error {
+	return level.NewFilter(log.LoggerFunc(func(kv ...any) error {
 		var b strings.Builder
 		for i := 0; i+1 < len(kv); i += 2 {
 			fmt.Fprintf(&b, " %v=%v", kv[i], kv[i+1])
 		}
 		t.Log(b.String())
 		return nil
-	})
+	}), level.AllowWarn())
 }
 
 // newClient connects an etcdv3 client and closes it at cleanup, before the
