@@ -28,7 +28,7 @@ func putServices(t testing.TB, raw *clientv3.Client, root string, n int) int {
 		ops = ops[:0]
 	}
 	for i := range n {
-		for j := range i%3 + 1 {
+		for j := range i%11 + 1 {
 			ops = append(ops, clientv3.OpPut(fmt.Sprintf("%ssvc-%04d/i%d", root, i, j), fmt.Sprintf(`{"address":"10.%d.%d.%d:80"}`, i/256, i%256, j)))
 			total++
 			if len(ops) == 120 {
