@@ -10,7 +10,10 @@ import (
 )
 
 // instanceKey is the attribute key under which the resolver stores the
-// parsed instance, in Address.Attributes and in Endpoint.Attributes.
+// parsed instance: in Endpoint.Attributes, and in BalancerAttributes of the
+// entries of State.Addresses. Both are meant for load balancing policies and
+// leave SubConns alone; Address.Attributes would not: gRPC tells SubConns
+// apart by them, so a change of weight or metadata would reconnect.
 type instanceKey struct{}
 
 // instanceValue wraps an instance so that gRPC can compare attributes: an
@@ -43,16 +46,19 @@ func instanceFrom(a *attributes.Attributes) (instance.Instance, bool) {
 	return v.inst, ok
 }
 
-// InstanceFromAddress returns the instance the resolver of this package
-// attached to addr: its id, name, version, address, metadata and weight as
-// registered in etcd. ok is false for an address from another resolver.
+// InstanceFromEndpoint returns the instance the resolver of this package
+// attached to ep: its id, name, version, address, metadata and weight as
+// registered in etcd. ok is false for an endpoint from another resolver.
 // The Metadata map is shared: do not modify it.
-func InstanceFromAddress(addr resolver.Address) (inst instance.Instance, ok bool) {
-	return instanceFrom(addr.Attributes)
-}
-
-// InstanceFromEndpoint is InstanceFromAddress for an endpoint, which is what
-// load balancing policies see.
 func InstanceFromEndpoint(ep resolver.Endpoint) (inst instance.Instance, ok bool) {
 	return instanceFrom(ep.Attributes)
+}
+
+// InstanceFromAddress is InstanceFromEndpoint for an entry of
+// resolver.State.Addresses, the list that balancers built on grpc-go's
+// balancer/base read (from its BalancerAttributes). Addresses inside
+// endpoints carry no instance: read it from the endpoint.
+func InstanceFromAddress(addr resolver.Address) (inst instance.Instance, ok bool) {
+	//lint:ignore SA1019 deprecated only for addresses inside an Endpoint; State.Addresses entries are not.
+	return instanceFrom(addr.BalancerAttributes)
 }

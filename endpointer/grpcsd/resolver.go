@@ -149,9 +149,9 @@ func (r *etcdResolver) state(values []string) resolver.State {
 		}
 		seen[addr] = true
 		attrs := instanceAttributes(inst)
-		a := resolver.Address{Addr: addr, Attributes: attrs}
-		addrs = append(addrs, a)
-		eps = append(eps, resolver.Endpoint{Addresses: []resolver.Address{a}, Attributes: attrs})
+		//lint:ignore SA1019 deprecated only for addresses inside an Endpoint; State.Addresses entries are not.
+		addrs = append(addrs, resolver.Address{Addr: addr, BalancerAttributes: attrs})
+		eps = append(eps, resolver.Endpoint{Addresses: []resolver.Address{{Addr: addr}}, Attributes: attrs})
 	}
 	r.bad = bad
 	return resolver.State{Addresses: addrs, Endpoints: eps}

@@ -137,6 +137,9 @@ func TestResolverSendsInstancesWithTheirMetadata(t *testing.T) {
 	if !ok || inst.ID != "app-1" || inst.Version != "v1" || inst.Weight != 3 || inst.Metadata["zone"] != "a" {
 		t.Errorf("endpoint instance = %+v, %v; want app-1 v1 weight 3 zone a", inst, ok)
 	}
+	if a := s.Endpoints[0].Addresses[0].Attributes; a != nil {
+		t.Errorf("endpoint address attributes = %v, want none: gRPC would reconnect on every metadata change", a)
+	}
 	if inst2, ok := InstanceFromAddress(s.Addresses[0]); !ok || inst2.ID != "app-1" {
 		t.Errorf("address instance = %+v, %v; want app-1", inst2, ok)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,17 +62,33 @@ func newClient(t testing.TB, endpoints []string) *etcdv3.EtcdClient {
 // server is a real gRPC server on loopback, serving the standard health
 // service and naming itself in the "server" header of every reply.
 type server struct {
-	name string
-	addr string
-	s    *grpc.Server
+	name    string
+	addr    string
+	s       *grpc.Server
+	accepts *atomic.Int64 // connections accepted
+}
+
+// countingListener counts the connections it accepts.
+type countingListener struct {
+	net.Listener
+	n *atomic.Int64
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
 }
 
 func startServer(t testing.TB, name string) *server {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	lis := countingListener{Listener: l, n: new(atomic.Int64)}
 	s := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		if err := grpc.SetHeader(ctx, metadata.Pairs("server", name)); err != nil {
 			return nil, err
@@ -88,7 +105,7 @@ func startServer(t testing.TB, name string) *server {
 		s.Stop()
 		<-done
 	})
-	return &server{name: name, addr: lis.Addr().String(), s: s}
+	return &server{name: name, addr: lis.Addr().String(), s: s, accepts: lis.n}
 }
 
 // value is the JSON instance value of the server with version v.

@@ -15,6 +15,7 @@ import (
 	"github.com/etcdsd/etcdsd/endpointer/grpcsd"
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
+	"github.com/etcdsd/etcdsd/instance"
 )
 
 // setup is an etcd, a client, two v1 servers and one v2 server registered
@@ -167,5 +168,29 @@ func TestClosingTheClientConnStopsTheResolver(t *testing.T) {
 	// watch, connections) has ended, while etcd and the servers still run.
 	if err := goleak.Find(before); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestMetadataChangeKeepsTheConnection(t *testing.T) {
+	etcd := newEtcd(t)
+	c := newClient(t, etcd.Endpoints())
+	kv := etcd.Client(t)
+	prefix := "/" + t.Name() + "/app/"
+	srv := startServer(t, "app-1")
+	conn := dial(t, newBuilder(t, c), "etcd://"+prefix)
+	ctx := context.Background()
+	for i, v := range []string{"v1", "v2", "v3", "v4"} {
+		val, err := instance.Instance{ID: "app-1", Version: v, Address: srv.addr, Weight: i + 1, Metadata: map[string]string{"rev": v}}.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		put(t, kv, prefix+"app-1", val)
+		eventually(t, 5*time.Second, "the ClientConn sees version "+v, func() bool {
+			_, err := call(grpcsd.WithVersion(ctx, v), conn)
+			return err == nil
+		})
+	}
+	if n := srv.accepts.Load(); n != 1 {
+		t.Errorf("server accepted %d connections, want 1: a change of version, weight or metadata must not reconnect", n)
 	}
 }
