@@ -115,43 +115,64 @@ func (c *EtcdClient) WatchFrom(ctx context.Context, prefix string, rev int64) <-
 		}()
 		return out
 	}
+	go c.watchFrom(ctx, prefix, rev, out)
+	return out
+}
+
+// watchFrom runs one watch for WatchFrom and closes out when it ends.
+func (c *EtcdClient) watchFrom(ctx context.Context, prefix string, rev int64, out chan<- WatchResponse) {
+	defer close(out)
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	wch := c.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev))
-	go func() {
-		defer close(out)
-		defer func() {
-			cancel()
-			for range wch { // let clientv3 close the watch before we report done
-			}
-		}()
-		for {
-			up, changed := c.reach.state()
-			if !up {
-				send(ctx, out, WatchResponse{Err: fmt.Errorf("etcdv3: watch prefix %q: %w", prefix, ErrUnreachable)})
-				return
-			}
+	// clientv3's Watch blocks until its gRPC stream is open, which takes
+	// forever while etcd is unreachable; call it aside so that the outage
+	// is still noticed and reported.
+	opened := make(chan clientv3.WatchChan, 1)
+	go func() { opened <- c.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev)) }()
+	var wch clientv3.WatchChan
+	defer func() {
+		cancel()
+		if wch == nil {
+			wch = <-opened
+		}
+		for range wch { // let clientv3 close the watch before we report done
+		}
+	}()
+	unreachable := WatchResponse{Err: fmt.Errorf("etcdv3: watch prefix %q: %w", prefix, ErrUnreachable)}
+	for {
+		up, changed := c.reach.state()
+		if !up {
+			send(ctx, out, unreachable)
+			return
+		}
+		if wch == nil {
 			select {
-			case wr, ok := <-wch:
-				if !ok {
-					if ctx.Err() == nil {
-						send(ctx, out, WatchResponse{Err: fmt.Errorf("etcdv3: watch prefix %q: closed by etcd", prefix)})
-					}
-					return
-				}
-				resp := convert(wr)
-				if resp.Err != nil {
-					resp.Err = fmt.Errorf("etcdv3: watch prefix %q from revision %d: %w", prefix, rev, resp.Err)
-				}
-				if !send(ctx, out, resp) || resp.Err != nil {
-					return
-				}
+			case wch = <-opened:
 			case <-changed:
 			case <-ctx.Done():
 				return
 			}
+			continue
 		}
-	}()
-	return out
+		select {
+		case wr, ok := <-wch:
+			if !ok {
+				if ctx.Err() == nil {
+					send(ctx, out, WatchResponse{Err: fmt.Errorf("etcdv3: watch prefix %q: closed by etcd", prefix)})
+				}
+				return
+			}
+			resp := convert(wr)
+			if resp.Err != nil {
+				resp.Err = fmt.Errorf("etcdv3: watch prefix %q from revision %d: %w", prefix, rev, resp.Err)
+			}
+			if !send(ctx, out, resp) || resp.Err != nil {
+				return
+			}
+		case <-changed:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 func send(ctx context.Context, out chan<- WatchResponse, r WatchResponse) bool {

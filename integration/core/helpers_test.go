@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -75,24 +76,27 @@ func eventually(t testing.TB, within time.Duration, what string, cond func() boo
 // recorder keeps the last event a subscriber received.
 type recorder struct {
 	ch   chan sd.Event
-	last chan sd.Event // capacity 1: the newest event
 	quit chan struct{}
 	done chan struct{}
+
+	mu      sync.Mutex
+	last    sd.Event
+	changed chan struct{} // closed and replaced on every event
 }
 
 // subscribe registers a recorder with in and deregisters it at cleanup.
 func subscribe(t testing.TB, in sd.Instancer) *recorder {
-	r := &recorder{ch: make(chan sd.Event), last: make(chan sd.Event, 1), quit: make(chan struct{}), done: make(chan struct{})}
+	r := &recorder{ch: make(chan sd.Event), quit: make(chan struct{}), done: make(chan struct{}), changed: make(chan struct{})}
 	go func() {
 		defer close(r.done)
 		for {
 			select {
 			case ev := <-r.ch:
-				select {
-				case <-r.last:
-				default:
-				}
-				r.last <- ev
+				r.mu.Lock()
+				r.last = ev
+				close(r.changed)
+				r.changed = make(chan struct{})
+				r.mu.Unlock()
 			case <-r.quit:
 				return
 			}
@@ -110,20 +114,16 @@ func subscribe(t testing.TB, in sd.Instancer) *recorder {
 // waitFor waits until the recorder's last event satisfies cond.
 func (r *recorder) waitFor(t testing.TB, within time.Duration, what string, cond func(sd.Event) bool) sd.Event {
 	t.Helper()
-	var ev sd.Event
 	timeout := time.After(within)
 	for {
+		r.mu.Lock()
+		ev, changed := r.last, r.changed
+		r.mu.Unlock()
+		if cond(ev) {
+			return ev
+		}
 		select {
-		case ev = <-r.last:
-			r.last <- ev // keep it as the last one
-			if cond(ev) {
-				return ev
-			}
-			select {
-			case <-timeout:
-				t.Fatalf("not within %v: %s; last event %+v", within, what, ev)
-			case <-time.After(5 * time.Millisecond):
-			}
+		case <-changed:
 		case <-timeout:
 			t.Fatalf("not within %v: %s; last event %+v", within, what, ev)
 		}
