@@ -1,0 +1,100 @@
+package catalog_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/etcdsd/etcdsd/catalog"
+	"github.com/etcdsd/etcdsd/etcdtest"
+)
+
+func TestInstancerHonoursPropertiesLive(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	raw := srv.Client(t)
+	cat := newCatalog(t, newClient(t, srv.Endpoints()))
+	ctx := context.Background()
+	const svc = "props"
+	// Set before the Instancer starts: the first state already honours it.
+	if err := cat.SetProperty(ctx, svc, "a", catalog.PropDisabled, "true"); err != nil {
+		t.Fatal(err)
+	}
+	register(t, cat, catalog.Instance{Name: svc, ID: "a", Address: "10.0.0.1:80"})
+	register(t, cat, catalog.Instance{Name: svc, ID: "b", Address: "10.0.0.2:80", Weight: 2})
+	put(t, raw, cat.InstanceKey(svc, "c"), "10.0.0.3:80") // plain value
+	in := newInstancer(t, cat, svc)
+	waitState(t, in, 2*time.Second, "10.0.0.2:80", "10.0.0.3:80")
+
+	if err := cat.ClearProperty(ctx, svc, "a", catalog.PropDisabled); err != nil {
+		t.Fatal(err)
+	}
+	ev := waitState(t, in, time.Second, "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80")
+	if !slices.Contains(ev.Instances, "10.0.0.3:80") {
+		t.Fatalf("plain value rewritten without an override: %v", ev.Instances)
+	}
+
+	// A weight override is written into the value.
+	if err := cat.SetProperty(ctx, svc, "b", catalog.PropWeight, "7"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Second, "weight 7 on b", func() bool { return weightOf(t, in, "10.0.0.2:80") == 7 })
+	if err := cat.SetProperty(ctx, svc, "", catalog.PropWeight, "4"); err != nil { // service-wide
+		t.Fatal(err)
+	}
+	eventually(t, time.Second, "weight 4 on c, b keeps 7", func() bool {
+		return weightOf(t, in, "10.0.0.3:80") == 4 && weightOf(t, in, "10.0.0.1:80") == 4 && weightOf(t, in, "10.0.0.2:80") == 7
+	})
+	if err := cat.ClearProperty(ctx, svc, "b", catalog.PropWeight); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Second, "b back to the service-wide 4", func() bool { return weightOf(t, in, "10.0.0.2:80") == 4 })
+
+	// Service-wide drain, with one instance kept in by its own property.
+	if err := cat.SetProperty(ctx, svc, "c", catalog.PropDisabled, "false"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cat.SetProperty(ctx, svc, "", catalog.PropDisabled, "true"); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, in, time.Second, "10.0.0.3:80")
+
+	// A malformed property written behind the catalog's back is ignored.
+	put(t, raw, "/etcdsd/properties/"+svc+"/_/disabled", "maybe")
+	waitState(t, in, time.Second, "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80")
+}
+
+// weightOf returns the weight the Instancer gives the instance at address,
+// or -1 if it is absent.
+func weightOf(t testing.TB, in *catalog.Instancer, address string) int {
+	for _, v := range in.State().Instances {
+		if inst := parse(t, v); inst.Address == address {
+			return inst.Weight
+		}
+	}
+	return -1
+}
+
+func TestInstancerReportsOutageAndRecovers(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	if srv.External() {
+		t.Skip("needs an embedded etcd to stop")
+	}
+	raw := srv.Client(t)
+	cat := newCatalog(t, newClient(t, srv.Endpoints()))
+	register(t, cat, catalog.Instance{Name: "outage", ID: "a", Address: "10.0.0.1:80"})
+	in := newInstancer(t, cat, "outage")
+	waitState(t, in, 2*time.Second, "10.0.0.1:80")
+
+	srv.Stop()
+	eventually(t, 10*time.Second, "an error with the last instances kept", func() bool {
+		ev := in.State()
+		return ev.Err != nil && len(ev.Instances) == 1
+	})
+	srv.Start()
+	if err := cat.SetProperty(context.Background(), "outage", "a", catalog.PropDisabled, "true"); err != nil {
+		t.Fatal(err)
+	}
+	put(t, raw, cat.InstanceKey("outage", "b"), "10.0.0.2:80")
+	waitState(t, in, 10*time.Second, "10.0.0.2:80")
+}
