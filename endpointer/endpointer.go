@@ -48,6 +48,8 @@ type Endpointer struct {
 	closed   bool
 }
 
+var _ sd.Endpointer = (*Endpointer)(nil)
+
 // New returns an Endpointer fed by instancer, whose endpoints come from
 // factory; factory receives each instance's address (see the package
 // comment). It fails, with an error wrapping ErrInvalid that names the bad

@@ -14,9 +14,13 @@ type group struct {
 	// eps holds each entry's endpoint, so that Pick returns one without
 	// touching the entry's own cache line.
 	eps   []endpoint.Endpoint
-	magic uint64        // for fastmod by len(entries)
-	next  atomic.Uint64 // round-robin counter
-	alias *aliasTable   // Weighted only
+	magic uint64      // for fastmod by len(entries)
+	alias *aliasTable // Weighted only
+	// next is the round-robin counter, on a cache line of its own so that
+	// its writes do not evict the read-only fields above from other cores.
+	_    [64]byte
+	next atomic.Uint64
+	_    [56]byte
 }
 
 // newGroup builds the group of members for the strategy st.

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/balancer/endpointsharding"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -54,7 +55,8 @@ func benchPickers(n int) (etcdsd, slice balancer.Picker) {
 
 // BenchmarkPick compares the cost of one pick: etcdsd's precomputed groups
 // against a mutex-and-slice picker, for 16 servers, with and without a
-// version, on one goroutine and on all.
+// version (from WithVersion or from the outgoing metadata), on one
+// goroutine and on all.
 func BenchmarkPick(b *testing.B) {
 	ours, theirs := benchPickers(16)
 	for _, p := range []struct {
@@ -64,7 +66,11 @@ func BenchmarkPick(b *testing.B) {
 		for _, c := range []struct {
 			name string
 			ctx  context.Context
-		}{{"any", context.Background()}, {"version", WithVersion(context.Background(), "v2")}} {
+		}{
+			{"any", context.Background()},
+			{"version", WithVersion(context.Background(), "v2")},
+			{"metadata", metadata.AppendToOutgoingContext(context.Background(), MetadataKey, "v2")},
+		} {
 			info := balancer.PickInfo{FullMethodName: "/svc/M", Ctx: c.ctx}
 			b.Run(fmt.Sprintf("picker=%s/ctx=%s/serial", p.name, c.name), func(b *testing.B) {
 				b.ReportAllocs()
