@@ -38,7 +38,9 @@ func runRegister(ctx context.Context, args []string, stdout, _ io.Writer) error 
 	if err := etcdv3.ValidateKey(key); err != nil {
 		return usageError{fmt.Errorf("--key %q: %w", key, err)}
 	}
-	c, err := f.connect(ctx)
+	// The client must outlive the interrupt to deregister: a client ends
+	// with the context it was made with.
+	c, err := f.connect(context.WithoutCancel(ctx))
 	if err != nil {
 		return err
 	}

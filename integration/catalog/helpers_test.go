@@ -1,6 +1,7 @@
 package catalog_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -253,4 +255,98 @@ func (r result) ok(t testing.TB) result {
 		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
 	return r
+}
+
+// proc is a long-running etcdsd (watch, register) whose stdout lines the
+// test reads.
+type proc struct {
+	cmd    *exec.Cmd
+	lines  chan string // closed when stdout ends
+	stderr *bytes.Buffer
+	waited bool
+	code   int
+}
+
+// start runs the binary with args in the background; the process is
+// killed at cleanup if the test has not stopped it.
+func start(t testing.TB, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), "ETCD_ENDPOINTS=")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, lines: make(chan string, 1024), stderr: &bytes.Buffer{}}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start etcdsd %q: %v", args, err)
+	}
+	go func() {
+		defer close(p.lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			p.lines <- sc.Text()
+		}
+	}()
+	t.Cleanup(func() {
+		if !p.waited {
+			cmd.Process.Kill()
+			p.wait(t)
+		}
+	})
+	return p
+}
+
+// line returns the next line of stdout that contains sub, or fails.
+func (p *proc) line(t testing.TB, within time.Duration, sub string) string {
+	t.Helper()
+	timeout := time.After(within)
+	for {
+		select {
+		case l, ok := <-p.lines:
+			if !ok {
+				t.Fatalf("stdout ended before a line with %q; stderr:\n%s", sub, p.stderr)
+			}
+			if strings.Contains(l, sub) {
+				return l
+			}
+		case <-timeout:
+			t.Fatalf("no line with %q within %v; stderr:\n%s", sub, within, p.stderr)
+		}
+	}
+}
+
+// running reports whether the process has not exited.
+func (p *proc) running() bool {
+	return p.cmd.Process.Signal(syscall.Signal(0)) == nil
+}
+
+// interrupt sends os.Interrupt, as Ctrl-C does, and returns the exit code
+// and the rest of stdout.
+func (p *proc) interrupt(t testing.TB) (int, []string) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatalf("interrupt: %v", err)
+	}
+	return p.wait(t)
+}
+
+func (p *proc) wait(t testing.TB) (int, []string) {
+	t.Helper()
+	var rest []string
+	for l := range p.lines { // all reads before Wait
+		rest = append(rest, l)
+	}
+	p.waited = true
+	err := p.cmd.Wait()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit):
+		p.code = exit.ExitCode()
+	default:
+		t.Fatalf("wait: %v", err)
+	}
+	return p.code, rest
 }

@@ -1,0 +1,287 @@
+package catalog_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-kit/kit/endpoint"
+
+	"github.com/etcdsd/etcdsd/catalog"
+	"github.com/etcdsd/etcdsd/endpointer"
+	"github.com/etcdsd/etcdsd/etcdtest"
+)
+
+var cliCommands = []string{"services", "list", "watch", "register", "drain", "undrain", "set-weight"}
+
+func TestCLIHelp(t *testing.T) {
+	r := etcdsd(t)
+	if r.code != 2 || !strings.Contains(r.stdout, "Usage: etcdsd <command>") {
+		t.Fatalf("no arguments: exit %d, stdout %q; want usage and exit 2", r.code, r.stdout)
+	}
+	r = etcdsd(t, "help").ok(t)
+	for _, c := range cliCommands {
+		if !strings.Contains(r.stdout, "\n  "+c+" ") {
+			t.Errorf("help does not list %q:\n%s", c, r.stdout)
+		}
+	}
+	for _, c := range cliCommands {
+		r := etcdsd(t, c, "-h").ok(t)
+		for _, want := range []string{"Usage: etcdsd " + c, "-endpoints", "-timeout", "-o string", "-cacert", "-user"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("%s -h lacks %q:\n%s", c, want, r.stdout)
+			}
+		}
+	}
+}
+
+func TestCLIRejectsBadUsageWithExitCode2(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	ep := "--endpoints=" + strings.Join(srv.Endpoints(), ",")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"nosuch"}, `unknown command "nosuch"`},
+		{[]string{"list", "-o", "yaml", ep}, `-o "yaml": want table or json`},
+		{[]string{"services", "--bogus"}, "flag provided but not defined: -bogus"},
+		{[]string{"services", "extra", ep}, `unexpected arguments ["extra"]`},
+		{[]string{"services", "--timeout", "0s", ep}, "--timeout 0s: must be positive"},
+		{[]string{"services", "--endpoints", ","}, `--endpoints ",": no endpoint given`},
+		{[]string{"drain", "app", ep}, "want 2 argument(s), got 1"},
+		{[]string{"set-weight", "app", "a", ep}, "give a weight or --clear"},
+		{[]string{"set-weight", "app", "a", "x", ep}, `weight "x" is not an integer`},
+		{[]string{"set-weight", "--force", "app", "a", "0", ep}, `weight value "0" is not an integer in [1, 1048576]`},
+		{[]string{"drain", "--force", "a/b", "c", ep}, `service name "a/b" contains "/"`},
+		{[]string{"register", "--value", "x", ep}, "--key is required"},
+		{[]string{"register", "--key", "/services/a/1", ep}, "--value is required"},
+		{[]string{"register", "--key", "/services/a/1", "--value", "x", "--ttl", "1s", ep}, "--ttl 1s: must be at least 2s"},
+	} {
+		r := etcdsd(t, tc.args...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("etcdsd %q: exit %d, stderr %q; want exit 2 and %q", tc.args, r.code, r.stderr, tc.want)
+		}
+	}
+}
+
+func TestCLIFailsFastOnUnreachableEtcd(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+	for _, args := range [][]string{
+		{"services"},
+		{"list", "app"},
+		{"watch", "app"},
+		{"drain", "app", "a"},
+		{"register", "--key", "/services/app/a", "--value", "10.0.0.1:80"},
+	} {
+		args = append(args, "--endpoints", addr, "--timeout", "1s")
+		r := etcdsd(t, args...)
+		if r.code != 1 || !strings.Contains(r.stderr, "no endpoint answered within dial timeout 1s") || !strings.Contains(r.stderr, addr) {
+			t.Errorf("etcdsd %q: exit %d, stderr %q; want exit 1 naming %s and the timeout", args, r.code, r.stderr, addr)
+		}
+		if r.took > 3*time.Second {
+			t.Errorf("etcdsd %q took %v with --timeout 1s", args, r.took)
+		}
+	}
+}
+
+func TestCLIServicesAndListAgainstEtcd(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	raw := srv.Client(t)
+	cat := newCatalog(t, newClient(t, srv.Endpoints()))
+	ep := "--endpoints=" + strings.Join(srv.Endpoints(), ",")
+	register(t, cat, catalog.Instance{Name: "api", ID: "api-1", Address: "10.0.0.1:8080", Version: "v1", Metadata: map[string]string{"zone": "a"}})
+	register(t, cat, catalog.Instance{Name: "api", ID: "api-2", Address: "10.0.0.2:8080", Version: "v2", Weight: 3})
+	register(t, cat, catalog.Instance{Name: "apigw", ID: "gw-1", Address: "10.0.1.1:443"})
+	put(t, raw, cat.InstanceKey("web", "w1"), "http://10.0.2.1:80")
+
+	r := etcdsd(t, "services", ep).ok(t)
+	want := "SERVICE  INSTANCES\napi      2\napigw    1\nweb      1\n"
+	if r.stdout != want {
+		t.Fatalf("services:\n%s\nwant:\n%s", r.stdout, want)
+	}
+	r = etcdsd(t, "services", "-o", "json", ep).ok(t)
+	var services []catalog.ServiceInfo
+	if err := json.Unmarshal([]byte(r.stdout), &services); err != nil || len(services) != 3 || services[0] != (catalog.ServiceInfo{Name: "api", Instances: 2}) {
+		t.Fatalf("services -o json = %q (%v)", r.stdout, err)
+	}
+
+	if r := etcdsd(t, "set-weight", "api", "api-1", "5", ep).ok(t); !strings.Contains(r.stdout, "set the weight of api/api-1 to 5") {
+		t.Fatalf("set-weight: %q", r.stdout)
+	}
+	etcdsd(t, "drain", "api", "api-2", ep).ok(t)
+	r = etcdsd(t, "list", "api", ep).ok(t)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 3 ||
+		strings.Join(strings.Fields(lines[0]), " ") != "SERVICE ID ADDRESS VERSION WEIGHT STATE METADATA" ||
+		strings.Join(strings.Fields(lines[1]), " ") != "api api-1 10.0.0.1:8080 v1 5 (set) up zone=a" ||
+		strings.Join(strings.Fields(lines[2]), " ") != "api api-2 10.0.0.2:8080 v2 3 drained -" {
+		t.Fatalf("list api:\n%s", r.stdout)
+	}
+	if strings.Index(lines[0], "ADDRESS") != strings.Index(lines[1], "10.0.0.1") {
+		t.Fatalf("columns not aligned:\n%s", r.stdout)
+	}
+
+	r = etcdsd(t, "list", "api*", "-o", "json", ep).ok(t)
+	var listed []struct {
+		Service, ID, Address string
+		Weight               int
+		Disabled             bool
+		Key                  string
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &listed); err != nil {
+		t.Fatalf("list -o json does not parse: %v\n%s", err, r.stdout)
+	}
+	if len(listed) != 3 || listed[2].Service != "apigw" || !listed[1].Disabled || listed[0].Weight != 5 || listed[0].Key != "/services/api/api-1" {
+		t.Fatalf("list api* -o json = %+v", listed)
+	}
+	r = etcdsd(t, "list", ep).ok(t) // everything
+	if n := strings.Count(r.stdout, "\n"); n != 5 {
+		t.Fatalf("list of all: %d lines, want header + 4:\n%s", n, r.stdout)
+	}
+
+	// Typos are caught; --force sets a property ahead of the instance.
+	r = etcdsd(t, "drain", "api", "api-9", ep)
+	if r.code != 1 || !strings.Contains(r.stderr, `service "api" has no instance "api-9"`) {
+		t.Fatalf("drain of a missing instance: exit %d, %q", r.code, r.stderr)
+	}
+	r = etcdsd(t, "drain", "--force", "api", "api-9", "-o", "json", ep).ok(t)
+	var change map[string]string
+	if err := json.Unmarshal([]byte(r.stdout), &change); err != nil || change["property"] != "disabled" || change["value"] != "true" {
+		t.Fatalf("drain -o json = %q (%v)", r.stdout, err)
+	}
+	etcdsd(t, "set-weight", "--clear", "api", "api-1", ep).ok(t)
+	etcdsd(t, "undrain", "api", "api-2", ep).ok(t)
+	props, err := cat.Properties(context.Background(), "api")
+	if err != nil || len(props) != 1 || props[0].ID != "api-9" {
+		t.Fatalf("properties after clear and undrain: %+v, %v", props, err)
+	}
+}
+
+func TestCLIWatchPrintsTypedEventsUntilInterrupted(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	raw := srv.Client(t)
+	cat := newCatalog(t, newClient(t, srv.Endpoints()))
+	ep := "--endpoints=" + strings.Join(srv.Endpoints(), ",")
+	put(t, raw, cat.InstanceKey("wat", "a"), `{"address":"10.0.0.1:80"}`)
+
+	table := start(t, "watch", "wat", ep)
+	table.line(t, 5*time.Second, "REVISION")
+	if l := table.line(t, 5*time.Second, "10.0.0.1:80"); strings.Join(strings.Fields(l)[1:5], " ") != "create instance wat a" {
+		t.Fatalf("first line %q", l)
+	}
+
+	p := start(t, "watch", "wa*", "-o", "json", ep)
+	p.line(t, 5*time.Second, `"10.0.0.1:80"`)
+	rev := put(t, raw, cat.InstanceKey("wat", "a"), `{"address":"10.0.0.1:81"}`)
+	if err := cat.SetProperty(context.Background(), "wat", "a", catalog.PropDisabled, "true"); err != nil {
+		t.Fatal(err)
+	}
+	var ev struct {
+		Revision int64
+		Type     string
+		Kind     string
+		Service  string
+		ID       string
+		Instance *catalog.Instance
+		Property *catalog.Property
+	}
+	if err := json.Unmarshal([]byte(p.line(t, 5*time.Second, `"modify"`)), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Revision != rev || ev.Kind != "instance" || ev.Service != "wat" || ev.ID != "a" || ev.Instance == nil || ev.Instance.Address != "10.0.0.1:81" {
+		t.Fatalf("modify event %+v, want revision %d", ev, rev)
+	}
+	if err := json.Unmarshal([]byte(p.line(t, 5*time.Second, `"property"`)), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Type != "create" || ev.Property == nil || ev.Property.Name != "disabled" || ev.Property.Value != "true" || ev.Revision <= rev {
+		t.Fatalf("property event %+v", ev)
+	}
+	table.line(t, 5*time.Second, "disabled=true")
+	for _, w := range []*proc{p, table} {
+		if code, _ := w.interrupt(t); code != 0 {
+			t.Fatalf("watch exit code %d after interrupt; stderr %s", code, w.stderr)
+		}
+	}
+}
+
+func TestCLIDrainRemovesInstanceFromEndpointerTrafficWithinASecond(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	raw := srv.Client(t)
+	cat := newCatalog(t, newClient(t, srv.Endpoints()))
+	ep := "--endpoints=" + strings.Join(srv.Endpoints(), ",")
+	const svc = "traffic"
+
+	// Instance a lives in its own process: etcdsd register.
+	a := start(t, "register", "--key", cat.InstanceKey(svc, "a"), "--value", `{"address":"a:1"}`, "--ttl", "2s", ep)
+	a.line(t, 5*time.Second, "registered "+cat.InstanceKey(svc, "a"))
+	register(t, cat, catalog.Instance{Name: svc, ID: "b", Address: "b:1"})
+
+	in := newInstancer(t, cat, svc)
+	factory := func(address string) (endpoint.Endpoint, io.Closer, error) {
+		return func(context.Context, any) (any, error) { return address, nil }, nil, nil
+	}
+	e, err := endpointer.New(in, factory, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	call := e.Endpoint()
+	// served reports whether the next n calls all went to only.
+	served := func(only string, n int) bool {
+		for range n {
+			got, err := call(context.Background(), nil)
+			if err != nil || got != only {
+				return false
+			}
+		}
+		return true
+	}
+	sawA := func() bool {
+		for range 4 {
+			if got, _ := call(context.Background(), nil); got == "a:1" {
+				return true
+			}
+		}
+		return false
+	}
+	eventually(t, 5*time.Second, "traffic to a", sawA)
+	registeredAt := time.Now()
+
+	drainStart := time.Now()
+	drain := etcdsd(t, "drain", svc, "a", ep).ok(t)
+	eventually(t, time.Second, "no traffic to a within 1s of the drain", func() bool { return served("b:1", 20) })
+	t.Logf("drain: command ran %v; no traffic to a %v after it started", drain.took, time.Since(drainStart))
+	if !a.running() || !keyExists(t, raw, cat.InstanceKey(svc, "a")) {
+		t.Fatal("the drained instance's process or registration is gone")
+	}
+
+	undrainStart := time.Now()
+	etcdsd(t, "undrain", svc, "a", ep).ok(t)
+	eventually(t, time.Second, "traffic to a within 1s of the undrain", sawA)
+	t.Logf("undrain: traffic to a again %v after the command started", time.Since(undrainStart))
+
+	// The registration outlived its TTL (kept alive), and Ctrl-C
+	// deregisters it.
+	eventually(t, 5*time.Second, "the TTL to pass", func() bool { return time.Since(registeredAt) > 2500*time.Millisecond })
+	if !keyExists(t, raw, cat.InstanceKey(svc, "a")) {
+		t.Fatal("registration not kept alive past its TTL")
+	}
+	code, rest := a.interrupt(t)
+	if code != 0 || !strings.Contains(strings.Join(rest, "\n"), "deregistered "+cat.InstanceKey(svc, "a")) {
+		t.Fatalf("register after interrupt: exit %d, stdout %q, stderr %s", code, rest, a.stderr)
+	}
+	if keyExists(t, raw, cat.InstanceKey(svc, "a")) {
+		t.Fatal("key still in etcd after register was interrupted")
+	}
+	eventually(t, time.Second, "only b after a deregistered", func() bool { return served("b:1", 20) })
+}
