@@ -33,6 +33,9 @@ type Endpointer struct {
 	sleep func(ctx context.Context, d time.Duration) error
 
 	snap atomic.Pointer[snapshot]
+	// srcErr is the Instancer's last error, nil after a good event; read
+	// without the lock so that a failing pick never waits for an update.
+	srcErr atomic.Pointer[error]
 
 	ch        chan sd.Event
 	quit      chan struct{}
@@ -44,7 +47,6 @@ type Endpointer struct {
 	retiring []*entry            // retired, closing when their calls return
 	parsed   map[string]*member  // value → member of the last update
 	bad      map[string]struct{} // values that failed to parse, logged once
-	srcErr   error               // the Instancer's last error, nil after a good event
 	closed   bool
 }
 
@@ -245,9 +247,10 @@ func (e *Endpointer) pickErr(s *snapshot, sel *selector) error {
 }
 
 func (e *Endpointer) sourceErr() error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.srcErr
+	if p := e.srcErr.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // update applies one event from the Instancer: it parses the values, keeps
@@ -260,13 +263,13 @@ func (e *Endpointer) update(ev sd.Event) {
 		return
 	}
 	if ev.Err != nil {
-		if e.srcErr == nil || e.srcErr.Error() != ev.Err.Error() {
+		if last := e.sourceErr(); last == nil || last.Error() != ev.Err.Error() {
 			level.Warn(e.logger).Log("msg", "service discovery failed; keeping the last instances", "err", ev.Err)
 		}
-		e.srcErr = ev.Err
+		e.srcErr.Store(&ev.Err)
 		return
 	}
-	e.srcErr = nil
+	e.srcErr.Store(nil)
 
 	members := e.parse(ev.Instances)
 	if e.cfg.subsetSize > 0 {
