@@ -32,11 +32,10 @@ func TestGoKitEndpointerBalancesOverInstancer(t *testing.T) {
 	}
 	ep := sd.NewEndpointer(in, factory, log.NewNopLogger())
 	defer ep.Close()
-	// go-kit's endpointer has its endpoints when its constructor returns,
-	// because Register delivers the current state synchronously.
-	if eps, err := ep.Endpoints(); err != nil || len(eps) != 3 {
-		t.Fatalf("endpoints right after NewEndpointer = %d, %v; want 3", len(eps), err)
-	}
+	eventually(t, 5*time.Second, "three endpoints", func() bool {
+		eps, err := ep.Endpoints()
+		return err == nil && len(eps) == 3
+	})
 	balancer := lb.NewRoundRobin(ep)
 	hits := map[string]int{}
 	for range 30 {
