@@ -3,8 +3,6 @@ package etcdtest_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -14,8 +12,8 @@ import (
 
 // Example registers three instances in a real etcd and reads them back.
 func Example() {
-	t := newExampleT() // in a test, use its *testing.T
-	defer t.finish()
+	t := etcdtest.NewExampleTB() // in a test, use its *testing.T
+	defer t.Finish()
 
 	srv := etcdtest.NewServer(t) // stopped when the test ends
 	cli := srv.Client(t)         // closed before that
@@ -42,8 +40,8 @@ func Example() {
 //		os.Exit(m.Run())
 //	}
 func ExampleStartProcess() {
-	t := newExampleT() // in a test, use its *testing.T
-	defer t.finish()
+	t := etcdtest.NewExampleTB() // in a test, use its *testing.T
+	defer t.Finish()
 
 	p := etcdtest.StartProcess(t) // killed when the test ends
 	cli := p.Client(t)
@@ -60,35 +58,4 @@ func ExampleStartProcess() {
 	}
 	fmt.Printf("%s\n", resp.Kvs[0].Value)
 	// Output: yes
-}
-
-// exampleT is the part of testing.TB that etcdtest uses, so that the
-// examples run outside a test and their output is checked.
-type exampleT struct {
-	testing.TB // nil: any method not defined below panics
-	cleanups   []func()
-}
-
-func newExampleT() *exampleT { return &exampleT{} }
-
-func (t *exampleT) Helper()                           {}
-func (t *exampleT) Failed() bool                      { return false }
-func (t *exampleT) Cleanup(f func())                  { t.cleanups = append(t.cleanups, f) }
-func (t *exampleT) Fatal(args ...any)                 { panic(fmt.Sprint(args...)) }
-func (t *exampleT) Fatalf(format string, args ...any) { panic(fmt.Sprintf(format, args...)) }
-
-func (t *exampleT) TempDir() string {
-	dir, err := os.MkdirTemp("", "etcdtest-example")
-	if err != nil {
-		panic(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
-// finish runs the cleanups last-in, first-out, as a test does when it ends.
-func (t *exampleT) finish() {
-	for i := len(t.cleanups) - 1; i >= 0; i-- {
-		t.cleanups[i]()
-	}
 }
