@@ -45,11 +45,18 @@ func (o *TTLOption) TTL() time.Duration { return o.ttl }
 
 // Validate reports whether the option can be used.
 func (o *TTLOption) Validate() error {
+	if err := o.check(); err != nil {
+		return fmt.Errorf("etcdv3: TTL option: %w", err)
+	}
+	return nil
+}
+
+func (o *TTLOption) check() error {
 	if o.heartbeat <= 0 {
-		return fmt.Errorf("etcdv3: TTL option: heartbeat %v must be positive", o.heartbeat)
+		return fmt.Errorf("heartbeat %v must be positive", o.heartbeat)
 	}
 	if o.ttl <= o.heartbeat {
-		return fmt.Errorf("etcdv3: TTL option: TTL %v must be greater than heartbeat %v", o.ttl, o.heartbeat)
+		return fmt.Errorf("TTL %v must be greater than heartbeat %v", o.ttl, o.heartbeat)
 	}
 	return nil
 }
@@ -75,7 +82,7 @@ func (s Service) validate() error {
 	if s.Value == "" {
 		return fmt.Errorf("etcdv3: register %q: %w", s.Key, ErrNoValue)
 	}
-	if err := s.ttlOrDefault().Validate(); err != nil {
+	if err := s.ttlOrDefault().check(); err != nil {
 		return fmt.Errorf("etcdv3: register %q: %w", s.Key, err)
 	}
 	return nil
