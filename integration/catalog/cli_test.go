@@ -185,7 +185,7 @@ func TestCLIWatchPrintsTypedEventsUntilInterrupted(t *testing.T) {
 	if err := cat.SetProperty(context.Background(), "wat", "a", catalog.PropDisabled, "true"); err != nil {
 		t.Fatal(err)
 	}
-	var ev struct {
+	type event struct {
 		Revision int64
 		Type     string
 		Kind     string
@@ -194,16 +194,19 @@ func TestCLIWatchPrintsTypedEventsUntilInterrupted(t *testing.T) {
 		Instance *catalog.Instance
 		Property *catalog.Property
 	}
-	if err := json.Unmarshal([]byte(p.line(t, 5*time.Second, `"modify"`)), &ev); err != nil {
-		t.Fatal(err)
+	// The two kinds are not ordered with each other: take them as they come.
+	got := map[string]event{}
+	for len(got) < 2 {
+		var ev event
+		if err := json.Unmarshal([]byte(p.line(t, 5*time.Second, `"revision"`)), &ev); err != nil {
+			t.Fatal(err)
+		}
+		got[ev.Kind] = ev
 	}
-	if ev.Revision != rev || ev.Kind != "instance" || ev.Service != "wat" || ev.ID != "a" || ev.Instance == nil || ev.Instance.Address != "10.0.0.1:81" {
-		t.Fatalf("modify event %+v, want revision %d", ev, rev)
+	if ev := got["instance"]; ev.Type != "modify" || ev.Revision != rev || ev.Service != "wat" || ev.ID != "a" || ev.Instance == nil || ev.Instance.Address != "10.0.0.1:81" {
+		t.Fatalf("instance event %+v, want a modify at revision %d", ev, rev)
 	}
-	if err := json.Unmarshal([]byte(p.line(t, 5*time.Second, `"property"`)), &ev); err != nil {
-		t.Fatal(err)
-	}
-	if ev.Type != "create" || ev.Property == nil || ev.Property.Name != "disabled" || ev.Property.Value != "true" || ev.Revision <= rev {
+	if ev := got["property"]; ev.Type != "create" || ev.Property == nil || ev.Property.Name != "disabled" || ev.Property.Value != "true" || ev.Revision <= rev {
 		t.Fatalf("property event %+v", ev)
 	}
 	table.line(t, 5*time.Second, "disabled=true")

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -262,7 +263,7 @@ func (r result) ok(t testing.TB) result {
 type proc struct {
 	cmd    *exec.Cmd
 	lines  chan string // closed when stdout ends
-	stderr *bytes.Buffer
+	stderr *syncBuffer
 	waited bool
 	code   int
 }
@@ -277,7 +278,7 @@ func start(t testing.TB, args ...string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, lines: make(chan string, 1024), stderr: &bytes.Buffer{}}
+	p := &proc{cmd: cmd, lines: make(chan string, 1024), stderr: &syncBuffer{}}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start etcdsd %q: %v", args, err)
@@ -349,4 +350,22 @@ func (p *proc) wait(t testing.TB) (int, []string) {
 		t.Fatalf("wait: %v", err)
 	}
 	return p.code, rest
+}
+
+// syncBuffer is a bytes.Buffer that a process writes while the test reads.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
