@@ -56,6 +56,9 @@ func (m *member) config() *embed.Config {
 	cfg.ElectionMs = 100
 	// Test data is thrown away, so fsync only costs time.
 	cfg.UnsafeNoFsync = true
+	// Test passwords guard nothing; the default cost takes seconds per
+	// login under the race detector.
+	cfg.BcryptCost = 4
 	cfg.Logger = "zap"
 	cfg.LogLevel = "error"
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(m.log)
