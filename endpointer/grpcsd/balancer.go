@@ -1,9 +1,15 @@
 package grpcsd
 
 import (
+	"sync"
+
 	"google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/balancer/base"
 	"google.golang.org/grpc/balancer/endpointsharding"
 	"google.golang.org/grpc/balancer/pickfirst"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/status"
 )
 
 // VersionBalancerName is the name under which the version balancer is
@@ -40,9 +46,13 @@ type versionBalancer struct {
 	// SubConns through it while UpdateState is intercepted below.
 	balancer.ClientConn
 	child balancer.Balancer
+
+	mu          sync.Mutex
+	resolverErr error // the last resolver error, until the next good state
 }
 
 func (b *versionBalancer) UpdateClientConnState(s balancer.ClientConnState) error {
+	b.setResolverErr(nil)
 	return b.child.UpdateClientConnState(balancer.ClientConnState{
 		// Lets pick_first children honour client-side health checking and
 		// outlier detection when they are configured.
@@ -50,7 +60,16 @@ func (b *versionBalancer) UpdateClientConnState(s balancer.ClientConnState) erro
 	})
 }
 
-func (b *versionBalancer) ResolverError(err error) { b.child.ResolverError(err) }
+func (b *versionBalancer) ResolverError(err error) {
+	b.setResolverErr(err)
+	b.child.ResolverError(err)
+}
+
+func (b *versionBalancer) setResolverErr(err error) {
+	b.mu.Lock()
+	b.resolverErr = err
+	b.mu.Unlock()
+}
 
 // UpdateSubConnState is deprecated in gRPC and never called for SubConns
 // created through endpointsharding.
@@ -61,9 +80,26 @@ func (b *versionBalancer) Close() { b.child.Close() }
 func (b *versionBalancer) ExitIdle() { b.child.ExitIdle() }
 
 // UpdateState is called by endpointsharding with its aggregated state.
+// Without any endpoint, RPCs fail with an error that says so (and why, if
+// the resolver reported an error) rather than endpointsharding's generic one.
 func (b *versionBalancer) UpdateState(s balancer.State) {
+	children := endpointsharding.ChildStatesFromPicker(s.Picker)
+	if len(children) == 0 {
+		b.mu.Lock()
+		err := b.resolverErr
+		b.mu.Unlock()
+		msg := "grpcsd: no instance registered for the target"
+		if err != nil {
+			msg = "grpcsd: no instance resolved for the target: " + err.Error()
+		}
+		b.ClientConn.UpdateState(balancer.State{
+			ConnectivityState: connectivity.TransientFailure,
+			Picker:            base.NewErrPicker(status.Error(codes.Unavailable, msg)),
+		})
+		return
+	}
 	b.ClientConn.UpdateState(balancer.State{
 		ConnectivityState: s.ConnectivityState,
-		Picker:            newVersionPicker(endpointsharding.ChildStatesFromPicker(s.Picker), s.Picker),
+		Picker:            newVersionPicker(children, s.Picker),
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -192,5 +193,34 @@ func TestMetadataChangeKeepsTheConnection(t *testing.T) {
 	}
 	if n := srv.accepts.Load(); n != 1 {
 		t.Errorf("server accepted %d connections, want 1: a change of version, weight or metadata must not reconnect", n)
+	}
+}
+
+func TestEmptyPrefixFailsSayingNoInstance(t *testing.T) {
+	etcd := newEtcd(t)
+	c := newClient(t, etcd.Endpoints())
+	conn := dial(t, newBuilder(t, c), "etcd:///"+t.Name()+"/nothing/")
+	_, err := call(context.Background(), conn)
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "grpcsd: no instance registered for the target") {
+		t.Errorf("err = %v, want Unavailable saying no instance is registered", err)
+	}
+}
+
+func TestUnreachableEtcdFailsWithTheResolverError(t *testing.T) {
+	etcd := newEtcd(t)
+	if etcd.External() {
+		t.Skip("needs an embedded etcd to stop")
+	}
+	c := newClient(t, etcd.Endpoints())
+	etcd.Stop()
+	conn := dial(t, newBuilder(t, c), "etcd:///"+t.Name()+"/app/")
+	// The first error comes when the initial read gives up, after the
+	// client's request timeout (2 s here); the RPC waits until then.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	want := `grpcsd: watch "/` + t.Name() + `/app/"`
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), want) {
+		t.Errorf("err = %v, want Unavailable carrying the resolver's error %q", err, want)
 	}
 }
