@@ -15,7 +15,7 @@
 //		grpc.WithResolvers(b),
 //		grpc.WithDefaultServiceConfig(grpcsd.VersionServiceConfig),
 //		grpc.WithTransportCredentials(insecure.NewCredentials()))
-//	reply, err := client.Call(grpcsd.WithVersion(ctx, "v2"), req)
+//	reply, err := pb.NewAppClient(conn).Get(grpcsd.WithVersion(ctx, "v2"), req)
 //
 // The version balancer, registered as "etcdsd_version" when the package is
 // imported, reads the version from WithVersion or, across processes, from

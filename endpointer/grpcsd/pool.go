@@ -44,6 +44,7 @@ const (
 	Removed
 )
 
+// String returns "added", "updated" or "removed".
 func (t PoolEventType) String() string {
 	switch t {
 	case Added:
