@@ -105,23 +105,24 @@ func (c *EtcdClient) Snapshot(ctx context.Context, prefix string) (Snapshot, err
 // been down for longer than the dial timeout.
 func (c *EtcdClient) WatchFrom(ctx context.Context, prefix string, rev int64) <-chan WatchResponse {
 	out := make(chan WatchResponse)
-	if err := ValidatePrefix(prefix); err != nil {
-		go func() {
-			defer close(out)
-			select {
-			case out <- WatchResponse{Err: fmt.Errorf("etcdv3: watch prefix %q: %w", prefix, err)}:
-			case <-ctx.Done():
-			}
-		}()
-		return out
-	}
-	go c.watchFrom(ctx, prefix, rev, out)
+	go func() {
+		defer close(out)
+		last := c.watch(ctx, prefix, rev, func(r WatchResponse) { send(ctx, out, r) })
+		if ctx.Err() == nil {
+			send(ctx, out, last)
+		}
+	}()
 	return out
 }
 
-// watchFrom runs one watch for WatchFrom and closes out when it ends.
-func (c *EtcdClient) watchFrom(ctx context.Context, prefix string, rev int64, out chan<- WatchResponse) {
-	defer close(out)
+// watch hands every response of one watch to apply, on the calling
+// goroutine, until the watch fails or ctx ends; it returns the failure as a
+// response with Err set. The Mirror calls it directly for this client,
+// saving a goroutine hop per event; WatchFrom wraps it in a channel.
+func (c *EtcdClient) watch(ctx context.Context, prefix string, rev int64, apply func(WatchResponse)) WatchResponse {
+	if err := ValidatePrefix(prefix); err != nil {
+		return WatchResponse{Err: fmt.Errorf("etcdv3: watch prefix %q: %w", prefix, err)}
+	}
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	// clientv3's Watch blocks until its gRPC stream is open, which takes
 	// forever while etcd is unreachable; call it aside so that the outage
@@ -134,43 +135,40 @@ func (c *EtcdClient) watchFrom(ctx context.Context, prefix string, rev int64, ou
 		if wch == nil {
 			wch = <-opened
 		}
-		for range wch { // let clientv3 close the watch before we report done
+		for range wch { // let clientv3 close the watch before returning
 		}
 	}()
-	unreachable := WatchResponse{Err: fmt.Errorf("etcdv3: watch prefix %q: %w", prefix, ErrUnreachable)}
 	for {
 		up, changed := c.reach.state()
 		if !up {
-			send(ctx, out, unreachable)
-			return
+			return WatchResponse{Err: fmt.Errorf("etcdv3: watch prefix %q: %w", prefix, ErrUnreachable)}
 		}
 		if wch == nil {
 			select {
 			case wch = <-opened:
 			case <-changed:
 			case <-ctx.Done():
-				return
+				return WatchResponse{Err: ctx.Err()}
 			}
 			continue
 		}
 		select {
 		case wr, ok := <-wch:
 			if !ok {
-				if ctx.Err() == nil {
-					send(ctx, out, WatchResponse{Err: fmt.Errorf("etcdv3: watch prefix %q: closed by etcd", prefix)})
+				if err := ctx.Err(); err != nil {
+					return WatchResponse{Err: err}
 				}
-				return
+				return WatchResponse{Err: fmt.Errorf("etcdv3: watch prefix %q: closed by etcd", prefix)}
 			}
 			resp := convert(wr)
 			if resp.Err != nil {
 				resp.Err = fmt.Errorf("etcdv3: watch prefix %q from revision %d: %w", prefix, rev, resp.Err)
+				return resp
 			}
-			if !send(ctx, out, resp) || resp.Err != nil {
-				return
-			}
+			apply(resp)
 		case <-changed:
 		case <-ctx.Done():
-			return
+			return WatchResponse{Err: ctx.Err()}
 		}
 	}
 }

@@ -40,6 +40,9 @@ func (s *revisionSource) snapshot(ctx context.Context) (Snapshot, error) {
 }
 
 func (s *revisionSource) watch(ctx context.Context, rev int64, apply func(WatchResponse)) error {
+	if ec, ok := s.w.(*EtcdClient); ok {
+		return ec.watch(ctx, s.prefix, rev, apply).Err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	ch := s.w.WatchFrom(ctx, s.prefix, rev)
 	defer func() {
