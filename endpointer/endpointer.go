@@ -295,6 +295,8 @@ func (e *Endpointer) update(ev sd.Event) {
 		m.entry = en
 		kept = append(kept, m)
 	}
+	// Publish first, so that no new pick finds an endpoint retired below.
+	e.snap.Store(newSnapshot(kept, e.cfg.strategy, e.rng))
 	for addr, en := range e.entries {
 		if _, ok := entries[addr]; !ok {
 			en.retire()
@@ -303,7 +305,6 @@ func (e *Endpointer) update(ev sd.Event) {
 	}
 	e.retiring = slices.DeleteFunc(e.retiring, func(en *entry) bool { return en.closed.Load() })
 	e.entries = entries
-	e.snap.Store(newSnapshot(kept, e.cfg.strategy, e.rng))
 }
 
 // parse turns values into members sorted by value, reusing the members of
