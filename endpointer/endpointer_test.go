@@ -245,3 +245,18 @@ func TestInstancesAreCopies(t *testing.T) {
 		t.Fatal("Instances returned the Endpointer's own metadata map")
 	}
 }
+
+func TestWorksWithGoKitsOwnInstancer(t *testing.T) {
+	f := newFleet()
+	e, err := New(sd.FixedInstancer{"b:1", "a:1", `{"address":"c:1","version":"v2"}`}, f.factory, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if n := len(e.Instances()); n != 3 {
+		t.Fatalf("%d instances right after New, want 3", n)
+	}
+	if got := call(t, e, WithVersion(context.Background(), "v2")); got != "c:1" {
+		t.Fatalf("v2 got %q", got)
+	}
+}
