@@ -152,11 +152,12 @@ func (r *Registration) Middleware() endpoint.Middleware {
 }
 
 // Drain shuts the instance down gracefully: it leaves discovery (Pause),
-// waits until the requests counted by Track and Middleware are done and
-// none has started for a quiet period of min(grace, 1 s) — the time
-// clients take to see the instance leave — or until grace has passed,
-// whichever comes first, and then deregisters. If ctx ends first it stops
-// waiting, still deregisters (within 5 s), and returns ctx's error.
+// waits until no request counted by Track or Middleware is in flight and
+// none has started for a quiet period of min(grace, 1 s) after the pause —
+// the time clients take to see the instance leave — or until grace has
+// passed, whichever comes first, and then deregisters. If ctx ends first it
+// stops waiting, still deregisters (within 5 s), and returns ctx's error.
+// Drain after Deregister does nothing.
 func (r *Registration) Drain(ctx context.Context, grace time.Duration) error {
 	if st := r.reg.State(); st == etcdv3.StateDeregistered || st == etcdv3.StateIdle {
 		return nil
