@@ -132,7 +132,7 @@ func NewMirror(ctx context.Context, c Client, prefix string, logger log.Logger, 
 	snap, err := src.snapshot(ctx)
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("etcdv3: watch prefix %q: %w", prefix, err)
+		return nil, err // it names the prefix
 	}
 	m.applySnapshot(snap)
 	go m.run(src, newBackoff(cfg.minBackoff, cfg.maxBackoff))

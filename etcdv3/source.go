@@ -3,6 +3,7 @@ package etcdv3
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -80,7 +81,7 @@ type entriesSource struct {
 func (s *entriesSource) read() (Snapshot, error) {
 	values, err := s.c.GetEntries(s.prefix)
 	if err != nil {
-		return Snapshot{}, err
+		return Snapshot{}, fmt.Errorf("etcdv3: read prefix %q: %w", s.prefix, err)
 	}
 	s.seq++
 	snap := Snapshot{Revision: s.seq, KVs: make([]KeyValue, 0, len(values))}

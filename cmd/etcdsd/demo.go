@@ -30,15 +30,23 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	endpoints := fs.String("endpoints", "", "comma-separated etcd endpoints to use instead of an embedded etcd (the restart step is then skipped)")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: etcdsd demo [--endpoints host:port,...]")
+		fmt.Fprintln(fs.Output(), "Usage: etcdsd demo [--endpoints host:port,...] [grpc]")
 		fmt.Fprintln(fs.Output(), "\nRegisters three HTTP services in etcd, discovers them, balances requests over")
-		fmt.Fprintln(fs.Output(), "them, and shows failover and recovery from an etcd restart.")
+		fmt.Fprintln(fs.Output(), "them, shows failover and recovery from an etcd restart, then routes gRPC calls")
+		fmt.Fprintln(fs.Output(), "by version. \"demo grpc\" runs only the gRPC part.")
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args, 0, stdout); err != nil {
+	if err := parseFlags(fs, args, 1, stdout); err != nil {
 		return err
 	}
 	d := &demo{out: stdout}
+	switch fs.Arg(0) {
+	case "":
+	case "grpc":
+		d.grpcOnly = true
+	default:
+		return usageError{fmt.Errorf("unknown demo %q (want grpc, or nothing for the whole demo)", fs.Arg(0))}
+	}
 	defer d.cleanup()
 	if *endpoints != "" {
 		for ep := range strings.SplitSeq(*endpoints, ",") {
@@ -65,6 +73,7 @@ type demo struct {
 	instancer *etcdv3.Instancer
 	endpoint  *sd.DefaultEndpointer
 	step      int
+	grpcOnly  bool
 }
 
 func (d *demo) say(format string, args ...any) {
@@ -88,6 +97,11 @@ func (d *demo) run(ctx context.Context) error {
 		d.say("Started an embedded etcd at %s (data in a temporary directory).", e.Endpoint())
 	} else {
 		d.say("Using the etcd at %s.", strings.Join(d.endpoints, ","))
+	}
+
+	if d.grpcOnly {
+		d.section("Route gRPC calls by version")
+		return runGRPCDemo(ctx, d.out, d.endpoints)
 	}
 
 	d.section("Register three HTTP services")
@@ -139,9 +153,14 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 
+	d.section("Route gRPC calls by version")
+	if err := runGRPCDemo(ctx, d.out, d.endpoints); err != nil {
+		return err
+	}
+
 	d.section("Shut down")
 	d.say("Deregistering every service, stopping the Instancer and closing the clients.")
-	fmt.Fprintln(d.out, "\nDemo finished: registered, discovered, balanced, failed over and recovered.")
+	fmt.Fprintln(d.out, "\nDemo finished: registered, discovered, balanced, failed over, recovered and routed by version.")
 	return nil
 }
 

@@ -44,7 +44,6 @@ func runGRPCDemo(ctx context.Context, out io.Writer, endpoints []string) (err er
 	defer cancel()
 	say := func(format string, args ...any) { fmt.Fprintf(out, "   "+format+"\n", args...) }
 
-	fmt.Fprintln(out, "\ngRPC: resolver and version-aware balancer")
 	client, err := etcdv3.NewEtcdClient(ctx, endpoints, etcdv3.ClientOptions{})
 	if err != nil {
 		return fmt.Errorf("grpc demo: %w", err)

@@ -29,6 +29,8 @@ func TestDemoNarratesTheWholeJobAndExitsZero(t *testing.T) {
 		"Subscribers were told once (etcd unreachable) and kept their 2 instances.",
 		"The Instancer reconnected and saw greeter-4, registered after the restart.",
 		"6 requests answered by: greeter-1×2, greeter-3×2, greeter-4×2.",
+		"Route gRPC calls by version",
+		`6 requests with grpcsd.WithVersion(ctx, "v2") went only to v2: app-3 6.`,
 		"Demo finished",
 	} {
 		if !strings.Contains(out.String(), line) {
@@ -47,5 +49,19 @@ func TestDemoRefusesBadFlags(t *testing.T) {
 	}
 	if code := run(context.Background(), []string{"demo", "--no-such-flag"}, &out, &errOut); code != 2 {
 		t.Fatalf("exit code %d for an unknown flag, want 2", code)
+	}
+}
+
+func TestDemoGRPCRunsOnlyTheGRPCPart(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"demo", "grpc"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit code %d; stderr: %s", code, errOut.String())
+	}
+	if strings.Contains(out.String(), "greeter") || !strings.Contains(out.String(), "2. Route gRPC calls by version") {
+		t.Fatalf("demo grpc output:\n%s", out.String())
+	}
+	var errs bytes.Buffer
+	if code := run(context.Background(), []string{"demo", "bogus"}, &out, &errs); code != 2 || !strings.Contains(errs.String(), `unknown demo "bogus"`) {
+		t.Fatalf("demo bogus: exit %d, stderr %q", code, errs.String())
 	}
 }
