@@ -124,8 +124,8 @@ func isNil(v any) bool {
 // Endpoint returns the endpoint that picks an instance for each request,
 // calls it and retries on failure as configured by WithRetry, WithBackoff
 // and WithRetryable. The error of a call that was not retried is the
-// endpoint's own; after retries it is a *RetryError holding each attempt's
-// error. Picking fails at once, without retry, with ErrNoEndpoints when
+// endpoint's own; after retries, or when the call's context ended, it is a
+// *RetryError holding each attempt's error and the reason it stopped. Picking fails at once, without retry, with ErrNoEndpoints when
 // there is no instance, with a *NoMatchError (wrapping ErrNoMatch) when the
 // request's selector matches none, and with ErrClosed after Close.
 func (e *Endpointer) Endpoint() endpoint.Endpoint {

@@ -3,6 +3,7 @@ package endpointer
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/go-kit/kit/sd/lb"
@@ -73,24 +74,31 @@ func (e *NoMatchError) Error() string {
 // Unwrap returns ErrNoMatch.
 func (e *NoMatchError) Unwrap() error { return ErrNoMatch }
 
-// RetryError is the error of a call that was tried more than once and
-// failed every time. It unwraps to every attempt's error, so errors.Is and
-// errors.As see each of them.
+// RetryError is the error of a call that was tried more than once, or
+// stopped for a reason of its own, and failed. It unwraps to every
+// attempt's error and to Stop, so errors.Is and errors.As see each of them.
 type RetryError struct {
-	// Errs holds the error of each attempt in order; the last one ended
-	// the call.
+	// Errs holds the error of each attempt, in order.
 	Errs []error
+	// Stop is why no further attempt was made when that is not the last
+	// attempt's error: the call's context ended (its deadline, the overall
+	// timeout of WithRetry, or a cancellation), no time was left for the
+	// backoff, or the next pick failed (no instance left). Nil when the
+	// attempts ran out or the last error was not retryable.
+	Stop error
 }
 
-// Error names the number of attempts, the last error and the earlier ones.
+// Error names the number of attempts, the last error, the earlier ones and
+// why the call stopped.
 func (e *RetryError) Error() string {
-	if len(e.Errs) == 0 {
-		return "endpointer: no attempt made"
-	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "endpointer: %d attempts failed: %v", len(e.Errs), e.Errs[len(e.Errs)-1])
-	if len(e.Errs) > 1 {
-		b.WriteString(" (previously: ")
+	switch len(e.Errs) {
+	case 0:
+		b.WriteString("endpointer: no attempt made")
+	case 1:
+		fmt.Fprintf(&b, "endpointer: 1 attempt failed: %v", e.Errs[0])
+	default:
+		fmt.Fprintf(&b, "endpointer: %d attempts failed: %v (previously: ", len(e.Errs), e.Errs[len(e.Errs)-1])
 		for i, err := range e.Errs[:len(e.Errs)-1] {
 			if i > 0 {
 				b.WriteString("; ")
@@ -99,8 +107,16 @@ func (e *RetryError) Error() string {
 		}
 		b.WriteString(")")
 	}
+	if e.Stop != nil {
+		fmt.Fprintf(&b, "; stopped: %v", e.Stop)
+	}
 	return b.String()
 }
 
-// Unwrap returns the error of every attempt.
-func (e *RetryError) Unwrap() []error { return e.Errs }
+// Unwrap returns the error of every attempt, then Stop.
+func (e *RetryError) Unwrap() []error {
+	if e.Stop == nil {
+		return e.Errs
+	}
+	return append(slices.Clip(e.Errs), e.Stop)
+}

@@ -29,7 +29,16 @@ func (e *Endpointer) call(ctx context.Context, request any) (any, error) {
 			return response, nil
 		}
 		errs = append(errs, err)
-		if attempt >= e.cfg.maxAttempts || !e.retryable(ctx, err) {
+		if attempt >= e.cfg.maxAttempts {
+			return nil, e.fail(errs, nil)
+		}
+		if done := ctx.Err(); done != nil {
+			if errors.Is(err, done) {
+				done = nil
+			}
+			return nil, e.fail(errs, done)
+		}
+		if errors.Is(err, context.Canceled) || !e.cfg.retryable(err) {
 			return nil, e.fail(errs, nil)
 		}
 		if err := e.pause(ctx, attempt); err != nil {
@@ -37,15 +46,6 @@ func (e *Endpointer) call(ctx context.Context, request any) (any, error) {
 		}
 		last = en
 	}
-}
-
-// retryable reports whether err may be retried: never once ctx is done or
-// for a cancellation, else as the hook says.
-func (e *Endpointer) retryable(ctx context.Context, err error) bool {
-	if ctx.Err() != nil || errors.Is(err, context.Canceled) {
-		return false
-	}
-	return e.cfg.retryable(err)
 }
 
 // pause waits before the attempt after attempt, unless ctx ends first or
@@ -73,15 +73,15 @@ func (e *Endpointer) backoff(attempt int) time.Duration {
 }
 
 // fail builds the error of a call that made the attempts in errs and then
-// stopped, for the reason last when it is not the last attempt's error.
-func (e *Endpointer) fail(errs []error, last error) error {
-	if last != nil {
-		errs = append(errs, last)
-	}
-	if len(errs) == 1 {
+// stopped, for the reason stop when that is not the last attempt's error.
+func (e *Endpointer) fail(errs []error, stop error) error {
+	switch {
+	case len(errs) == 0:
+		return stop
+	case len(errs) == 1 && stop == nil:
 		return errs[0]
 	}
-	return &RetryError{Errs: errs}
+	return &RetryError{Errs: errs, Stop: stop}
 }
 
 // sleepContext waits for d or until ctx ends.

@@ -179,8 +179,34 @@ func TestCancellationIsNeverRetried(t *testing.T) {
 		}
 	}
 	e.mu.Unlock()
-	if _, err := e.Endpoint()(ctx, nil); !errors.Is(err, errBackend) || calls != 1 {
-		t.Fatalf("err = %v after %d calls, want one attempt once the caller cancelled", err, calls)
+	_, err := e.Endpoint()(ctx, nil)
+	if !errors.Is(err, errBackend) || !errors.Is(err, context.Canceled) || calls != 1 {
+		t.Fatalf("err = %v after %d calls, want one attempt, its error and the cancellation", err, calls)
+	}
+	if want := "endpointer: 1 attempt failed: backend failed; stopped: context canceled"; err.Error() != want {
+		t.Fatalf("error %q, want %q", err, want)
+	}
+}
+
+func TestTimeoutDuringAnAttemptIsNamedInTheError(t *testing.T) {
+	f := newFleet()
+	e := newEndpointer(t, source(t, "a", "b"), f, WithRetry(5, 30*time.Millisecond))
+	recordSleeps(e)
+	e.mu.Lock()
+	for _, en := range e.entries {
+		en.ep = func(ctx context.Context, _ any) (any, error) {
+			<-ctx.Done()
+			return nil, errBackend // a transport that hides the context's error
+		}
+	}
+	e.mu.Unlock()
+	_, err := e.Endpoint()(context.Background(), nil)
+	if !errors.Is(err, errBackend) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want the attempt's error and DeadlineExceeded", err)
+	}
+	var re *RetryError
+	if !errors.As(err, &re) || len(re.Errs) != 1 {
+		t.Fatalf("err = %#v, want a RetryError with one attempt", err)
 	}
 }
 
