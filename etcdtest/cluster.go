@@ -137,6 +137,39 @@ func (c *Cluster) StartMember(i int) {
 	c.Member(i).Start()
 }
 
+// Stop stops every member at once, like a power loss of the whole cluster
+// that keeps the data; Start brings it back. See Server.Stop for how long
+// stopping takes while clients hold streams.
+func (c *Cluster) Stop() {
+	c.tb.Helper()
+	c.stop()
+}
+
+// Start starts every stopped member at once on its ports with its data (a
+// member alone cannot serve without a quorum, so StartMember one by one
+// would wait forever after Stop), and waits until all serve clients and
+// agree on a leader.
+func (c *Cluster) Start() {
+	c.tb.Helper()
+	var started []*member
+	for _, s := range c.members {
+		if s.m.running() {
+			continue
+		}
+		if err := s.m.launch(bindAttempts); err != nil {
+			c.tb.Fatal(err)
+		}
+		started = append(started, s.m)
+	}
+	deadline := time.Now().Add(readyTimeout)
+	for _, m := range started {
+		if err := m.waitReady(deadline); err != nil {
+			c.tb.Fatal(err)
+		}
+	}
+	c.WaitLeader(readyTimeout)
+}
+
 // Leader returns the index of the current leader, waiting up to 10 seconds
 // for an election; see WaitLeader.
 func (c *Cluster) Leader() int {

@@ -14,15 +14,11 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
-	"go.uber.org/goleak"
 
 	"github.com/etcdsd/etcdsd/etcdtest"
 )
 
-func TestMain(m *testing.M) {
-	etcdtest.RunServerIfChild()
-	goleak.VerifyTestMain(m)
-}
+func TestMain(m *testing.M) { etcdtest.VerifyTestMain(m) }
 
 // eventually calls f until it succeeds or timeout passes, and fails the
 // test with f's last error then. f bounds its own wait with ctx.

@@ -71,3 +71,17 @@ func TestEnableAuthLimitsUserToPrefix(t *testing.T) {
 		t.Fatalf("wrong password: err = %v, want %v", err, rpctypes.ErrAuthFailed)
 	}
 }
+
+func TestClusterStopsAndStartsAsAWhole(t *testing.T) {
+	c := etcdtest.NewCluster(t, 3)
+	cli := c.Client(t)
+	put(t, cli, "/etcdtest/whole", "kept")
+	c.Stop()
+	for i := range 3 {
+		if c.Member(i).Running() {
+			t.Fatalf("member %d Running after Stop", i)
+		}
+	}
+	c.Start()
+	wantValue(t, cli, "/etcdtest/whole", "kept")
+}

@@ -1,0 +1,41 @@
+package etcdtest
+
+import (
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// leakGrace is how long VerifyTestMain lets goroutines end: an embedded
+// cluster member's peer requests in flight when it stops end only at their
+// 5 s read deadline (rafthttp.ConnReadTimeout), after the member is closed.
+const leakGrace = 10 * time.Second
+
+// VerifyTestMain is goleak.VerifyTestMain for packages that run etcd: it
+// serves etcd if the binary is a StartProcess child (see RunServerIfChild),
+// runs the tests, and then fails the run if goroutines are left once
+// leakGrace has passed, rather than goleak's 2 s. Use it as TestMain:
+//
+//	func TestMain(m *testing.M) { etcdtest.VerifyTestMain(m) }
+func VerifyTestMain(m *testing.M, opts ...goleak.Option) {
+	RunServerIfChild()
+	code := m.Run()
+	if code == 0 {
+		deadline := time.Now().Add(leakGrace)
+		for {
+			err := goleak.Find(opts...)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				fmt.Fprintf(os.Stderr, "goleak: Errors on successful test run: %v\n", err)
+				code = 1
+				break
+			}
+		}
+	}
+	os.Exit(code)
+}
