@@ -15,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
 )
 
 // Defaults for ClientOptions fields left at zero.
@@ -142,7 +143,7 @@ func NewEtcdClient(ctx context.Context, machines []string, options ClientOptions
 		DialTimeout:          options.DialTimeout,
 		DialKeepAliveTime:    options.DialKeepAlive,
 		DialKeepAliveTimeout: options.DialTimeout,
-		DialOptions:          options.DialOptions,
+		DialOptions:          append([]grpc.DialOption{reconnectParams(options.DialTimeout)}, options.DialOptions...),
 		TLS:                  tlsConf,
 		Username:             options.Username,
 		Password:             options.Password,
@@ -192,6 +193,25 @@ func newEtcdClient(parent context.Context, cli *clientv3.Client, owns bool, opti
 		}
 	}()
 	return c
+}
+
+// reconnectParams makes gRPC dial again soon after etcd is back. Its
+// defaults wait up to 120 s between attempts after a long outage, and let an
+// attempt hang for 20 s behind a link that drops packets, so a client would
+// stay cut off long after a partition healed or etcd restarted. Here an
+// attempt is bounded by the dial timeout, and the backoff between attempts
+// is capped at 2 s, as the Instancer's retries are. DialOptions given by the
+// caller come after it and may override it.
+func reconnectParams(dialTimeout time.Duration) grpc.DialOption {
+	return grpc.WithConnectParams(grpc.ConnectParams{
+		Backoff: grpcbackoff.Config{
+			BaseDelay:  100 * time.Millisecond,
+			Multiplier: 1.6,
+			Jitter:     0.2,
+			MaxDelay:   2 * time.Second,
+		},
+		MinConnectTimeout: dialTimeout,
+	})
 }
 
 func withDefaults(o ClientOptions) ClientOptions {
