@@ -18,5 +18,6 @@
 // Watch for typed events, or NewInstancer for a go-kit sd.Instancer of one
 // service that leaves out disabled instances and applies weight overrides:
 // every endpointer and balancer built on an sd.Instancer honours the
-// operator's properties through it, within one watch event.
+// operator's properties through it, within one watch event, and a gRPC
+// resolver does with grpcsd.WithInstancerFactory(cat.InstancerForPrefix).
 package catalog

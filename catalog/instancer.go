@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/go-kit/kit/sd"
@@ -72,6 +73,21 @@ func (c *Catalog) NewInstancer(ctx context.Context, service string) (*Instancer,
 	}
 	s.mirrors = append(s.mirrors, inst)
 	return s, nil
+}
+
+// InstancerForPrefix is NewInstancer for the service whose instances live
+// under prefix (<root><service>/ or <root><service>), returned as an
+// sd.Instancer. Its signature is grpcsd.InstancerFactory's, so a gRPC
+// resolver honours properties with
+// grpcsd.WithInstancerFactory(cat.InstancerForPrefix). It fails for a
+// prefix that names no single service under the catalog's root.
+func (c *Catalog) InstancerForPrefix(ctx context.Context, prefix string) (sd.Instancer, error) {
+	rest, ok := strings.CutPrefix(prefix, c.layout.root)
+	service := strings.TrimSuffix(rest, "/")
+	if !ok || checkSegment("service name", service) != nil {
+		return nil, fmt.Errorf("catalog: instancer for prefix %q: not %s<service>/", prefix, c.layout.root)
+	}
+	return c.NewInstancer(ctx, service)
 }
 
 // Register implements sd.Instancer: ch receives the current state before

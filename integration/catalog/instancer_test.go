@@ -3,10 +3,12 @@ package catalog_test
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/etcdsd/etcdsd/catalog"
+	"github.com/etcdsd/etcdsd/endpointer/grpcsd"
 	"github.com/etcdsd/etcdsd/etcdtest"
 )
 
@@ -97,4 +99,30 @@ func TestInstancerReportsOutageAndRecovers(t *testing.T) {
 	}
 	put(t, raw, cat.InstanceKey("outage", "b"), "10.0.0.2:80")
 	waitState(t, in, 10*time.Second, "10.0.0.2:80")
+}
+
+func TestInstancerForPrefixServesGRPCResolvers(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	cat := newCatalog(t, newClient(t, srv.Endpoints()))
+	register(t, cat, catalog.Instance{Name: "grpc", ID: "a", Address: "10.0.0.1:80"})
+	register(t, cat, catalog.Instance{Name: "grpc", ID: "b", Address: "10.0.0.2:80"})
+	if err := cat.SetProperty(context.Background(), "grpc", "a", catalog.PropDisabled, "true"); err != nil {
+		t.Fatal(err)
+	}
+	var factory grpcsd.InstancerFactory = cat.InstancerForPrefix
+	for _, prefix := range []string{"/services/grpc/", "/services/grpc"} {
+		in, err := factory(context.Background(), prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := addresses(t, in.(*catalog.Instancer).State()); !slices.Equal(got, []string{"10.0.0.2:80"}) {
+			t.Errorf("%s: instances %v, want the drained one left out", prefix, got)
+		}
+		in.(*catalog.Instancer).Stop()
+	}
+	for _, prefix := range []string{"/other/grpc/", "/services/", "/services/a/b/"} {
+		if _, err := factory(context.Background(), prefix); err == nil || !strings.Contains(err.Error(), prefix) {
+			t.Errorf("prefix %q: err = %v, want one naming it", prefix, err)
+		}
+	}
 }
