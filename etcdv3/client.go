@@ -118,8 +118,13 @@ var _ Client = (*EtcdClient)(nil)
 
 // NewClient returns a Client connected to the etcd endpoints in machines.
 // It fails, within options.DialTimeout, when no endpoint answers, and with a
-// clear error for bad TLS files or wrong credentials. The client lives until
-// ctx is done or Close is called, whichever is first.
+// clear error for bad TLS files or wrong credentials.
+//
+// As in go-kit, ctx is the client's lifetime, not a dial timeout: the client
+// closes when ctx ends (or at Close, whichever is first). Do not pass a
+// context that ends before you deregister, such as the one signal.NotifyContext
+// cancels on Ctrl-C; pass context.WithoutCancel(ctx) or context.Background()
+// and call Close.
 func NewClient(ctx context.Context, machines []string, options ClientOptions) (Client, error) {
 	c, err := NewEtcdClient(ctx, machines, options)
 	if err != nil {
@@ -260,6 +265,9 @@ func dialError(machines []string, o ClientOptions, err error) error {
 	case errors.Is(err, rpctypes.ErrAuthFailed):
 		return fmt.Errorf("etcdv3: connect to %v: authentication failed for user %q: %w", machines, o.Username, err)
 	case errors.Is(err, context.DeadlineExceeded):
+		if tlsErr := tlsProblem(machines, o); tlsErr != nil {
+			return fmt.Errorf("etcdv3: connect to %v: %w (no endpoint answered within dial timeout %v: %w)", machines, tlsErr, o.DialTimeout, err)
+		}
 		return fmt.Errorf("etcdv3: connect to %v: no endpoint answered within dial timeout %v: %w", machines, o.DialTimeout, err)
 	}
 	return fmt.Errorf("etcdv3: connect to %v: %w", machines, err)

@@ -1,6 +1,7 @@
 package etcdv3
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -54,7 +55,8 @@ type Update struct {
 	Changes  []Change
 	// Resync is set when the changes were found by comparing a fresh
 	// snapshot with the mirror (at start, after compaction or after an
-	// outage), rather than seen one by one in a watch.
+	// outage), rather than seen one by one in a watch. They are then
+	// ordered by revision, deletes last.
 	Resync bool
 	// Err is set, once per outage, when etcd cannot be read; the mirror
 	// keeps its content and retries with backoff. The next update without
@@ -233,7 +235,14 @@ func (m *Mirror) resync(snap Snapshot) {
 			changes = append(changes, Change{Type: Delete, Key: k, PrevValue: old, Revision: snap.Revision})
 		}
 	}
-	slices.SortFunc(changes, func(a, b Change) int { return strings.Compare(a.Key, b.Key) })
+	// In revision order, as a watch would have reported them; deletes,
+	// which carry the snapshot's revision, come last.
+	slices.SortFunc(changes, func(a, b Change) int {
+		if a.Revision != b.Revision {
+			return cmp.Compare(a.Revision, b.Revision)
+		}
+		return strings.Compare(a.Key, b.Key)
+	})
 	m.state = fresh
 	m.setRev(snap.Revision)
 	m.handle(Update{Revision: snap.Revision, Changes: changes, Resync: true})

@@ -85,7 +85,7 @@ func TestMirrorResyncsAfterCompactionWithTheDifference(t *testing.T) {
 	if up.Err != nil {
 		t.Fatalf("compaction reported as an outage: %v", up.Err)
 	}
-	if !up.Resync || up.Revision != 30 || describe(up.Changes) != "delete /p/a=(was 1)@30; create /p/c=3(was )@25; " {
+	if !up.Resync || up.Revision != 30 || describe(up.Changes) != "create /p/c=3(was )@25; delete /p/a=(was 1)@30; " {
 		t.Fatalf("resync update = %+v (%s)", up, describe(up.Changes))
 	}
 	<-f.watches
