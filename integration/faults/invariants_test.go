@@ -128,12 +128,17 @@ func (f *fleet) change(key string) bool {
 }
 
 // keys returns the live keys, sorted.
-func (f *fleet) keys() []string {
+func (f *fleet) keys() []string { return f.keysWith(f.prefix) }
+
+// keysWith returns the live keys that start with prefix, sorted.
+func (f *fleet) keysWith(prefix string) []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	keys := make([]string, 0, len(f.live))
 	for k := range f.live {
-		keys = append(keys, k)
+		if strings.HasPrefix(k, prefix) {
+			keys = append(keys, k)
+		}
 	}
 	sort.Strings(keys)
 	return keys

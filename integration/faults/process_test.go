@@ -20,6 +20,7 @@ import (
 type churner struct {
 	f        *fleet
 	c        *etcdv3.EtcdClient
+	tag      string // names the churner's keys apart from others'
 	min, max int
 
 	ops    atomic.Int64
@@ -28,9 +29,9 @@ type churner struct {
 	done   chan struct{}
 }
 
-func startChurn(f *fleet, c *etcdv3.EtcdClient, min, max int, every time.Duration) *churner {
+func startChurn(f *fleet, c *etcdv3.EtcdClient, tag string, min, max int, every time.Duration) *churner {
 	ctx, cancel := context.WithCancel(context.Background())
-	ch := &churner{f: f, c: c, min: min, max: max, cancel: cancel, done: make(chan struct{})}
+	ch := &churner{f: f, c: c, tag: tag, min: min, max: max, cancel: cancel, done: make(chan struct{})}
 	go ch.run(ctx, every)
 	return ch
 }
@@ -52,12 +53,13 @@ func (ch *churner) run(ctx context.Context, every time.Duration) {
 	}
 }
 
-// step makes one change: a registration, a deregistration or a new value.
+// step makes one change to the churner's own keys: a registration, a
+// deregistration or a new value.
 func (ch *churner) step(n int) {
-	keys := ch.f.keys()
+	keys := ch.f.keysWith(ch.f.prefix + ch.tag + "-")
 	switch r := rand.IntN(3); {
 	case len(keys) < ch.min || (r == 0 && len(keys) < ch.max):
-		ch.f.register(ch.c, fmt.Sprintf("churn-%d", n))
+		ch.f.register(ch.c, fmt.Sprintf("%s-%d", ch.tag, n))
 	case r == 1 && len(keys) > ch.min:
 		ch.f.deregister(keys[rand.IntN(len(keys))])
 	default:
@@ -90,7 +92,7 @@ func TestProcessKilledMidChurnAndRestarted(t *testing.T) {
 	}
 	f.mustCheck("before the kill")
 
-	ch := startChurn(f, svc, 3, 10, 20*time.Millisecond)
+	ch := startChurn(f, svc, "churn", 3, 10, 20*time.Millisecond)
 	t.Cleanup(func() { ch.stop() })
 	for ch.ops.Load() < 20 {
 		time.Sleep(10 * time.Millisecond)
