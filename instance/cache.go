@@ -144,12 +144,14 @@ func (c *Cache) Len() int {
 }
 
 // Register adds ch as a subscriber and delivers the current state to it
-// before returning, as go-kit's cache does, so that an sd.Endpointer built on
-// the cache has its endpoints as soon as its constructor returns. Later
-// events are delivered by a goroutine owned by the cache: if ch is not read,
-// only that goroutine waits, and when ch is read again it receives the latest
-// state (intermediate states are coalesced). Registering a channel twice is
-// a no-op. Register must not be called from the goroutine that reads ch.
+// before returning, as go-kit's cache does. Later events are delivered by a
+// goroutine owned by the cache: if ch is not read, only that goroutine
+// waits, and when ch is read again it receives the latest state, not the
+// backlog (intermediate states are coalesced). One caveat that Go's select
+// makes unavoidable: if that goroutine was descheduled right as it committed
+// to sending a state, the reader may get that one state first, and the
+// latest right after. Registering a channel twice is a no-op. Register must
+// not be called from the goroutine that reads ch.
 func (c *Cache) Register(ch chan<- sd.Event) {
 	c.mu.Lock()
 	if c.stopped {

@@ -1,6 +1,7 @@
 package instance
 
 import (
+	"fmt"
 	"sync"
 
 	"github.com/go-kit/kit/sd"
@@ -60,36 +61,53 @@ func (s *subscriber) stop() {
 }
 
 // run delivers events until stop. While a send is blocked it keeps taking
-// newer events, so the reader gets the latest state, never a stale one, and
-// never the same state twice in a row. States are told apart by the cache's
-// sequence number; contents are compared only when a newer state replaces
-// one whose send is blocked, the one case where the state may have come
-// back to what the reader already has.
+// newer events, so the reader gets the latest state and never the same
+// state twice in a row. States are told apart by the cache's sequence
+// number; contents are compared only when a newer state replaced one never
+// delivered, the one case where the state may have come back to what the
+// reader already has.
 func (s *subscriber) run(ev sd.Event, seq uint64) {
 	defer close(s.done)
 	var last sd.Event
 	lastSeq, delivered := uint64(0), false
+	// coalesced: ev replaced a newer-than-last state that was never
+	// delivered, so it may equal last again.
+	coalesced := false
+	takeNewer := func() {
+		if next, nextSeq, ok := s.take(); ok && nextSeq != seq {
+			coalesced = coalesced || (delivered && seq != lastSeq)
+			ev, seq = next, nextSeq
+		}
+	}
 	for {
+		if delivered && (seq == lastSeq || coalesced && sameEvent(ev, last)) {
+			if !s.waitNewer(&ev, &seq, lastSeq) {
+				return
+			}
+			coalesced = false
+			continue
+		}
+		// Take a newer state first: once the reader is ready, select would
+		// pick between it and the older one at random. Nothing between
+		// this check and the select below may call a function, so that the
+		// goroutine cannot be descheduled in between and come back to a
+		// stale choice.
+		select {
+		case <-s.wake:
+			takeNewer()
+			continue
+		default:
+		}
 		select {
 		case s.ch <- ev:
-			last, lastSeq = ev, seq
+			last, lastSeq, coalesced = ev, seq, false
 			if !delivered {
 				delivered = true
 				close(s.first)
 			}
 		case <-s.wake:
-			next, nextSeq, ok := s.take()
-			if !ok || nextSeq == seq {
-				continue
-			}
-			ev, seq = next, nextSeq
-			if !delivered || !sameEvent(ev, last) {
-				continue
-			}
+			takeNewer()
 		case <-s.quit:
-			return
-		}
-		if !s.waitNewer(&ev, &seq, lastSeq) {
 			return
 		}
 	}
@@ -117,4 +135,13 @@ func (s *subscriber) take() (sd.Event, uint64, bool) {
 	ev, seq, ok := s.pending, s.seq, s.has
 	s.has = false
 	return ev, seq, ok
+}
+
+var dbgMu sync.Mutex
+var dbgLog = map[*subscriber][]string{}
+
+func dbg(s *subscriber, what string, seq uint64) {
+	dbgMu.Lock()
+	dbgLog[s] = append(dbgLog[s], fmt.Sprintf("%s %d", what, seq))
+	dbgMu.Unlock()
 }
