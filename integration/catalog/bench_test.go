@@ -13,6 +13,7 @@ import (
 	"github.com/etcdsd/etcdsd/catalog"
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
+	"github.com/etcdsd/etcdsd/integration/itest"
 )
 
 // BenchmarkListServices lists 1,000 services (about 6,000 instances):
@@ -21,7 +22,7 @@ import (
 func BenchmarkListServices(b *testing.B) {
 	srv := etcdtest.NewServer(b)
 	raw := srv.Client(b)
-	c := newClient(b, srv.Endpoints())
+	c := itest.Client(b, srv.Endpoints())
 	cat := newCatalog(b, c, catalog.WithRoot("/bench-list/"))
 	total := putServices(b, raw, "/bench-list/", 1000)
 	ctx := context.Background()
@@ -60,7 +61,7 @@ func BenchmarkListServices(b *testing.B) {
 func BenchmarkPropagation(b *testing.B) {
 	srv := etcdtest.NewServer(b)
 	raw := srv.Client(b)
-	c := newClient(b, srv.Endpoints())
+	c := itest.Client(b, srv.Endpoints())
 	cat := newCatalog(b, c)
 	for _, svc := range []string{"prop-catalog", "prop-etcdv3"} {
 		for i := range 100 {
@@ -96,7 +97,7 @@ func BenchmarkPropagation(b *testing.B) {
 		run(b, "prop-catalog", in)
 	})
 	b.Run("etcdv3-instancer", func(b *testing.B) {
-		in, err := etcdv3.NewInstancer(c, cat.Root()+"prop-etcdv3/", testLogger(b))
+		in, err := etcdv3.NewInstancer(c, cat.Root()+"prop-etcdv3/", itest.Logger(b))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/etcdsd/etcdsd/catalog"
 	"github.com/etcdsd/etcdsd/endpointer"
 	"github.com/etcdsd/etcdsd/etcdtest"
+	"github.com/etcdsd/etcdsd/integration/itest"
 )
 
 var cliCommands = []string{"services", "list", "watch", "register", "drain", "undrain", "set-weight"}
@@ -96,7 +97,7 @@ func TestCLIFailsFastOnUnreachableEtcd(t *testing.T) {
 func TestCLIServicesAndListAgainstEtcd(t *testing.T) {
 	srv := etcdtest.NewServer(t)
 	raw := srv.Client(t)
-	cat := newCatalog(t, newClient(t, srv.Endpoints()))
+	cat := newCatalog(t, itest.Client(t, srv.Endpoints()))
 	ep := "--endpoints=" + strings.Join(srv.Endpoints(), ",")
 	register(t, cat, catalog.Instance{Name: "api", ID: "api-1", Address: "10.0.0.1:8080", Version: "v1", Metadata: map[string]string{"zone": "a"}})
 	register(t, cat, catalog.Instance{Name: "api", ID: "api-2", Address: "10.0.0.2:8080", Version: "v2", Weight: 3})
@@ -169,7 +170,7 @@ func TestCLIServicesAndListAgainstEtcd(t *testing.T) {
 func TestCLIWatchPrintsTypedEventsUntilInterrupted(t *testing.T) {
 	srv := etcdtest.NewServer(t)
 	raw := srv.Client(t)
-	cat := newCatalog(t, newClient(t, srv.Endpoints()))
+	cat := newCatalog(t, itest.Client(t, srv.Endpoints()))
 	ep := "--endpoints=" + strings.Join(srv.Endpoints(), ",")
 	put(t, raw, cat.InstanceKey("wat", "a"), `{"address":"10.0.0.1:80"}`)
 
@@ -220,7 +221,7 @@ func TestCLIWatchPrintsTypedEventsUntilInterrupted(t *testing.T) {
 func TestCLIDrainRemovesInstanceFromEndpointerTrafficWithinASecond(t *testing.T) {
 	srv := etcdtest.NewServer(t)
 	raw := srv.Client(t)
-	cat := newCatalog(t, newClient(t, srv.Endpoints()))
+	cat := newCatalog(t, itest.Client(t, srv.Endpoints()))
 	ep := "--endpoints=" + strings.Join(srv.Endpoints(), ",")
 	const svc = "traffic"
 
@@ -233,7 +234,7 @@ func TestCLIDrainRemovesInstanceFromEndpointerTrafficWithinASecond(t *testing.T)
 	factory := func(address string) (endpoint.Endpoint, io.Closer, error) {
 		return func(context.Context, any) (any, error) { return address, nil }, nil, nil
 	}
-	e, err := endpointer.New(in, factory, testLogger(t))
+	e, err := endpointer.New(in, factory, itest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,34 +258,34 @@ func TestCLIDrainRemovesInstanceFromEndpointerTrafficWithinASecond(t *testing.T)
 		}
 		return false
 	}
-	eventually(t, 5*time.Second, "traffic to a", sawA)
+	itest.Eventually(t, 5*time.Second, "traffic to a", sawA)
 	registeredAt := time.Now()
 
 	drainStart := time.Now()
 	drain := etcdsd(t, "drain", svc, "a", ep).ok(t)
-	eventually(t, time.Second, "no traffic to a within 1s of the drain", func() bool { return served("b:1", 20) })
+	itest.Eventually(t, time.Second, "no traffic to a within 1s of the drain", func() bool { return served("b:1", 20) })
 	t.Logf("drain: command ran %v; no traffic to a %v after it started", drain.took, time.Since(drainStart))
-	if !a.running() || !keyExists(t, raw, cat.InstanceKey(svc, "a")) {
+	if !a.running() || !itest.KeyExists(t, raw, cat.InstanceKey(svc, "a")) {
 		t.Fatal("the drained instance's process or registration is gone")
 	}
 
 	undrainStart := time.Now()
 	etcdsd(t, "undrain", svc, "a", ep).ok(t)
-	eventually(t, time.Second, "traffic to a within 1s of the undrain", sawA)
+	itest.Eventually(t, time.Second, "traffic to a within 1s of the undrain", sawA)
 	t.Logf("undrain: traffic to a again %v after the command started", time.Since(undrainStart))
 
 	// The registration outlived its TTL (kept alive), and Ctrl-C
 	// deregisters it.
-	eventually(t, 5*time.Second, "the TTL to pass", func() bool { return time.Since(registeredAt) > 2500*time.Millisecond })
-	if !keyExists(t, raw, cat.InstanceKey(svc, "a")) {
+	itest.Eventually(t, 5*time.Second, "the TTL to pass", func() bool { return time.Since(registeredAt) > 2500*time.Millisecond })
+	if !itest.KeyExists(t, raw, cat.InstanceKey(svc, "a")) {
 		t.Fatal("registration not kept alive past its TTL")
 	}
 	code, rest := a.interrupt(t)
 	if code != 0 || !strings.Contains(strings.Join(rest, "\n"), "deregistered "+cat.InstanceKey(svc, "a")) {
 		t.Fatalf("register after interrupt: exit %d, stdout %q, stderr %s", code, rest, a.stderr)
 	}
-	if keyExists(t, raw, cat.InstanceKey(svc, "a")) {
+	if itest.KeyExists(t, raw, cat.InstanceKey(svc, "a")) {
 		t.Fatal("key still in etcd after register was interrupted")
 	}
-	eventually(t, time.Second, "only b after a deregistered", func() bool { return served("b:1", 20) })
+	itest.Eventually(t, time.Second, "only b after a deregistered", func() bool { return served("b:1", 20) })
 }

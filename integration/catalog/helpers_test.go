@@ -17,14 +17,13 @@ import (
 	"time"
 
 	"github.com/go-kit/kit/sd"
-	"github.com/go-kit/log"
-	"github.com/go-kit/log/level"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
 
 	"github.com/etcdsd/etcdsd/catalog"
 	"github.com/etcdsd/etcdsd/etcdv3"
 	"github.com/etcdsd/etcdsd/instance"
+	"github.com/etcdsd/etcdsd/integration/itest"
 )
 
 // binary is the etcdsd command built once for the CLI tests.
@@ -50,39 +49,12 @@ func TestMain(m *testing.M) {
 	}))
 }
 
-// testLogger writes the library's warnings and errors to the test log,
-// shown on failure.
-func testLogger(t testing.TB) log.Logger {
-	return level.NewFilter(log.LoggerFunc(func(kv ...any) error {
-		var b strings.Builder
-		for i := 0; i+1 < len(kv); i += 2 {
-			fmt.Fprintf(&b, " %v=%v", kv[i], kv[i+1])
-		}
-		t.Log(b.String())
-		return nil
-	}), level.AllowWarn())
-}
-
-// newClient connects an etcdv3 client and closes it at cleanup, before the
-// server (registered earlier) stops.
-func newClient(t testing.TB, endpoints []string) *etcdv3.EtcdClient {
-	t.Helper()
-	c, err := etcdv3.NewEtcdClient(context.Background(), endpoints, etcdv3.ClientOptions{
-		DialTimeout: 2 * time.Second, RequestTimeout: 2 * time.Second, Logger: testLogger(t),
-	})
-	if err != nil {
-		t.Fatalf("new client: %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 // newCatalog returns a catalog with short leases and fast retries.
 func newCatalog(t testing.TB, c *etcdv3.EtcdClient, opts ...catalog.Option) *catalog.Catalog {
 	t.Helper()
 	opts = append([]catalog.Option{
 		catalog.WithTTL(500*time.Millisecond, 2*time.Second),
-		catalog.WithLogger(testLogger(t)),
+		catalog.WithLogger(itest.Logger(t)),
 		catalog.WithMirrorOptions(etcdv3.WithRetryBackoff(20*time.Millisecond, 200*time.Millisecond)),
 	}, opts...)
 	cat, err := catalog.New(c, opts...)
@@ -116,18 +88,6 @@ func newInstancer(t testing.TB, cat *catalog.Catalog, service string) *catalog.I
 	return in
 }
 
-// eventually polls cond every 5 ms until it holds or within passes.
-func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // addresses returns the sorted addresses of an Instancer's current state.
 func addresses(t testing.TB, ev sd.Event) []string {
 	t.Helper()
@@ -155,7 +115,7 @@ func waitState(t testing.TB, in *catalog.Instancer, within time.Duration, want .
 	t.Helper()
 	slices.Sort(want)
 	var ev sd.Event
-	eventually(t, within, fmt.Sprintf("instances %v", want), func() bool {
+	itest.Eventually(t, within, fmt.Sprintf("instances %v", want), func() bool {
 		ev = in.State()
 		return ev.Err == nil && slices.Equal(addresses(t, ev), want)
 	})
@@ -184,18 +144,6 @@ func del(t testing.TB, cli *clientv3.Client, key string) int64 {
 		t.Fatalf("delete %q: %v", key, err)
 	}
 	return resp.Header.Revision
-}
-
-// keyExists reports whether key is in etcd now.
-func keyExists(t testing.TB, cli *clientv3.Client, key string) bool {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	resp, err := cli.Get(ctx, key)
-	if err != nil {
-		t.Fatalf("get %q: %v", key, err)
-	}
-	return len(resp.Kvs) == 1
 }
 
 // next receives the next event that is not an error, or fails.

@@ -10,12 +10,13 @@ import (
 	"github.com/etcdsd/etcdsd/catalog"
 	"github.com/etcdsd/etcdsd/endpointer/grpcsd"
 	"github.com/etcdsd/etcdsd/etcdtest"
+	"github.com/etcdsd/etcdsd/integration/itest"
 )
 
 func TestInstancerHonoursPropertiesLive(t *testing.T) {
 	srv := etcdtest.NewServer(t)
 	raw := srv.Client(t)
-	cat := newCatalog(t, newClient(t, srv.Endpoints()))
+	cat := newCatalog(t, itest.Client(t, srv.Endpoints()))
 	ctx := context.Background()
 	const svc = "props"
 	// Set before the Instancer starts: the first state already honours it.
@@ -40,17 +41,17 @@ func TestInstancerHonoursPropertiesLive(t *testing.T) {
 	if err := cat.SetProperty(ctx, svc, "b", catalog.PropWeight, "7"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Second, "weight 7 on b", func() bool { return weightOf(t, in, "10.0.0.2:80") == 7 })
+	itest.Eventually(t, time.Second, "weight 7 on b", func() bool { return weightOf(t, in, "10.0.0.2:80") == 7 })
 	if err := cat.SetProperty(ctx, svc, "", catalog.PropWeight, "4"); err != nil { // service-wide
 		t.Fatal(err)
 	}
-	eventually(t, time.Second, "weight 4 on c, b keeps 7", func() bool {
+	itest.Eventually(t, time.Second, "weight 4 on c, b keeps 7", func() bool {
 		return weightOf(t, in, "10.0.0.3:80") == 4 && weightOf(t, in, "10.0.0.1:80") == 4 && weightOf(t, in, "10.0.0.2:80") == 7
 	})
 	if err := cat.ClearProperty(ctx, svc, "b", catalog.PropWeight); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Second, "b back to the service-wide 4", func() bool { return weightOf(t, in, "10.0.0.2:80") == 4 })
+	itest.Eventually(t, time.Second, "b back to the service-wide 4", func() bool { return weightOf(t, in, "10.0.0.2:80") == 4 })
 
 	// Service-wide drain, with one instance kept in by its own property.
 	if err := cat.SetProperty(ctx, svc, "c", catalog.PropDisabled, "false"); err != nil {
@@ -83,13 +84,13 @@ func TestInstancerReportsOutageAndRecovers(t *testing.T) {
 		t.Skip("needs an embedded etcd to stop")
 	}
 	raw := srv.Client(t)
-	cat := newCatalog(t, newClient(t, srv.Endpoints()))
+	cat := newCatalog(t, itest.Client(t, srv.Endpoints()))
 	register(t, cat, catalog.Instance{Name: "outage", ID: "a", Address: "10.0.0.1:80"})
 	in := newInstancer(t, cat, "outage")
 	waitState(t, in, 2*time.Second, "10.0.0.1:80")
 
 	srv.Stop()
-	eventually(t, 10*time.Second, "an error with the last instances kept", func() bool {
+	itest.Eventually(t, 10*time.Second, "an error with the last instances kept", func() bool {
 		ev := in.State()
 		return ev.Err != nil && len(ev.Instances) == 1
 	})
@@ -103,7 +104,7 @@ func TestInstancerReportsOutageAndRecovers(t *testing.T) {
 
 func TestInstancerForPrefixServesGRPCResolvers(t *testing.T) {
 	srv := etcdtest.NewServer(t)
-	cat := newCatalog(t, newClient(t, srv.Endpoints()))
+	cat := newCatalog(t, itest.Client(t, srv.Endpoints()))
 	register(t, cat, catalog.Instance{Name: "grpc", ID: "a", Address: "10.0.0.1:80"})
 	register(t, cat, catalog.Instance{Name: "grpc", ID: "b", Address: "10.0.0.2:80"})
 	if err := cat.SetProperty(context.Background(), "grpc", "a", catalog.PropDisabled, "true"); err != nil {

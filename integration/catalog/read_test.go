@@ -10,6 +10,7 @@ import (
 
 	"github.com/etcdsd/etcdsd/catalog"
 	"github.com/etcdsd/etcdsd/etcdtest"
+	"github.com/etcdsd/etcdsd/integration/itest"
 )
 
 // putServices writes n services, service i having i%11+1 instances (about 6,000 keys, more than one page of ListServices), in
@@ -43,7 +44,7 @@ func putServices(t testing.TB, raw *clientv3.Client, root string, n int) int {
 func TestListServicesOnAThousandServices(t *testing.T) {
 	srv := etcdtest.NewServer(t)
 	raw := srv.Client(t)
-	cat := newCatalog(t, newClient(t, srv.Endpoints()), catalog.WithRoot("/list-1000/"))
+	cat := newCatalog(t, itest.Client(t, srv.Endpoints()), catalog.WithRoot("/list-1000/"))
 	const n = 1000
 	total := putServices(t, raw, "/list-1000/", n)
 	put(t, raw, "/list-1000/no-id", "10.0.0.1:80") // not <root><name>/<id>: not a service
@@ -73,7 +74,7 @@ func TestListServicesOnAThousandServices(t *testing.T) {
 func TestGetServiceInstancesAndProperties(t *testing.T) {
 	srv := etcdtest.NewServer(t)
 	raw := srv.Client(t)
-	cat := newCatalog(t, newClient(t, srv.Endpoints()))
+	cat := newCatalog(t, itest.Client(t, srv.Endpoints()))
 	ctx := context.Background()
 	register(t, cat, catalog.Instance{Name: "get", ID: "b", Address: "10.0.0.2:80", Version: "v2", Metadata: map[string]string{"zone": "a"}, Weight: 3})
 	register(t, cat, catalog.Instance{Name: "get", ID: "a", Address: "10.0.0.1:80"})
@@ -119,7 +120,7 @@ func TestGetServiceInstancesAndProperties(t *testing.T) {
 	if fmt.Sprint(props) != fmt.Sprint(want) {
 		t.Fatalf("Properties = %+v, want %+v", props, want)
 	}
-	if !keyExists(t, raw, "/etcdsd/properties/get/_/disabled") {
+	if !itest.KeyExists(t, raw, "/etcdsd/properties/get/_/disabled") {
 		t.Fatal("service-wide property not at its documented key")
 	}
 	if err := cat.ClearProperty(ctx, "get", "", catalog.PropDisabled); err != nil {

@@ -14,12 +14,13 @@ import (
 	"github.com/etcdsd/etcdsd/catalog"
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
+	"github.com/etcdsd/etcdsd/integration/itest"
 )
 
 func TestRegisterGeneratesUniqueIDsAcrossThousandRegistrations(t *testing.T) {
 	srv := etcdtest.NewServer(t)
 	raw := srv.Client(t)
-	c := newClient(t, srv.Endpoints())
+	c := itest.Client(t, srv.Endpoints())
 	cat := newCatalog(t, c)
 	const n = 1000
 	ids := make(chan string, n)
@@ -68,7 +69,7 @@ func TestRegisterGeneratesUniqueIDsAcrossThousandRegistrations(t *testing.T) {
 
 func TestRegisterRejectsBadInputNamingIt(t *testing.T) {
 	srv := etcdtest.NewServer(t)
-	cat := newCatalog(t, newClient(t, srv.Endpoints()))
+	cat := newCatalog(t, itest.Client(t, srv.Endpoints()))
 	for _, tc := range []struct {
 		inst catalog.Instance
 		want string
@@ -88,7 +89,7 @@ func TestRegisterRejectsBadInputNamingIt(t *testing.T) {
 	if _, err := catalog.New(nil); err == nil {
 		t.Error("New(nil) succeeded")
 	}
-	if _, err := catalog.New(newClient(t, srv.Endpoints()), catalog.WithTTL(time.Second, time.Second)); err == nil || !strings.Contains(err.Error(), "TTL 1s") {
+	if _, err := catalog.New(itest.Client(t, srv.Endpoints()), catalog.WithTTL(time.Second, time.Second)); err == nil || !strings.Contains(err.Error(), "TTL 1s") {
 		t.Errorf("New with TTL == heartbeat: %v", err)
 	}
 }
@@ -96,7 +97,7 @@ func TestRegisterRejectsBadInputNamingIt(t *testing.T) {
 func TestPauseLeavesDiscoveryAndResumeComesBack(t *testing.T) {
 	srv := etcdtest.NewServer(t)
 	raw := srv.Client(t)
-	c := newClient(t, srv.Endpoints())
+	c := itest.Client(t, srv.Endpoints())
 	cat := newCatalog(t, c)
 	ctx := context.Background()
 	in := newInstancer(t, cat, "pause")
@@ -113,7 +114,7 @@ func TestPauseLeavesDiscoveryAndResumeComesBack(t *testing.T) {
 	if st := reg.Status(); st.State != etcdv3.StatePaused {
 		t.Fatalf("status after pause = %+v", st)
 	}
-	if keyExists(t, raw, reg.Key()) {
+	if itest.KeyExists(t, raw, reg.Key()) {
 		t.Fatal("key still in etcd while paused")
 	}
 	for range 2 {
@@ -140,7 +141,7 @@ func TestPauseLeavesDiscoveryAndResumeComesBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitState(t, in, 2*time.Second, "10.0.0.2:80")
-	if keyExists(t, raw, reg.Key()) {
+	if itest.KeyExists(t, raw, reg.Key()) {
 		t.Fatal("key back in etcd after Resume following Deregister")
 	}
 }
@@ -148,7 +149,7 @@ func TestPauseLeavesDiscoveryAndResumeComesBack(t *testing.T) {
 func TestDrainLeavesDiscoveryWaitsForInFlightThenDeregisters(t *testing.T) {
 	srv := etcdtest.NewServer(t)
 	raw := srv.Client(t)
-	cat := newCatalog(t, newClient(t, srv.Endpoints()))
+	cat := newCatalog(t, itest.Client(t, srv.Endpoints()))
 	in := newInstancer(t, cat, "drain")
 	reg := register(t, cat, catalog.Instance{Name: "drain", ID: "a", Address: "10.0.0.1:80"})
 	waitState(t, in, 5*time.Second, "10.0.0.1:80")
@@ -176,8 +177,8 @@ func TestDrainLeavesDiscoveryWaitsForInFlightThenDeregisters(t *testing.T) {
 		t.Fatalf("Drain returned (%v) while a request was in flight", err)
 	case <-time.After(200 * time.Millisecond):
 	}
-	if keyExists(t, raw, reg.Key()) || reg.Status().State != etcdv3.StatePaused {
-		t.Fatalf("while draining: key in etcd %v, status %+v; want the key gone and paused", keyExists(t, raw, reg.Key()), reg.Status())
+	if itest.KeyExists(t, raw, reg.Key()) || reg.Status().State != etcdv3.StatePaused {
+		t.Fatalf("while draining: key in etcd %v, status %+v; want the key gone and paused", itest.KeyExists(t, raw, reg.Key()), reg.Status())
 	}
 	close(release)
 	<-callDone
@@ -200,7 +201,7 @@ func TestDrainLeavesDiscoveryWaitsForInFlightThenDeregisters(t *testing.T) {
 func TestDrainStopsWaitingWhenContextEnds(t *testing.T) {
 	srv := etcdtest.NewServer(t)
 	raw := srv.Client(t)
-	cat := newCatalog(t, newClient(t, srv.Endpoints()))
+	cat := newCatalog(t, itest.Client(t, srv.Endpoints()))
 	reg := register(t, cat, catalog.Instance{Name: "drainctx", ID: "a", Address: "10.0.0.1:80"})
 	done := reg.Track() // a request that never ends
 	defer done()
@@ -210,7 +211,7 @@ func TestDrainStopsWaitingWhenContextEnds(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Drain = %v, want the context's deadline error", err)
 	}
-	if keyExists(t, raw, reg.Key()) || reg.Status().State != etcdv3.StateDeregistered {
+	if itest.KeyExists(t, raw, reg.Key()) || reg.Status().State != etcdv3.StateDeregistered {
 		t.Fatalf("not deregistered after Drain gave up: %+v", reg.Status())
 	}
 }

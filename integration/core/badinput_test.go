@@ -13,11 +13,12 @@ import (
 
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
+	"github.com/etcdsd/etcdsd/integration/itest"
 )
 
 func TestBadInputGivesErrorsNamingTheValue(t *testing.T) {
 	srv := etcdtest.NewServer(t)
-	c := newClient(t, srv.Endpoints())
+	c := itest.Client(t, srv.Endpoints())
 	ctx := context.Background()
 
 	for _, tc := range []struct {
@@ -35,7 +36,7 @@ func TestBadInputGivesErrorsNamingTheValue(t *testing.T) {
 		{"zero heartbeat", etcdv3.Service{Key: "/s/a", Value: "x:1", TTL: etcdv3.NewTTLOption(0, time.Second)}, "heartbeat 0s must be positive", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := etcdv3.NewRegistrar(c, tc.service, testLogger(t)).RegisterContext(ctx)
+			err := etcdv3.NewRegistrar(c, tc.service, itest.Logger(t)).RegisterContext(ctx)
 			if err == nil {
 				t.Fatal("RegisterContext succeeded")
 			}
@@ -46,14 +47,14 @@ func TestBadInputGivesErrorsNamingTheValue(t *testing.T) {
 				t.Fatalf("error %q is not %v", err, tc.is)
 			}
 			// The go-kit style methods log instead, and must not panic or hang.
-			r := etcdv3.NewRegistrar(c, tc.service, testLogger(t))
+			r := etcdv3.NewRegistrar(c, tc.service, itest.Logger(t))
 			r.Register()
 			r.Deregister()
 		})
 	}
 
 	for _, prefix := range []string{"", " /s/", "/s/\x00", "\xff/s/"} {
-		if _, err := etcdv3.NewInstancer(c, prefix, testLogger(t)); err == nil {
+		if _, err := etcdv3.NewInstancer(c, prefix, itest.Logger(t)); err == nil {
 			t.Errorf("NewInstancer(%q) succeeded", prefix)
 		} else if !strings.Contains(err.Error(), strconv.Quote(prefix)) {
 			t.Errorf("NewInstancer(%q) error %q does not name the prefix", prefix, err)

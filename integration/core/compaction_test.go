@@ -11,13 +11,14 @@ import (
 
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
+	"github.com/etcdsd/etcdsd/integration/itest"
 )
 
 func TestInstancerResyncsAfterCompactionWhileDisconnected(t *testing.T) {
 	srv := etcdtest.NewServer(t)
 	proxy := etcdtest.NewProxy(t, srv.Endpoints()[0])
 	admin := srv.Client(t)
-	c := newClient(t, []string{proxy.Endpoint()}, func(o *etcdv3.ClientOptions) {
+	c := itest.Client(t, []string{proxy.Endpoint()}, func(o *etcdv3.ClientOptions) {
 		o.DialTimeout = 300 * time.Millisecond
 		o.RequestTimeout = 500 * time.Millisecond
 	})
@@ -29,13 +30,13 @@ func TestInstancerResyncsAfterCompactionWhileDisconnected(t *testing.T) {
 		}
 	}
 	in := newInstancer(t, c, prefix)
-	sub := subscribe(t, in)
-	sub.waitInstances(t, 5*time.Second, "10.0.0.a", "10.0.0.b", "10.0.0.c")
+	sub := itest.Subscribe(t, in)
+	sub.WaitInstances(t, 5*time.Second, "10.0.0.a", "10.0.0.b", "10.0.0.c")
 
 	// Cut the Instancer off: traffic vanishes and reconnects hang.
 	proxy.Blackhole()
 	proxy.DropConnections()
-	sub.waitFor(t, 10*time.Second, "an error event while cut off", func(ev sd.Event) bool { return ev.Err != nil })
+	sub.WaitFor(t, 10*time.Second, "an error event while cut off", func(ev sd.Event) bool { return ev.Err != nil })
 
 	// Meanwhile etcd moves on, and compacts the history the watch would need.
 	if _, err := admin.Delete(ctx, prefix+"a"); err != nil {
@@ -62,8 +63,8 @@ func TestInstancerResyncsAfterCompactionWhileDisconnected(t *testing.T) {
 
 	proxy.Unblackhole()
 	proxy.DropConnections()
-	want := values(t, admin, prefix)
-	ev := sub.waitFor(t, 15*time.Second, "the true state after healing", func(ev sd.Event) bool {
+	want := itest.Values(t, admin, prefix)
+	ev := sub.WaitFor(t, 15*time.Second, "the true state after healing", func(ev sd.Event) bool {
 		return ev.Err == nil && slices.Equal(ev.Instances, want)
 	})
 	if len(ev.Instances) != len(slices.Compact(slices.Clone(ev.Instances))) {
@@ -73,5 +74,5 @@ func TestInstancerResyncsAfterCompactionWhileDisconnected(t *testing.T) {
 	if _, err := admin.Put(ctx, prefix+"z", "10.9.9.9"); err != nil {
 		t.Fatal(err)
 	}
-	sub.waitInstances(t, 5*time.Second, append(want, "10.9.9.9")...)
+	sub.WaitInstances(t, 5*time.Second, append(want, "10.9.9.9")...)
 }

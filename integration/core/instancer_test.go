@@ -15,11 +15,12 @@ import (
 
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
+	"github.com/etcdsd/etcdsd/integration/itest"
 )
 
 func TestGoKitEndpointerBalancesOverInstancer(t *testing.T) {
 	srv := etcdtest.NewServer(t)
-	c := newClient(t, srv.Endpoints())
+	c := itest.Client(t, srv.Endpoints())
 	const prefix = "/services/gokit-lb/"
 	for i := range 3 {
 		r := etcdv3.NewRegistrar(c, etcdv3.Service{Key: fmt.Sprintf("%s%d", prefix, i), Value: fmt.Sprintf("127.0.0.1:%d", 8000+i), TTL: shortTTL()}, log.NewNopLogger())
@@ -32,7 +33,7 @@ func TestGoKitEndpointerBalancesOverInstancer(t *testing.T) {
 	}
 	ep := sd.NewEndpointer(in, factory, log.NewNopLogger())
 	defer ep.Close()
-	eventually(t, 5*time.Second, "three endpoints", func() bool {
+	itest.Eventually(t, 5*time.Second, "three endpoints", func() bool {
 		eps, err := ep.Endpoints()
 		return err == nil && len(eps) == 3
 	})
@@ -55,7 +56,7 @@ func TestGoKitEndpointerBalancesOverInstancer(t *testing.T) {
 	if _, err := c.EtcdClient().Delete(context.Background(), prefix+"1"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "endpointer drops the deleted instance", func() bool {
+	itest.Eventually(t, 5*time.Second, "endpointer drops the deleted instance", func() bool {
 		eps, _ := ep.Endpoints()
 		return len(eps) == 2
 	})
@@ -63,7 +64,7 @@ func TestGoKitEndpointerBalancesOverInstancer(t *testing.T) {
 
 func TestStuckSubscriberBlocksNeitherWatchNorOthers(t *testing.T) {
 	srv := etcdtest.NewServer(t)
-	c := newClient(t, srv.Endpoints())
+	c := itest.Client(t, srv.Endpoints())
 	admin := srv.Client(t)
 	const prefix = "/services/stuck/"
 	in := newInstancer(t, c, prefix)
@@ -72,7 +73,7 @@ func TestStuckSubscriberBlocksNeitherWatchNorOthers(t *testing.T) {
 	go func() { <-stuck }()
 	in.Register(stuck)
 	defer in.Deregister(stuck)
-	live := subscribe(t, in)
+	live := itest.Subscribe(t, in)
 
 	ctx := context.Background()
 	for i := range 200 {
@@ -80,8 +81,8 @@ func TestStuckSubscriberBlocksNeitherWatchNorOthers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	want := values(t, admin, prefix)
-	live.waitInstances(t, 5*time.Second, want...)
+	want := itest.Values(t, admin, prefix)
+	live.WaitInstances(t, 5*time.Second, want...)
 
 	// Reading again gives the latest state rather than the backlog: at most
 	// one older state its delivery goroutine had committed to, then the
@@ -103,7 +104,7 @@ func TestStuckSubscriberBlocksNeitherWatchNorOthers(t *testing.T) {
 
 func TestInstancerSkipsMalformedValuesAndKeepsTheRest(t *testing.T) {
 	srv := etcdtest.NewServer(t)
-	c := newClient(t, srv.Endpoints())
+	c := itest.Client(t, srv.Endpoints())
 	admin := srv.Client(t)
 	const prefix = "/services/malformed/"
 	ctx := context.Background()
@@ -114,47 +115,47 @@ func TestInstancerSkipsMalformedValuesAndKeepsTheRest(t *testing.T) {
 		}
 	}
 	in := newInstancer(t, c, prefix)
-	sub := subscribe(t, in)
-	sub.waitInstances(t, 5*time.Second, good, "127.0.0.1:3")
+	sub := itest.Subscribe(t, in)
+	sub.WaitInstances(t, 5*time.Second, good, "127.0.0.1:3")
 
 	// Fixing the value brings the instance in; breaking it takes it out.
 	if _, err := admin.Put(ctx, prefix+"b", `{"address":"127.0.0.1:2"}`); err != nil {
 		t.Fatal(err)
 	}
-	sub.waitInstances(t, 5*time.Second, good, `{"address":"127.0.0.1:2"}`, "127.0.0.1:3")
+	sub.WaitInstances(t, 5*time.Second, good, `{"address":"127.0.0.1:2"}`, "127.0.0.1:3")
 	if _, err := admin.Put(ctx, prefix+"c", `{"weight":`); err != nil {
 		t.Fatal(err)
 	}
-	sub.waitInstances(t, 5*time.Second, good, `{"address":"127.0.0.1:2"}`)
+	sub.WaitInstances(t, 5*time.Second, good, `{"address":"127.0.0.1:2"}`)
 }
 
 func TestInstancerSurvivesEtcdStoppedLongerThanTTL(t *testing.T) {
 	srv := etcdtest.NewServer(t)
-	c := newClient(t, srv.Endpoints(), func(o *etcdv3.ClientOptions) { o.DialTimeout = 500 * time.Millisecond })
+	c := itest.Client(t, srv.Endpoints(), func(o *etcdv3.ClientOptions) { o.DialTimeout = 500 * time.Millisecond })
 	const prefix = "/services/restart/"
 	ttl := etcdv3.NewTTLOption(200*time.Millisecond, time.Second)
-	reg := etcdv3.NewRegistrar(c, etcdv3.Service{Key: prefix + "a", Value: "127.0.0.1:1", TTL: ttl}, testLogger(t))
+	reg := etcdv3.NewRegistrar(c, etcdv3.Service{Key: prefix + "a", Value: "127.0.0.1:1", TTL: ttl}, itest.Logger(t))
 	reg.Register()
 	defer reg.Deregister()
 	in := newInstancer(t, c, prefix)
-	sub := subscribe(t, in)
-	sub.waitInstances(t, 5*time.Second, "127.0.0.1:1")
+	sub := itest.Subscribe(t, in)
+	sub.WaitInstances(t, 5*time.Second, "127.0.0.1:1")
 
 	srv.Stop()
 	// Subscribers hear once that etcd is gone, and keep their instances.
-	sub.waitFor(t, 10*time.Second, "an error event keeping the last instances", func(ev sd.Event) bool {
+	sub.WaitFor(t, 10*time.Second, "an error event keeping the last instances", func(ev sd.Event) bool {
 		return ev.Err != nil && slices.Equal(ev.Instances, []string{"127.0.0.1:1"})
 	})
 	time.Sleep(1500 * time.Millisecond) // etcd stays down longer than the 1 s TTL
 	srv.Start()
 
 	admin := srv.Client(t)
-	eventually(t, 10*time.Second, "registration back after restart", func() bool { return keyExists(t, admin, prefix+"a") })
+	itest.Eventually(t, 10*time.Second, "registration back after restart", func() bool { return itest.KeyExists(t, admin, prefix+"a") })
 	if _, err := admin.Put(context.Background(), prefix+"b", "127.0.0.1:2"); err != nil {
 		t.Fatal(err)
 	}
-	sub.waitInstances(t, 10*time.Second, "127.0.0.1:1", "127.0.0.1:2")
-	eventually(t, 5*time.Second, "registrar healthy", func() bool {
+	sub.WaitInstances(t, 10*time.Second, "127.0.0.1:1", "127.0.0.1:2")
+	itest.Eventually(t, 5*time.Second, "registrar healthy", func() bool {
 		st := reg.Status()
 		return st.State == etcdv3.StateRegistered && st.Err == nil
 	})

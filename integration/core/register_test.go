@@ -10,6 +10,7 @@ import (
 
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
+	"github.com/etcdsd/etcdsd/integration/itest"
 )
 
 // shortTTL keeps lease tests fast: a key lives 2 s without heartbeats.
@@ -17,24 +18,24 @@ func shortTTL() *etcdv3.TTLOption { return etcdv3.NewTTLOption(200*time.Millisec
 
 func TestRegisterDiscoverDeregister(t *testing.T) {
 	srv := etcdtest.NewServer(t)
-	c := newClient(t, srv.Endpoints())
+	c := itest.Client(t, srv.Endpoints())
 	const prefix = "/services/register-discover/"
 
 	in := newInstancer(t, c, prefix)
-	sub := subscribe(t, in)
-	sub.waitInstances(t, 5*time.Second)
+	sub := itest.Subscribe(t, in)
+	sub.WaitInstances(t, 5*time.Second)
 
-	reg := etcdv3.NewRegistrar(c, etcdv3.Service{Key: prefix + "a", Value: "127.0.0.1:8001", TTL: shortTTL()}, testLogger(t))
+	reg := etcdv3.NewRegistrar(c, etcdv3.Service{Key: prefix + "a", Value: "127.0.0.1:8001", TTL: shortTTL()}, itest.Logger(t))
 	reg.Register()
 	reg.Register() // a no-op
-	sub.waitInstances(t, 5*time.Second, "127.0.0.1:8001")
+	sub.WaitInstances(t, 5*time.Second, "127.0.0.1:8001")
 	if st := reg.Status(); st.State != etcdv3.StateRegistered || st.LeaseID == 0 || st.Err != nil {
 		t.Fatalf("status after register = %+v", st)
 	}
 
 	reg.Deregister()
-	sub.waitInstances(t, 5*time.Second)
-	if keyExists(t, c.EtcdClient(), prefix+"a") {
+	sub.WaitInstances(t, 5*time.Second)
+	if itest.KeyExists(t, c.EtcdClient(), prefix+"a") {
 		t.Fatal("key still in etcd after Deregister")
 	}
 	reg.Deregister() // idempotent
@@ -45,11 +46,11 @@ func TestRegisterDiscoverDeregister(t *testing.T) {
 
 func TestServicesOnOneClientStayAliveOnTheirOwn(t *testing.T) {
 	srv := etcdtest.NewServer(t)
-	c := newClient(t, srv.Endpoints())
+	c := itest.Client(t, srv.Endpoints())
 	const prefix = "/services/one-client/"
 	var regs []*etcdv3.Registrar
 	for i := range 3 {
-		r := etcdv3.NewRegistrar(c, etcdv3.Service{Key: fmt.Sprintf("%s%d", prefix, i), Value: fmt.Sprintf("127.0.0.1:%d", 9000+i), TTL: shortTTL()}, testLogger(t))
+		r := etcdv3.NewRegistrar(c, etcdv3.Service{Key: fmt.Sprintf("%s%d", prefix, i), Value: fmt.Sprintf("127.0.0.1:%d", 9000+i), TTL: shortTTL()}, itest.Logger(t))
 		r.Register()
 		regs = append(regs, r)
 	}
@@ -62,7 +63,7 @@ func TestServicesOnOneClientStayAliveOnTheirOwn(t *testing.T) {
 	// Past two TTLs, the other two are still there and the deregistered one is not.
 	deadline := time.Now().Add(2 * 2 * time.Second)
 	for time.Now().Before(deadline) {
-		if got := values(t, c.EtcdClient(), prefix); fmt.Sprint(got) != "[127.0.0.1:9000 127.0.0.1:9002]" {
+		if got := itest.Values(t, c.EtcdClient(), prefix); fmt.Sprint(got) != "[127.0.0.1:9000 127.0.0.1:9002]" {
 			t.Fatalf("values = %v, want the two services that were not deregistered", got)
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -70,15 +71,15 @@ func TestServicesOnOneClientStayAliveOnTheirOwn(t *testing.T) {
 	for _, r := range []*etcdv3.Registrar{regs[0], regs[2]} {
 		r.Deregister()
 	}
-	eventually(t, 5*time.Second, "every key gone", func() bool { return len(values(t, c.EtcdClient(), prefix)) == 0 })
+	itest.Eventually(t, 5*time.Second, "every key gone", func() bool { return len(itest.Values(t, c.EtcdClient(), prefix)) == 0 })
 }
 
 func TestLeaseRevokedByAnotherClientIsRegisteredAgainWithinTTL(t *testing.T) {
 	srv := etcdtest.NewServer(t)
-	c := newClient(t, srv.Endpoints())
+	c := itest.Client(t, srv.Endpoints())
 	admin := srv.Client(t)
 	const key = "/services/revoked/a"
-	reg := etcdv3.NewRegistrar(c, etcdv3.Service{Key: key, Value: "127.0.0.1:1", TTL: shortTTL()}, testLogger(t))
+	reg := etcdv3.NewRegistrar(c, etcdv3.Service{Key: key, Value: "127.0.0.1:1", TTL: shortTTL()}, itest.Logger(t))
 	reg.Register()
 	defer reg.Deregister()
 	old := reg.Status().LeaseID
@@ -88,11 +89,11 @@ func TestLeaseRevokedByAnotherClientIsRegisteredAgainWithinTTL(t *testing.T) {
 	if _, err := admin.Revoke(ctx, clientv3.LeaseID(old)); err != nil {
 		t.Fatalf("revoke: %v", err)
 	}
-	if keyExists(t, admin, key) {
+	if itest.KeyExists(t, admin, key) {
 		t.Fatal("revoking the lease did not delete the key")
 	}
-	eventually(t, 2*time.Second, "key back within its TTL", func() bool { return keyExists(t, admin, key) })
-	eventually(t, 2*time.Second, "status healthy on a new lease", func() bool {
+	itest.Eventually(t, 2*time.Second, "key back within its TTL", func() bool { return itest.KeyExists(t, admin, key) })
+	itest.Eventually(t, 2*time.Second, "status healthy on a new lease", func() bool {
 		st := reg.Status()
 		return st.State == etcdv3.StateRegistered && st.Err == nil && st.LeaseID != old && st.LeaseID != 0
 	})
@@ -100,28 +101,28 @@ func TestLeaseRevokedByAnotherClientIsRegisteredAgainWithinTTL(t *testing.T) {
 
 func TestRegisterKeepsTryingUntilEtcdIsBack(t *testing.T) {
 	srv := etcdtest.NewServer(t)
-	c := newClient(t, srv.Endpoints())
+	c := itest.Client(t, srv.Endpoints())
 	srv.Stop()
-	reg := etcdv3.NewRegistrar(c, etcdv3.Service{Key: "/services/late/a", Value: "127.0.0.1:1", TTL: shortTTL()}, testLogger(t))
+	reg := etcdv3.NewRegistrar(c, etcdv3.Service{Key: "/services/late/a", Value: "127.0.0.1:1", TTL: shortTTL()}, itest.Logger(t))
 	reg.Register() // fails now, retries in the background
 	if st := reg.Status(); st.State != etcdv3.StateRegistering || st.Err == nil {
 		t.Fatalf("status with etcd down = %+v, want registering with an error", st)
 	}
 	srv.Start()
 	admin := srv.Client(t)
-	eventually(t, 10*time.Second, "registered once etcd is back", func() bool { return keyExists(t, admin, "/services/late/a") })
-	eventually(t, 5*time.Second, "status registered", func() bool { return reg.Status().State == etcdv3.StateRegistered })
+	itest.Eventually(t, 10*time.Second, "registered once etcd is back", func() bool { return itest.KeyExists(t, admin, "/services/late/a") })
+	itest.Eventually(t, 5*time.Second, "status registered", func() bool { return reg.Status().State == etcdv3.StateRegistered })
 	reg.Deregister()
-	if keyExists(t, admin, "/services/late/a") {
+	if itest.KeyExists(t, admin, "/services/late/a") {
 		t.Fatal("key still there after Deregister")
 	}
 }
 
 func TestRegisterContextGivesUpWithTheError(t *testing.T) {
 	srv := etcdtest.NewServer(t)
-	c := newClient(t, srv.Endpoints())
+	c := itest.Client(t, srv.Endpoints())
 	srv.Stop()
-	reg := etcdv3.NewRegistrar(c, etcdv3.Service{Key: "/services/give-up/a", Value: "x:1", TTL: shortTTL()}, testLogger(t))
+	reg := etcdv3.NewRegistrar(c, etcdv3.Service{Key: "/services/give-up/a", Value: "x:1", TTL: shortTTL()}, itest.Logger(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -139,22 +140,22 @@ func TestRegisterContextGivesUpWithTheError(t *testing.T) {
 
 func TestPauseAndResume(t *testing.T) {
 	srv := etcdtest.NewServer(t)
-	c := newClient(t, srv.Endpoints())
+	c := itest.Client(t, srv.Endpoints())
 	const prefix = "/services/pause/"
 	in := newInstancer(t, c, prefix)
-	sub := subscribe(t, in)
-	reg := etcdv3.NewRegistrar(c, etcdv3.Service{Key: prefix + "a", Value: "127.0.0.1:7", TTL: shortTTL()}, testLogger(t))
+	sub := itest.Subscribe(t, in)
+	reg := etcdv3.NewRegistrar(c, etcdv3.Service{Key: prefix + "a", Value: "127.0.0.1:7", TTL: shortTTL()}, itest.Logger(t))
 	ctx := context.Background()
 	if err := reg.RegisterContext(ctx); err != nil {
 		t.Fatal(err)
 	}
-	sub.waitInstances(t, 5*time.Second, "127.0.0.1:7")
+	sub.WaitInstances(t, 5*time.Second, "127.0.0.1:7")
 	for range 2 { // twice: repeated calls are no-ops
 		if err := reg.Pause(ctx); err != nil {
 			t.Fatalf("pause: %v", err)
 		}
 	}
-	sub.waitInstances(t, 5*time.Second)
+	sub.WaitInstances(t, 5*time.Second)
 	if reg.State() != etcdv3.StatePaused {
 		t.Fatalf("state = %v, want paused", reg.State())
 	}
@@ -163,7 +164,7 @@ func TestPauseAndResume(t *testing.T) {
 			t.Fatalf("resume: %v", err)
 		}
 	}
-	sub.waitInstances(t, 5*time.Second, "127.0.0.1:7")
+	sub.WaitInstances(t, 5*time.Second, "127.0.0.1:7")
 	reg.Deregister()
-	sub.waitInstances(t, 5*time.Second)
+	sub.WaitInstances(t, 5*time.Second)
 }

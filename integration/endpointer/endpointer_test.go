@@ -8,13 +8,14 @@ import (
 	"time"
 
 	"github.com/etcdsd/etcdsd/endpointer"
+	"github.com/etcdsd/etcdsd/integration/itest"
 )
 
 func TestRequestsSpreadOverAllInstances(t *testing.T) {
 	e := newEnv(t)
 	svcs := []*service{e.startService("s1", "v1"), e.startService("s2", "v2"), e.startService("s3", "v2")}
 	c := e.newClient()
-	eventually(t, 5*time.Second, "three instances", func() bool { return len(c.Instances()) == 3 })
+	itest.Eventually(t, 5*time.Second, "three instances", func() bool { return len(c.Instances()) == 3 })
 	for range 300 {
 		c.call(t, context.Background())
 	}
@@ -30,7 +31,7 @@ func TestVersionRoutingSendsV2RequestsOnlyToV2(t *testing.T) {
 	v1 := e.startService("s1", "v1")
 	v2a, v2b := e.startService("s2", "v2"), e.startService("s3", "v2")
 	c := e.newClient(endpointer.WithStrategy(endpointer.Random))
-	eventually(t, 5*time.Second, "three instances", func() bool { return len(c.Instances()) == 3 })
+	itest.Eventually(t, 5*time.Second, "three instances", func() bool { return len(c.Instances()) == 3 })
 	ctx := endpointer.WithVersion(context.Background(), "v2")
 	for range 200 {
 		if r := c.call(t, ctx); r.Version != "v2" {
@@ -93,7 +94,7 @@ func TestStoppingAServerMidTrafficLosesNoRequest(t *testing.T) {
 	e.startService("s2", "v1")
 	e.startService("s3", "v2")
 	c := e.newClient()
-	eventually(t, 5*time.Second, "three instances", func() bool { return len(c.Instances()) == 3 })
+	itest.Eventually(t, 5*time.Second, "three instances", func() bool { return len(c.Instances()) == 3 })
 
 	tr := startTraffic(c)
 	t.Cleanup(func() {
@@ -103,20 +104,20 @@ func TestStoppingAServerMidTrafficLosesNoRequest(t *testing.T) {
 			tr.stop()
 		}
 	})
-	eventually(t, 5*time.Second, "traffic flowing", func() bool { return victim.served.Load() > 20 })
+	itest.Eventually(t, 5*time.Second, "traffic flowing", func() bool { return victim.served.Load() > 20 })
 
 	// The process dies: its port refuses connections while its key is
 	// still in etcd, so calls to it fail and are retried elsewhere.
 	victim.crash()
-	eventually(t, 5*time.Second, "calls to the dead server failing", func() bool { return c.failuresAt(victim.addr) >= 5 })
+	itest.Eventually(t, 5*time.Second, "calls to the dead server failing", func() bool { return c.failuresAt(victim.addr) >= 5 })
 
 	// Its key goes; the Endpointer drops it and closes its endpoint.
 	victim.stop()
-	eventually(t, 5*time.Second, "dead instance dropped", func() bool { return !c.has(victim.addr) })
-	eventually(t, 5*time.Second, "dead endpoint closed", func() bool { return c.closesOf(victim.addr) == 1 })
+	itest.Eventually(t, 5*time.Second, "dead instance dropped", func() bool { return !c.has(victim.addr) })
+	itest.Eventually(t, 5*time.Second, "dead endpoint closed", func() bool { return c.closesOf(victim.addr) == 1 })
 	failed := c.failuresAt(victim.addr)
 	before := tr.ok.Load()
-	eventually(t, 5*time.Second, "traffic after the drop", func() bool { return tr.ok.Load() > before+200 })
+	itest.Eventually(t, 5*time.Second, "traffic after the drop", func() bool { return tr.ok.Load() > before+200 })
 
 	ok, errs := tr.stop()
 	if len(errs) > 0 {
@@ -133,7 +134,7 @@ func TestNewInstanceReceivesTrafficWithoutRestart(t *testing.T) {
 	e.startService("s1", "v1")
 	e.startService("s2", "v1")
 	c := e.newClient(endpointer.WithStrategy(endpointer.LeastLoaded))
-	eventually(t, 5*time.Second, "two instances", func() bool { return len(c.Instances()) == 2 })
+	itest.Eventually(t, 5*time.Second, "two instances", func() bool { return len(c.Instances()) == 2 })
 	tr := startTraffic(c)
 	t.Cleanup(func() {
 		select {
@@ -142,10 +143,10 @@ func TestNewInstanceReceivesTrafficWithoutRestart(t *testing.T) {
 			tr.stop()
 		}
 	})
-	eventually(t, 5*time.Second, "traffic flowing", func() bool { return tr.ok.Load() > 50 })
+	itest.Eventually(t, 5*time.Second, "traffic flowing", func() bool { return tr.ok.Load() > 50 })
 
 	late := e.startService("s3", "v2")
-	eventually(t, 5*time.Second, "new instance serving", func() bool { return late.served.Load() > 20 })
+	itest.Eventually(t, 5*time.Second, "new instance serving", func() bool { return late.served.Load() > 20 })
 	if _, errs := tr.stop(); len(errs) > 0 {
 		t.Fatalf("%d requests failed, first: %v", len(errs), errs[0])
 	}
@@ -159,7 +160,7 @@ func TestWeightChangeInEtcdShiftsTraffic(t *testing.T) {
 	heavy := e.startService("s1", "v1")
 	light := e.startService("s2", "v1")
 	c := e.newClient(endpointer.WithStrategy(endpointer.Weighted))
-	eventually(t, 5*time.Second, "two instances", func() bool { return len(c.Instances()) == 2 })
+	itest.Eventually(t, 5*time.Second, "two instances", func() bool { return len(c.Instances()) == 2 })
 
 	// An operator (or the catalog overlay) rewrites s1's value with weight 9.
 	value := `{"id":"s1","name":"greeter","version":"v1","address":"` + heavy.addr + `","weight":9}`
@@ -168,7 +169,7 @@ func TestWeightChangeInEtcdShiftsTraffic(t *testing.T) {
 	if _, err := e.client.EtcdClient().Put(ctx, e.prefix+"s1", value); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "weight 9 seen", func() bool {
+	itest.Eventually(t, 5*time.Second, "weight 9 seen", func() bool {
 		for _, in := range c.Instances() {
 			if in.ID == "s1" && in.Weight == 9 {
 				return true

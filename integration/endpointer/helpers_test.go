@@ -21,29 +21,17 @@ import (
 
 	"github.com/go-kit/kit/endpoint"
 	httptransport "github.com/go-kit/kit/transport/http"
-	"github.com/go-kit/log"
 	"go.uber.org/goleak"
 
 	"github.com/etcdsd/etcdsd/endpointer"
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
 	"github.com/etcdsd/etcdsd/instance"
+	"github.com/etcdsd/etcdsd/integration/itest"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-// testLogger writes the library's logs to the test log, shown on failure.
-func testLogger(t testing.TB) log.Logger {
-	return log.LoggerFunc(func(kv ...any) error {
-		var b strings.Builder
-		for i := 0; i+1 < len(kv); i += 2 {
-			fmt.Fprintf(&b, " %v=%v", kv[i], kv[i+1])
-		}
-		t.Log(b.String())
-		return nil
-	})
 }
 
 // ttl keeps keys of a dead registrar from lingering: 2 s, heartbeat 500 ms.
@@ -62,7 +50,7 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	srv := etcdtest.NewServer(t)
 	c, err := etcdv3.NewEtcdClient(context.Background(), srv.Endpoints(), etcdv3.ClientOptions{
-		DialTimeout: 2 * time.Second, RequestTimeout: 2 * time.Second, Logger: testLogger(t),
+		DialTimeout: 2 * time.Second, RequestTimeout: 2 * time.Second, Logger: itest.Logger(t),
 	})
 	if err != nil {
 		t.Fatalf("new etcd client: %v", err)
@@ -116,7 +104,7 @@ func (e *env) startService(name, version string) *service {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	s.reg = etcdv3.NewRegistrar(e.client, etcdv3.Service{Key: e.prefix + name, Value: value, TTL: ttl}, testLogger(e.t))
+	s.reg = etcdv3.NewRegistrar(e.client, etcdv3.Service{Key: e.prefix + name, Value: value, TTL: ttl}, itest.Logger(e.t))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := s.reg.RegisterContext(ctx); err != nil {
@@ -155,7 +143,7 @@ type client struct {
 // endpoint is.
 func (e *env) newClient(opts ...endpointer.Option) *client {
 	e.t.Helper()
-	in, err := etcdv3.NewInstancer(e.client, e.prefix, testLogger(e.t))
+	in, err := etcdv3.NewInstancer(e.client, e.prefix, itest.Logger(e.t))
 	if err != nil {
 		e.t.Fatalf("new instancer: %v", err)
 	}
@@ -196,7 +184,7 @@ func (e *env) newClient(opts ...endpointer.Option) *client {
 		}), nil
 	}
 	opts = append([]endpointer.Option{endpointer.WithRetry(4, 5*time.Second), endpointer.WithBackoff(2*time.Millisecond, 20*time.Millisecond)}, opts...)
-	ep, err := endpointer.New(in, factory, testLogger(e.t), opts...)
+	ep, err := endpointer.New(in, factory, itest.Logger(e.t), opts...)
 	if err != nil {
 		e.t.Fatalf("new endpointer: %v", err)
 	}
@@ -240,15 +228,3 @@ func (c *client) call(t *testing.T, ctx context.Context) reply {
 type closerFunc func() error
 
 func (f closerFunc) Close() error { return f() }
-
-// eventually polls cond every 5 ms until it holds, or fails after within.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}

@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/go-kit/log"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -21,42 +19,17 @@ import (
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
 	"github.com/etcdsd/etcdsd/instance"
+	"github.com/etcdsd/etcdsd/integration/itest"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// testLogger writes the library's logs to the test log, shown on failure.
-func testLogger(t testing.TB) log.Logger {
-	return log.LoggerFunc(func(kv ...any) error {
-		var b strings.Builder
-		for i := 0; i+1 < len(kv); i += 2 {
-			fmt.Fprintf(&b, " %v=%v", kv[i], kv[i+1])
-		}
-		t.Log(b.String())
-		return nil
-	})
-}
-
 // newEtcd starts an embedded etcd (or uses ETCD_ENDPOINTS) stopped last.
 func newEtcd(t testing.TB) *etcdtest.Server {
 	t.Helper()
 	return etcdtest.NewServer(t)
-}
-
-// newClient connects an etcdv3 client, closed at cleanup before the etcd
-// server stops (cleanups run last-registered first).
-func newClient(t testing.TB, endpoints []string) *etcdv3.EtcdClient {
-	t.Helper()
-	c, err := etcdv3.NewEtcdClient(context.Background(), endpoints, etcdv3.ClientOptions{
-		DialTimeout: 2 * time.Second, RequestTimeout: 2 * time.Second, Logger: testLogger(t),
-	})
-	if err != nil {
-		t.Fatalf("new etcd client: %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
 }
 
 // server is a real gRPC server on loopback, serving the standard health
@@ -122,7 +95,7 @@ func (s *server) value(t testing.TB, v string) string {
 // deregistered at cleanup.
 func register(t testing.TB, c etcdv3.Client, key, value string) *etcdv3.Registrar {
 	t.Helper()
-	r := etcdv3.NewRegistrar(c, etcdv3.Service{Key: key, Value: value, TTL: etcdv3.NewTTLOption(500*time.Millisecond, 2*time.Second)}, testLogger(t))
+	r := etcdv3.NewRegistrar(c, etcdv3.Service{Key: key, Value: value, TTL: etcdv3.NewTTLOption(500*time.Millisecond, 2*time.Second)}, itest.Logger(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := r.RegisterContext(ctx); err != nil {
@@ -135,7 +108,7 @@ func register(t testing.TB, c etcdv3.Client, key, value string) *etcdv3.Registra
 // newBuilder returns a resolver Builder on c.
 func newBuilder(t testing.TB, c etcdv3.Client) *grpcsd.Builder {
 	t.Helper()
-	b, err := grpcsd.NewBuilder(c, grpcsd.WithLogger(testLogger(t)))
+	b, err := grpcsd.NewBuilder(c, grpcsd.WithLogger(itest.Logger(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,18 +158,6 @@ func spread(t testing.TB, ctx context.Context, conn *grpc.ClientConn, n int) map
 		got[name]++
 	}
 	return got
-}
-
-// eventually polls cond every 10 ms until it holds or within passes.
-func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // servedBy reports whether the calls of n rounds reach exactly the servers

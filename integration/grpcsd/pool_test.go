@@ -15,6 +15,7 @@ import (
 
 	"github.com/etcdsd/etcdsd/endpointer/grpcsd"
 	"github.com/etcdsd/etcdsd/etcdv3"
+	"github.com/etcdsd/etcdsd/integration/itest"
 )
 
 // events records the Pool's callback calls.
@@ -47,7 +48,7 @@ func newPool(t *testing.T, c etcdv3.Client, prefixes []string, ev *events) *grpc
 	defer cancel()
 	p, err := grpcsd.NewPool(ctx, c, prefixes,
 		grpcsd.WithDialOptions(grpc.WithTransportCredentials(insecure.NewCredentials())),
-		grpcsd.WithPoolLogger(testLogger(t)),
+		grpcsd.WithPoolLogger(itest.Logger(t)),
 		grpcsd.WithOnChange(ev.record))
 	if err != nil {
 		t.Fatalf("new pool: %v", err)
@@ -59,14 +60,14 @@ func newPool(t *testing.T, c etcdv3.Client, prefixes []string, ev *events) *grpc
 // waitShutdown waits until conn is closed.
 func waitShutdown(t *testing.T, conn *grpc.ClientConn, what string) {
 	t.Helper()
-	eventually(t, 5*time.Second, what+" reaches Shutdown", func() bool {
+	itest.Eventually(t, 5*time.Second, what+" reaches Shutdown", func() bool {
 		return conn.GetState() == connectivity.Shutdown
 	})
 }
 
 func TestPoolLookups(t *testing.T) {
 	etcd := newEtcd(t)
-	c := newClient(t, etcd.Endpoints())
+	c := itest.Client(t, etcd.Endpoints())
 	agents, others := "/"+t.Name()+"/backends/agent/", "/"+t.Name()+"/backends/other/"
 	for _, name := range []string{"agent1", "agent2"} {
 		register(t, c, agents+name, startServer(t, name).addr) // plain address values
@@ -123,7 +124,7 @@ func TestPoolLookups(t *testing.T) {
 
 func TestPoolClosesTheConnectionWhenItsKeyGoes(t *testing.T) {
 	etcd := newEtcd(t)
-	c := newClient(t, etcd.Endpoints())
+	c := itest.Client(t, etcd.Endpoints())
 	agents := "/" + t.Name() + "/backends/agent/"
 	r1 := register(t, c, agents+"agent1", startServer(t, "agent1").addr)
 	register(t, c, agents+"agent2", startServer(t, "agent2").addr)
@@ -158,7 +159,7 @@ func TestPoolClosesTheConnectionWhenItsKeyGoes(t *testing.T) {
 
 func TestPoolFollowsNewKeysAndAddressChanges(t *testing.T) {
 	etcd := newEtcd(t)
-	c := newClient(t, etcd.Endpoints())
+	c := itest.Client(t, etcd.Endpoints())
 	agents := "/" + t.Name() + "/backends/agent/"
 	ev := &events{}
 	p := newPool(t, c, []string{agents}, ev)
@@ -169,7 +170,7 @@ func TestPoolFollowsNewKeysAndAddressChanges(t *testing.T) {
 	kv := etcd.Client(t)
 	put(t, kv, agents+"agent1", startServer(t, "old").addr)
 	var first *grpc.ClientConn
-	eventually(t, 5*time.Second, "agent1 added", func() bool {
+	itest.Eventually(t, 5*time.Second, "agent1 added", func() bool {
 		var err error
 		first, err = p.GetByID(agents, "agent1")
 		return err == nil
@@ -196,7 +197,7 @@ func TestPoolFollowsNewKeysAndAddressChanges(t *testing.T) {
 
 func TestPoolCloseClosesEveryConnection(t *testing.T) {
 	etcd := newEtcd(t)
-	c := newClient(t, etcd.Endpoints())
+	c := itest.Client(t, etcd.Endpoints())
 	agents := "/" + t.Name() + "/backends/agent/"
 	register(t, c, agents+"agent1", startServer(t, "agent1").addr)
 	register(t, c, agents+"agent2", startServer(t, "agent2").addr)

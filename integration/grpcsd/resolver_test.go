@@ -17,6 +17,7 @@ import (
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
 	"github.com/etcdsd/etcdsd/instance"
+	"github.com/etcdsd/etcdsd/integration/itest"
 )
 
 // setup is an etcd, a client, two v1 servers and one v2 server registered
@@ -35,7 +36,7 @@ func newSetup(t *testing.T) *setup {
 	etcd := newEtcd(t)
 	s := &setup{
 		etcd:    etcd,
-		client:  newClient(t, etcd.Endpoints()),
+		client:  itest.Client(t, etcd.Endpoints()),
 		prefix:  "/" + t.Name() + "/app/",
 		servers: make(map[string]*server),
 		regs:    make(map[string]*etcdv3.Registrar),
@@ -44,7 +45,7 @@ func newSetup(t *testing.T) *setup {
 	s.add(t, "app-2", "v1")
 	s.add(t, "app-3", "v2")
 	s.conn = dial(t, newBuilder(t, s.client), "etcd://"+s.prefix)
-	eventually(t, 5*time.Second, "all three servers answer", func() bool {
+	itest.Eventually(t, 5*time.Second, "all three servers answer", func() bool {
 		return servedBy(context.Background(), s.conn, 9, "app-1", "app-2", "app-3")
 	})
 	return s
@@ -105,7 +106,7 @@ func TestStoppedServerIsRemovedAndTrafficContinues(t *testing.T) {
 	s.servers["app-3"].s.Stop()
 	// Before its key goes, the dead server is out of the rotation: every
 	// call succeeds on the others.
-	eventually(t, 5*time.Second, "calls served by app-1 and app-2 only", func() bool {
+	itest.Eventually(t, 5*time.Second, "calls served by app-1 and app-2 only", func() bool {
 		return servedBy(ctx, s.conn, 6, "app-1", "app-2")
 	})
 	if got := spread(t, ctx, s.conn, 20); got["app-1"]+got["app-2"] != 20 {
@@ -113,7 +114,7 @@ func TestStoppedServerIsRemovedAndTrafficContinues(t *testing.T) {
 	}
 	s.regs["app-3"].Deregister()
 	// Once its key is gone, v2 is no longer known at all.
-	eventually(t, 5*time.Second, "v2 unknown after app-3 is deregistered", func() bool {
+	itest.Eventually(t, 5*time.Second, "v2 unknown after app-3 is deregistered", func() bool {
 		_, err := call(grpcsd.WithVersion(ctx, "v2"), s.conn)
 		return err != nil && strings.Contains(err.Error(), `no instance with version "v2" (versions available: "v1")`)
 	})
@@ -125,7 +126,7 @@ func TestStoppedServerIsRemovedAndTrafficContinues(t *testing.T) {
 func TestNewServerIsUsedWithoutRestartingTheClient(t *testing.T) {
 	s := newSetup(t)
 	s.add(t, "app-4", "v3")
-	eventually(t, 5*time.Second, "app-4 answers", func() bool {
+	itest.Eventually(t, 5*time.Second, "app-4 answers", func() bool {
 		return servedBy(context.Background(), s.conn, 12, "app-1", "app-2", "app-3", "app-4")
 	})
 	if got := spread(t, grpcsd.WithVersion(context.Background(), "v3"), s.conn, 5); got["app-4"] != 5 {
@@ -148,7 +149,7 @@ func TestResolverRecoversAfterEtcdRestart(t *testing.T) {
 	// The watch resumes on its own: a server registered after the restart
 	// gets traffic, with no action on the ClientConn.
 	s.add(t, "app-4", "v3")
-	eventually(t, 10*time.Second, "app-4, registered after the restart, answers v3 calls", func() bool {
+	itest.Eventually(t, 10*time.Second, "app-4, registered after the restart, answers v3 calls", func() bool {
 		name, err := call(grpcsd.WithVersion(ctx, "v3"), s.conn)
 		return err == nil && name == "app-4"
 	})
@@ -174,7 +175,7 @@ func TestClosingTheClientConnStopsTheResolver(t *testing.T) {
 
 func TestMetadataChangeKeepsTheConnection(t *testing.T) {
 	etcd := newEtcd(t)
-	c := newClient(t, etcd.Endpoints())
+	c := itest.Client(t, etcd.Endpoints())
 	kv := etcd.Client(t)
 	prefix := "/" + t.Name() + "/app/"
 	srv := startServer(t, "app-1")
@@ -186,7 +187,7 @@ func TestMetadataChangeKeepsTheConnection(t *testing.T) {
 			t.Fatal(err)
 		}
 		put(t, kv, prefix+"app-1", val)
-		eventually(t, 5*time.Second, "the ClientConn sees version "+v, func() bool {
+		itest.Eventually(t, 5*time.Second, "the ClientConn sees version "+v, func() bool {
 			_, err := call(grpcsd.WithVersion(ctx, v), conn)
 			return err == nil
 		})
@@ -198,7 +199,7 @@ func TestMetadataChangeKeepsTheConnection(t *testing.T) {
 
 func TestEmptyPrefixFailsSayingNoInstance(t *testing.T) {
 	etcd := newEtcd(t)
-	c := newClient(t, etcd.Endpoints())
+	c := itest.Client(t, etcd.Endpoints())
 	conn := dial(t, newBuilder(t, c), "etcd:///"+t.Name()+"/nothing/")
 	_, err := call(context.Background(), conn)
 	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "grpcsd: no instance registered for the target") {
@@ -211,7 +212,7 @@ func TestUnreachableEtcdFailsWithTheResolverError(t *testing.T) {
 	if etcd.External() {
 		t.Skip("needs an embedded etcd to stop")
 	}
-	c := newClient(t, etcd.Endpoints())
+	c := itest.Client(t, etcd.Endpoints())
 	etcd.Stop()
 	conn := dial(t, newBuilder(t, c), "etcd:///"+t.Name()+"/app/")
 	// The first error comes when the initial read gives up, after the
