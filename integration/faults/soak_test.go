@@ -122,8 +122,15 @@ func TestSoak(t *testing.T) {
 	var worst time.Duration
 	var worstFault string
 	start := time.Now()
+	// Faults come in random order, each once per round, so that even a
+	// short soak injects every kind.
+	var order []int
 	for time.Since(start) < length {
-		ft := faults[rand.IntN(len(faults))]
+		if len(order) == 0 {
+			order = rand.Perm(len(faults))
+		}
+		ft := faults[order[0]]
+		order = order[1:]
 		ft.run()
 		injected[ft.name]++
 		resume := make([]func(), len(churners))
