@@ -14,6 +14,7 @@ import (
 
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
+	"github.com/etcdsd/etcdsd/integration/itest"
 )
 
 const (
@@ -105,7 +106,7 @@ func TestAuthPasswordChangedWhileRunningDoesNotSpin(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := f.live[f.keys()[0]].reg
-	eventually(t, 5*time.Second, "the registrar reports the auth failure", func() bool {
+	itest.Eventually(t, 5*time.Second, "the registrar reports the auth failure", func() bool {
 		return errors.Is(reg.Status().Err, rpctypes.ErrAuthFailed)
 	})
 	// Nothing retries in a tight loop: the keeper tries once per heartbeat

@@ -63,7 +63,7 @@ func TestMinorityMemberKilledGoesUnnoticed(t *testing.T) {
 	cl := newClustered(t, "/faults/minority/", 5)
 	from := make([]int, len(cl.watchers))
 	for i, w := range cl.watchers {
-		_, from[i] = w.rec.since(0)
+		_, from[i] = w.rec.Since(0)
 	}
 	follower := (cl.c.Leader() + 1) % 3
 	cl.c.StopMember(follower)
@@ -75,7 +75,7 @@ func TestMinorityMemberKilledGoesUnnoticed(t *testing.T) {
 
 	// A quorum was there throughout: no subscriber was told of an outage.
 	for i, w := range cl.watchers {
-		evs, _ := w.rec.since(from[i])
+		evs, _ := w.rec.Since(from[i])
 		for _, ev := range evs {
 			if ev.Err != nil {
 				t.Fatalf("watcher %s got an error while a quorum served: %v", w.name, ev.Err)
@@ -89,7 +89,7 @@ func TestWholeClusterStoppedLongerThanTTL(t *testing.T) {
 	cl.c.Stop()
 	down := time.Now()
 	for _, w := range cl.watchers {
-		w.rec.waitFor(t, 5*time.Second, "an error event with the last instances", func(ev sd.Event) bool {
+		w.rec.WaitFor(t, 5*time.Second, "an error event with the last instances", func(ev sd.Event) bool {
 			return ev.Err != nil && len(ev.Instances) == 5
 		})
 	}

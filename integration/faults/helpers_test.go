@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-kit/kit/sd"
 	"github.com/go-kit/log"
 
 	"github.com/etcdsd/etcdsd/etcdtest"
@@ -142,89 +141,5 @@ func (ps proxies) heal() {
 func (ps proxies) setLatency(d time.Duration) {
 	for _, p := range ps {
 		p.SetLatency(d)
-	}
-}
-
-// recorder keeps every event a subscriber received.
-type recorder struct {
-	ch   chan sd.Event
-	quit chan struct{}
-	done chan struct{}
-
-	mu      sync.Mutex
-	events  []sd.Event
-	changed chan struct{} // closed and replaced on every event
-}
-
-// subscribe registers a recorder with in and deregisters it at cleanup.
-func subscribe(t testing.TB, in sd.Instancer) *recorder {
-	r := &recorder{ch: make(chan sd.Event), quit: make(chan struct{}), done: make(chan struct{}), changed: make(chan struct{})}
-	go func() {
-		defer close(r.done)
-		for {
-			select {
-			case ev := <-r.ch:
-				r.mu.Lock()
-				r.events = append(r.events, ev)
-				close(r.changed)
-				r.changed = make(chan struct{})
-				r.mu.Unlock()
-			case <-r.quit:
-				return
-			}
-		}
-	}()
-	in.Register(r.ch)
-	t.Cleanup(func() {
-		in.Deregister(r.ch)
-		close(r.quit)
-		<-r.done
-	})
-	return r
-}
-
-// last returns the last event and a channel closed at the next one.
-func (r *recorder) last() (sd.Event, <-chan struct{}) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.events) == 0 {
-		return sd.Event{}, r.changed
-	}
-	return r.events[len(r.events)-1], r.changed
-}
-
-// since returns the events received from index i on, and the next index.
-func (r *recorder) since(i int) ([]sd.Event, int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]sd.Event(nil), r.events[i:]...), len(r.events)
-}
-
-// waitFor waits until the last event satisfies cond.
-func (r *recorder) waitFor(t testing.TB, within time.Duration, what string, cond func(sd.Event) bool) sd.Event {
-	t.Helper()
-	timeout := time.After(within)
-	for {
-		ev, changed := r.last()
-		if cond(ev) {
-			return ev
-		}
-		select {
-		case <-changed:
-		case <-timeout:
-			t.Fatalf("not within %v: %s; last event %+v", within, what, ev)
-		}
-	}
-}
-
-// eventually polls cond every 20 ms until it holds or within passes.
-func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcdsd/etcdsd/etcdv3"
+	"github.com/etcdsd/etcdsd/integration/itest"
 )
 
 // fleet is what the invariant checker holds to account: the registrars that
@@ -40,7 +41,7 @@ type liveReg struct {
 type watcher struct {
 	name string
 	in   *etcdv3.Instancer
-	rec  *recorder
+	rec  *itest.Recorder
 }
 
 func newFleet(t testing.TB, prefix string, truth *clientv3.Client, logs *logTail) *fleet {
@@ -68,7 +69,7 @@ func (f *fleet) watch(name string, c etcdv3.Client) *watcher {
 		f.t.Fatalf("watcher %s: %v", name, err)
 	}
 	f.t.Cleanup(in.Stop)
-	w := &watcher{name: name, in: in, rec: subscribe(f.t, in)}
+	w := &watcher{name: name, in: in, rec: itest.Subscribe(f.t, in)}
 	f.mu.Lock()
 	f.watchers = append(f.watchers, w)
 	f.mu.Unlock()
@@ -244,7 +245,7 @@ func (f *fleet) violations() error {
 	}
 	want := slices.Compact(values)
 	for _, w := range watchers {
-		ev, _ := w.rec.last()
+		ev, _ := w.rec.Last()
 		if d := duplicates(ev.Instances); len(d) > 0 {
 			add("watcher %s: duplicated instances %v", w.name, d)
 		}

@@ -48,11 +48,11 @@ func TestPartitionLongerThanTTLRegistersAgain(t *testing.T) {
 
 	p.px.cut()
 	// The cut-off subscriber hears of the outage once and keeps its instances.
-	p.far.rec.waitFor(t, 5*time.Second, "an error event with the last instances", func(ev sd.Event) bool {
+	p.far.rec.WaitFor(t, 5*time.Second, "an error event with the last instances", func(ev sd.Event) bool {
 		return ev.Err != nil && len(ev.Instances) == 5
 	})
 	// etcd lets the lease expire; the direct subscriber sees the keys go.
-	p.near.rec.waitFor(t, ttl+5*time.Second, "the expired instances gone", func(ev sd.Event) bool {
+	p.near.rec.WaitFor(t, ttl+5*time.Second, "the expired instances gone", func(ev sd.Event) bool {
 		return ev.Err == nil && len(ev.Instances) == 0
 	})
 	for _, k := range p.f.keys() {
@@ -70,15 +70,15 @@ func TestPartitionLongerThanTTLRegistersAgain(t *testing.T) {
 
 func TestPartitionShorterThanTTLDoesNotFlap(t *testing.T) {
 	p := newPartitioned(t, "/faults/partition-short/", 5)
-	want := slices.Clone(p.near.rec.waitFor(t, time.Second, "the registered instances", func(ev sd.Event) bool { return len(ev.Instances) == 5 }).Instances)
+	want := slices.Clone(p.near.rec.WaitFor(t, time.Second, "the registered instances", func(ev sd.Event) bool { return len(ev.Instances) == 5 }).Instances)
 	lease := p.f.live[p.f.keys()[0]].reg.Status().LeaseID
-	_, nearFrom := p.near.rec.since(0)
-	_, farFrom := p.far.rec.since(0)
+	_, nearFrom := p.near.rec.Since(0)
+	_, farFrom := p.far.rec.Since(0)
 
 	// Cut off for half the TTL: the cut-off watcher notices (the dial
 	// timeout is 400 ms), the lease does not expire.
 	p.px.cut()
-	p.far.rec.waitFor(t, 5*time.Second, "an error event with the last instances", func(ev sd.Event) bool {
+	p.far.rec.WaitFor(t, 5*time.Second, "an error event with the last instances", func(ev sd.Event) bool {
 		return ev.Err != nil && slices.Equal(ev.Instances, want)
 	})
 	time.Sleep(ttl/2 - dialTimeout) // the rest of the outage
@@ -90,7 +90,7 @@ func TestPartitionShorterThanTTLDoesNotFlap(t *testing.T) {
 		*watcher
 		from int
 	}{{p.near, nearFrom}, {p.far, farFrom}} {
-		evs, _ := w.rec.since(w.from)
+		evs, _ := w.rec.Since(w.from)
 		for _, ev := range evs {
 			if !slices.Equal(ev.Instances, want) {
 				t.Fatalf("watcher %s flapped: got %v (err %v), want %v throughout", w.name, ev.Instances, ev.Err, want)
@@ -113,7 +113,7 @@ func TestCompactionWhileWatcherPartitionedResyncs(t *testing.T) {
 	p.f.mustCheck("before the partition")
 
 	p.px.cut()
-	p.far.rec.waitFor(t, 5*time.Second, "an error event while cut off", func(ev sd.Event) bool { return ev.Err != nil })
+	p.far.rec.WaitFor(t, 5*time.Second, "an error event while cut off", func(ev sd.Event) bool { return ev.Err != nil })
 	before := p.far.in.Revision()
 	keys := p.f.keys()
 	p.f.deregister(keys[0])
@@ -148,7 +148,7 @@ func TestCompactionWhileWatcherPartitionedResyncs(t *testing.T) {
 func TestPartitionHealedWithoutResetRecoversWithinDialTimeout(t *testing.T) {
 	p := newPartitioned(t, "/faults/partition-quiet-heal/", 3)
 	p.px.cut()
-	p.far.rec.waitFor(t, 5*time.Second, "an error event while cut off", func(ev sd.Event) bool { return ev.Err != nil })
+	p.far.rec.WaitFor(t, 5*time.Second, "an error event while cut off", func(ev sd.Event) bool { return ev.Err != nil })
 	// A real partition heals quietly: no connection is reset, and the
 	// attempt to connect that hung while packets were dropped is left to
 	// time out on its own.

@@ -99,7 +99,7 @@ func TestProcessKilledMidChurnAndRestarted(t *testing.T) {
 	}
 	p.Kill() // SIGKILL, mid-churn
 	for _, w := range watchers {
-		w.rec.waitFor(t, 5*time.Second, "an error event after kill -9", func(ev sd.Event) bool { return ev.Err != nil })
+		w.rec.WaitFor(t, 5*time.Second, "an error event after kill -9", func(ev sd.Event) bool { return ev.Err != nil })
 	}
 	at := ch.ops.Load()
 	for ch.ops.Load() < at+3 { // churn goes on during the outage

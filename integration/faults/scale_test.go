@@ -31,7 +31,7 @@ func TestThousandRegistrarsOnOneClientComeBack(t *testing.T) {
 	// Through a restart that outlives the TTL: etcd keeps the lease and
 	// extends it when it comes back.
 	srv.Stop()
-	w.rec.waitFor(t, 5*time.Second, "an error event with all instances", func(ev sd.Event) bool {
+	w.rec.WaitFor(t, 5*time.Second, "an error event with all instances", func(ev sd.Event) bool {
 		return ev.Err != nil && len(ev.Instances) == n
 	})
 	time.Sleep(ttl)

@@ -10,14 +10,14 @@ import (
 	"github.com/go-kit/kit/sd"
 )
 
-// Recorder keeps the last event a subscriber received.
+// Recorder keeps every event a subscriber received.
 type Recorder struct {
 	ch   chan sd.Event
 	quit chan struct{}
 	done chan struct{}
 
 	mu      sync.Mutex
-	last    sd.Event
+	events  []sd.Event
 	changed chan struct{} // closed and replaced on every event
 }
 
@@ -30,7 +30,7 @@ func Subscribe(t testing.TB, in sd.Instancer) *Recorder {
 			select {
 			case ev := <-r.ch:
 				r.mu.Lock()
-				r.last = ev
+				r.events = append(r.events, ev)
 				close(r.changed)
 				r.changed = make(chan struct{})
 				r.mu.Unlock()
@@ -48,15 +48,30 @@ func Subscribe(t testing.TB, in sd.Instancer) *Recorder {
 	return r
 }
 
-// WaitFor waits until the recorder's last event satisfies cond and
-// returns it.
+// Last returns the last event (zero before the first) and a channel closed
+// at the next one.
+func (r *Recorder) Last() (sd.Event, <-chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.events) == 0 {
+		return sd.Event{}, r.changed
+	}
+	return r.events[len(r.events)-1], r.changed
+}
+
+// Since returns the events received from index i on, and the next index.
+func (r *Recorder) Since(i int) ([]sd.Event, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]sd.Event(nil), r.events[i:]...), len(r.events)
+}
+
+// WaitFor waits until the last event satisfies cond and returns it.
 func (r *Recorder) WaitFor(t testing.TB, within time.Duration, what string, cond func(sd.Event) bool) sd.Event {
 	t.Helper()
 	timeout := time.After(within)
 	for {
-		r.mu.Lock()
-		ev, changed := r.last, r.changed
-		r.mu.Unlock()
+		ev, changed := r.Last()
 		if cond(ev) {
 			return ev
 		}
