@@ -117,8 +117,9 @@ type EtcdClient struct {
 var _ Client = (*EtcdClient)(nil)
 
 // NewClient returns a Client connected to the etcd endpoints in machines.
-// It fails, within options.DialTimeout, when no endpoint answers, and with a
-// clear error for bad TLS files or wrong credentials.
+// It fails within options.DialTimeout when no endpoint answers (plus at most
+// a second to name a TLS problem, such as an untrusted certificate), and
+// with a clear error for bad TLS files or wrong credentials.
 //
 // As in go-kit, ctx is the client's lifetime, not a dial timeout: the client
 // closes when ctx ends (or at Close, whichever is first). Do not pass a
