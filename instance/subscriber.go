@@ -1,7 +1,6 @@
 package instance
 
 import (
-	"fmt"
 	"sync"
 
 	"github.com/go-kit/kit/sd"
@@ -135,13 +134,4 @@ func (s *subscriber) take() (sd.Event, uint64, bool) {
 	ev, seq, ok := s.pending, s.seq, s.has
 	s.has = false
 	return ev, seq, ok
-}
-
-var dbgMu sync.Mutex
-var dbgLog = map[*subscriber][]string{}
-
-func dbg(s *subscriber, what string, seq uint64) {
-	dbgMu.Lock()
-	dbgLog[s] = append(dbgLog[s], fmt.Sprintf("%s %d", what, seq))
-	dbgMu.Unlock()
 }
