@@ -8,11 +8,6 @@ import (
 	"github.com/go-kit/kit/sd"
 )
 
-// rebuildThreshold is the batch size above which Apply re-sorts the whole
-// instance list instead of editing it in place: past it, k binary-search
-// edits of an n-long slice (O(k·n)) cost more than one O(n log n) sort.
-const rebuildThreshold = 64
-
 // Change is one key's new value, or its removal, applied to a Cache.
 type Change struct {
 	Key    string
@@ -62,59 +57,78 @@ func (c *Cache) Replace(entries map[string]string) {
 
 // Apply applies a batch of changes by key, clears any error, and publishes
 // one event for the whole batch if the instance set changed (or an error was
-// cleared). It costs O(changes · instances) for small batches, never a
-// re-read of the source.
+// cleared). The new instance list is built in one pass over the old one,
+// O(instances + changes·log changes), never by a re-read of the source or a
+// re-sort.
 func (c *Cache) Apply(changes []Change) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	// Edit a copy of the published slice, made on the first edit only:
-	// subscribers may still hold the published one.
-	instances, copied := c.state.Instances, false
-	edit := len(changes) <= rebuildThreshold
-	changed := false
-	mutate := func(f func([]string, string) []string, v string) {
-		if !edit {
-			changed = true
-			return
-		}
-		if !copied {
-			instances, copied = slices.Clone(instances), true
-		}
-		instances = f(instances, v)
-		changed = true
-	}
+	// net is the batch's effect per value: +1 appears, -1 disappears; a
+	// value that disappears and comes back in one batch nets to 0.
+	net := make(map[string]int, 2*len(changes))
 	for _, ch := range changes {
 		old, had := c.byKey[ch.Key]
-		if ch.Delete {
-			if !had {
-				continue
-			}
-			delete(c.byKey, ch.Key)
-			if c.release(old) {
-				mutate(removeSorted, old)
-			}
+		if had && !ch.Delete && old == ch.Value {
 			continue
 		}
-		if had && old == ch.Value {
+		if ch.Delete && !had {
+			continue
+		}
+		if had {
+			if c.release(old) {
+				net[old]--
+			}
+		}
+		if ch.Delete {
+			delete(c.byKey, ch.Key)
 			continue
 		}
 		c.byKey[ch.Key] = ch.Value
-		if had && c.release(old) {
-			mutate(removeSorted, old)
-		}
 		c.counts[ch.Value]++
 		if c.counts[ch.Value] == 1 {
-			mutate(insertSorted, ch.Value)
+			net[ch.Value]++
+		}
+	}
+	var adds, removes []string
+	for v, d := range net {
+		switch {
+		case d > 0:
+			adds = append(adds, v)
+		case d < 0:
+			removes = append(removes, v)
 		}
 	}
 	switch {
-	case changed && !edit:
-		c.publishLocked(sd.Event{Instances: c.sortedLocked()})
-	case changed:
-		c.publishChangedLocked(sd.Event{Instances: instances})
+	case len(adds) > 0 || len(removes) > 0:
+		slices.Sort(adds)
+		slices.Sort(removes)
+		c.publishChangedLocked(sd.Event{Instances: merge(c.state.Instances, removes, adds)})
 	case c.state.Err != nil:
 		c.publishChangedLocked(sd.Event{Instances: c.state.Instances})
 	}
+}
+
+// merge returns a new sorted slice: old without removes, plus adds. removes
+// are all in old and adds none of them; both are sorted. Runs of old are
+// copied whole, so the cost is one pass of memory moves.
+func merge(old, removes, adds []string) []string {
+	out := make([]string, 0, len(old)-len(removes)+len(adds))
+	i := 0 // next element of old to copy
+	for len(removes) > 0 || len(adds) > 0 {
+		if len(adds) == 0 || (len(removes) > 0 && removes[0] < adds[0]) {
+			j, _ := slices.BinarySearch(old[i:], removes[0])
+			out = append(out, old[i:i+j]...)
+			i += j + 1 // skip the removed value
+			removes = removes[1:]
+			continue
+		}
+		j, _ := slices.BinarySearch(old[i:], adds[0])
+		out = append(out, old[i:i+j]...)
+		out = append(out, adds[0])
+		i += j
+		adds = adds[1:]
+	}
+	return append(out, old[i:]...)
 }
 
 // SetErr records that the source of the cache failed. Subscribers receive the
@@ -238,20 +252,4 @@ func sameEvent(a, b sd.Event) bool {
 		return false
 	}
 	return slices.Equal(a.Instances, b.Instances)
-}
-
-func insertSorted(s []string, v string) []string {
-	i, found := slices.BinarySearch(s, v)
-	if found {
-		return s
-	}
-	return slices.Insert(s, i, v)
-}
-
-func removeSorted(s []string, v string) []string {
-	i, found := slices.BinarySearch(s, v)
-	if !found {
-		return s
-	}
-	return slices.Delete(s, i, i+1)
 }

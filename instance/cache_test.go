@@ -209,7 +209,9 @@ func TestCacheLargeBatchMatchesIncremental(t *testing.T) {
 	}
 }
 
-func BenchmarkCacheApplyOneChange10k(b *testing.B) {
+// BenchmarkCacheChangeToSubscriber10k measures one change among 10,000
+// instances from Apply until a subscriber has the new state.
+func BenchmarkCacheChangeToSubscriber10k(b *testing.B) {
 	c := NewCache()
 	defer c.Stop()
 	entries := make(map[string]string, 10000)
@@ -217,9 +219,13 @@ func BenchmarkCacheApplyOneChange10k(b *testing.B) {
 		entries[fmt.Sprintf("/svc/%05d", i)] = fmt.Sprintf("10.0.%d.%d:8080", i/256, i%256)
 	}
 	c.Replace(entries)
+	ch := make(chan sd.Event, 1)
+	c.Register(ch)
+	<-ch
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		c.Apply([]Change{{Key: "/svc/00042", Value: fmt.Sprintf("10.9.9.9:%d", i%2)}})
+		<-ch
 	}
 }
 
