@@ -1,6 +1,3 @@
-// Command etcdsd is the etcdsd command-line tool: a self-contained demo of
-// service discovery on an embedded etcd, and operator commands to list,
-// watch, register and drain service instances in a running etcd.
 package main
 
 import (

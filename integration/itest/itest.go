@@ -1,6 +1,3 @@
-// Package itest holds the helpers that the integration test packages share:
-// a go-kit logger writing to the test log, an etcdv3 client closed at
-// cleanup, polling with a deadline, and direct reads of etcd.
 package itest
 
 import (
