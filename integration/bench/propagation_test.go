@@ -56,8 +56,12 @@ func propagation(b *testing.B, cli *clientv3.Client, wait func(v string)) {
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 }
 
-// waitEvents returns a wait function reading sd.Events until one holds v.
-func waitEvents(b *testing.B, ch <-chan kitsd.Event) func(string) {
+// subscribe registers with in until the benchmark ends, and returns a wait
+// function reading sd.Events until one holds v.
+func subscribe(b *testing.B, in kitsd.Instancer) func(string) {
+	ch := make(chan kitsd.Event, 1)
+	in.Register(ch)
+	b.Cleanup(func() { in.Deregister(ch) })
 	return func(v string) {
 		timeout := time.After(30 * time.Second)
 		for {
@@ -102,10 +106,7 @@ func BenchmarkPropagation(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer in.Stop()
-			ch := make(chan kitsd.Event, 1)
-			in.Register(ch)
-			defer in.Deregister(ch)
-			propagation(b, admin, waitEvents(b, ch))
+			propagation(b, admin, subscribe(b, in))
 		})
 
 		b.Run(fmt.Sprintf("instances=%d/impl=gokit", n), func(b *testing.B) {
@@ -121,10 +122,7 @@ func BenchmarkPropagation(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer in.Stop()
-			ch := make(chan kitsd.Event, 1)
-			in.Register(ch)
-			defer in.Deregister(ch)
-			propagation(b, admin, waitEvents(b, ch))
+			propagation(b, admin, subscribe(b, in))
 		})
 	}
 }
