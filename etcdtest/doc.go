@@ -20,6 +20,8 @@
 // peers' connections.
 //
 // Set ETCD_ENDPOINTS=host:port,... to run the same tests against an
-// external etcd: NewServer then starts nothing and returns a Server for
-// those endpoints, and tests that stop or start members skip.
+// external etcd: NewServer then starts no etcd, and gives each test a
+// keyspace of its own in the shared one, through a loopback namespace
+// proxy (etcd's grpcproxy) that prefixes every key and deletes the test's
+// keys when it ends; tests that stop or start members skip.
 package etcdtest

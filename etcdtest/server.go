@@ -56,13 +56,14 @@ type Server struct {
 // NewServer starts a single-member etcd on free loopback ports with data in
 // tb.TempDir, waits until it serves clients, and stops it when the test
 // ends. It fails the test if etcd is not ready within 30 seconds. When
-// ETCD_ENDPOINTS is set it starts nothing and returns a Server for those
-// endpoints, ignoring opts; tests then share that etcd and should use
-// their own key prefix.
+// ETCD_ENDPOINTS is set it starts no etcd and ignores opts: it returns a
+// Server for a loopback namespace proxy to that etcd, which gives the test
+// a keyspace of its own and deletes the test's keys when it ends.
 func NewServer(tb testing.TB, opts ...Option) *Server {
 	tb.Helper()
 	if eps := externalEndpoints(); eps != nil {
-		return &Server{tb: tb, external: eps}
+		// Each test gets a keyspace of its own in the shared etcd.
+		return &Server{tb: tb, external: []string{startNamespaceProxy(tb, eps).endpoint}}
 	}
 	m := &member{name: "etcdtest", token: uniqueToken(), opts: newOptions(opts), log: newTestLog(tb).zapLogger()}
 	for attempt := 1; ; attempt++ {
@@ -92,7 +93,8 @@ func NewServer(tb testing.TB, opts ...Option) *Server {
 
 // Endpoints returns the client endpoints as clientv3.Config.Endpoints takes
 // them: "127.0.0.1:PORT" for an embedded server ("https://127.0.0.1:PORT"
-// when WithConfig turned on client TLS), or the ETCD_ENDPOINTS entries.
+// when WithConfig turned on client TLS), or, with ETCD_ENDPOINTS, the
+// endpoint of the test's namespace proxy.
 // They stay the same across Stop and Start.
 func (s *Server) Endpoints() []string {
 	if s.external != nil {
