@@ -108,28 +108,51 @@ func TestServerRestartKeepsDataAndPorts(t *testing.T) {
 	wantValue(t, cli, "/etcdtest/restart", "kept")
 }
 
-func TestServerUsesEnvEndpoints(t *testing.T) {
-	t.Setenv(etcdtest.EnvEndpoints, "10.0.0.1:2379, 10.0.0.2:2379")
-	srv := etcdtest.NewServer(t)
-	if !srv.External() || !srv.Running() {
-		t.Fatalf("External() = %v, Running() = %v; want both true", srv.External(), srv.Running())
-	}
-	if want := []string{"10.0.0.1:2379", "10.0.0.2:2379"}; !slices.Equal(srv.Endpoints(), want) {
-		t.Fatalf("Endpoints() = %v, want %v", srv.Endpoints(), want)
-	}
-	for name, op := range map[string]func(*etcdtest.Server){
-		"Stop":    (*etcdtest.Server).Stop,
-		"Start":   (*etcdtest.Server).Start,
-		"Restart": (*etcdtest.Server).Restart,
-	} {
-		var skipped bool
-		t.Run(name, func(t *testing.T) {
-			defer func() { skipped = t.Skipped() }()
-			op(etcdtest.NewServer(t))
-		})
-		if !skipped {
-			t.Errorf("%s on an external server did not skip", name)
+func TestServerUsesEnvEndpointsInANamespaceOfItsOwn(t *testing.T) {
+	shared := etcdtest.NewServer(t) // stands for the external etcd
+	raw := shared.Client(t)
+	t.Setenv(etcdtest.EnvEndpoints, strings.Join(shared.Endpoints(), ", "))
+
+	var prefix string
+	t.Run("test", func(t *testing.T) {
+		srv := etcdtest.NewServer(t)
+		if !srv.External() || !srv.Running() {
+			t.Fatalf("External() = %v, Running() = %v; want both true", srv.External(), srv.Running())
 		}
+		if slices.Equal(srv.Endpoints(), shared.Endpoints()) {
+			t.Fatalf("Endpoints() = %v, want the test's namespace proxy", srv.Endpoints())
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := srv.Client(t).Put(ctx, "/services/a", "1"); err != nil {
+			t.Fatal(err)
+		}
+		// The shared etcd holds the key under the test's own prefix.
+		resp, err := raw.Get(ctx, "/etcdtest/", clientv3.WithPrefix())
+		if err != nil || len(resp.Kvs) != 1 || !strings.HasSuffix(string(resp.Kvs[0].Key), "/services/a") {
+			t.Fatalf("shared etcd holds %v, %v; want one key ending in /services/a", resp.Kvs, err)
+		}
+		prefix = strings.TrimSuffix(string(resp.Kvs[0].Key), "services/a")
+		for name, op := range map[string]func(*etcdtest.Server){
+			"Stop":    (*etcdtest.Server).Stop,
+			"Start":   (*etcdtest.Server).Start,
+			"Restart": (*etcdtest.Server).Restart,
+		} {
+			var skipped bool
+			t.Run(name, func(t *testing.T) {
+				defer func() { skipped = t.Skipped() }()
+				op(etcdtest.NewServer(t))
+			})
+			if !skipped {
+				t.Errorf("%s on an external server did not skip", name)
+			}
+		}
+	})
+	// Its keys are gone once the test ended.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if resp, err := raw.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil || resp.Count != 0 {
+		t.Fatalf("after the test, %q holds %d keys (err %v), want 0", prefix, resp.Count, err)
 	}
 }
 
