@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -192,16 +193,9 @@ func (l *sharedLease) add(ctx context.Context, key, value string) (clientv3.Leas
 	}
 	_, err := l.c.cli.Put(ctx, key, value, clientv3.WithLease(id))
 	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
-		// The lease expired or was revoked since the last heartbeat:
-		// take a new one, and let the keeper re-put the other keys.
-		if id, err = l.grant(ctx); err == nil {
-			if err = l.putAll(ctx, id, map[string]string{key: value}); err == nil {
-				l.mu.Lock()
-				others := l.copyServices()
-				l.mu.Unlock()
-				err = l.putAll(ctx, id, others)
-			}
-		}
+		// The lease expired or was revoked since the last heartbeat: take
+		// a new one now, with this key and the others on it.
+		id, err = l.regrantLocked(ctx, map[string]string{key: value})
 	}
 	if err != nil {
 		return 0, err
@@ -304,14 +298,6 @@ func (l *sharedLease) grant(ctx context.Context) (clientv3.LeaseID, error) {
 	l.id = resp.ID
 	l.mu.Unlock()
 	return resp.ID, nil
-}
-
-func (l *sharedLease) copyServices() map[string]string {
-	out := make(map[string]string, len(l.services))
-	for k, v := range l.services {
-		out[k] = v
-	}
-	return out
 }
 
 // putAll puts kvs under lease id, maxTxnOps keys per transaction.
@@ -434,22 +420,30 @@ func (l *sharedLease) regrant(ctx context.Context) error {
 	defer l.writeMu.Unlock()
 	rctx, cancel := context.WithTimeout(ctx, l.c.opts.RequestTimeout)
 	defer cancel()
+	_, err := l.regrantLocked(rctx, nil)
+	return err
+}
+
+// regrantLocked grants a new lease and puts every key on it, and the keys
+// in extra too. The caller holds writeMu.
+func (l *sharedLease) regrantLocked(ctx context.Context, extra map[string]string) (clientv3.LeaseID, error) {
 	old := l.currentID()
-	id, err := l.grant(rctx)
+	id, err := l.grant(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	l.mu.Lock()
-	kvs := l.copyServices()
+	kvs := maps.Clone(l.services)
 	l.mu.Unlock()
-	if err := l.putAll(rctx, id, kvs); err != nil {
-		return fmt.Errorf("put %d keys on lease %x: %w", len(kvs), int64(id), err)
+	maps.Copy(kvs, extra)
+	if err := l.putAll(ctx, id, kvs); err != nil {
+		return 0, fmt.Errorf("put %d keys on lease %x: %w", len(kvs), int64(id), err)
 	}
-	if old != clientv3.NoLease {
+	if old != clientv3.NoLease && old != id {
 		// Best effort: the old lease is gone in the usual case.
-		l.c.cli.Revoke(rctx, old)
+		l.c.cli.Revoke(ctx, old)
 	}
-	return nil
+	return id, nil
 }
 
 func (l *sharedLease) currentID() clientv3.LeaseID {
