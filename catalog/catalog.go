@@ -1,7 +1,7 @@
 package catalog
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"time"
 
@@ -9,6 +9,7 @@ import (
 
 	"github.com/etcdsd/etcdsd/etcdv3"
 	"github.com/etcdsd/etcdsd/instance"
+	"github.com/etcdsd/etcdsd/internal/pipeline"
 )
 
 // Instance is a typed service instance, stored as the JSON value of
@@ -23,7 +24,6 @@ type Catalog struct {
 	layout layout
 	logger log.Logger
 	ttl    *etcdv3.TTLOption
-	mirror []etcdv3.MirrorOption
 }
 
 // Option configures a Catalog.
@@ -33,7 +33,6 @@ type config struct {
 	root, propsRoot string
 	logger          log.Logger
 	ttl             *etcdv3.TTLOption
-	mirror          []etcdv3.MirrorOption
 }
 
 // WithRoot sets the prefix under which instances live, ending with "/".
@@ -55,18 +54,15 @@ func WithTTL(heartbeat, ttl time.Duration) Option {
 	return func(c *config) { c.ttl = etcdv3.NewTTLOption(heartbeat, ttl) }
 }
 
-// WithMirrorOptions passes options to the Mirrors under Watch and
-// Instancer, e.g. etcdv3.WithRetryBackoff.
-func WithMirrorOptions(opts ...etcdv3.MirrorOption) Option {
-	return func(c *config) { c.mirror = append(c.mirror, opts...) }
-}
-
-// New returns a Catalog over client. It fails for a nil client, roots that
-// are not valid prefixes ending with "/" or that contain each other, and a
-// TTL not greater than its heartbeat.
-func New(client *etcdv3.EtcdClient, opts ...Option) (*Catalog, error) {
-	if client == nil {
-		return nil, errors.New("catalog: new: nil client")
+// New returns a Catalog over client, which must be one etcdv3.NewClient
+// returned: the catalog reads and writes etcd through it. It fails for
+// another or a nil client, roots that are not valid prefixes ending with
+// "/" or that contain each other, and a TTL not greater than its
+// heartbeat.
+func New(c etcdv3.Client, opts ...Option) (*Catalog, error) {
+	client, ok := c.(*etcdv3.EtcdClient)
+	if !ok || client == nil {
+		return nil, fmt.Errorf("catalog: new: client %T: want the *etcdv3.EtcdClient of etcdv3.NewClient", c)
 	}
 	cfg := config{root: DefaultRoot, propsRoot: DefaultPropertiesRoot, logger: log.NewNopLogger()}
 	for _, o := range opts {
@@ -85,7 +81,7 @@ func New(client *etcdv3.EtcdClient, opts ...Option) (*Catalog, error) {
 	if err := cfg.ttl.Validate(); err != nil {
 		return nil, fmt.Errorf("catalog: new: %w", err)
 	}
-	return &Catalog{client: client, layout: l, logger: cfg.logger, ttl: cfg.ttl, mirror: cfg.mirror}, nil
+	return &Catalog{client: client, layout: l, logger: cfg.logger, ttl: cfg.ttl}, nil
 }
 
 // Root returns the prefix under which instances live.
@@ -112,4 +108,19 @@ func (l layout) decodeInstance(key, value string) (Instance, error) {
 	}
 	inst.Name, inst.ID = service, id
 	return inst, nil
+}
+
+// mirror starts the pipeline on prefix, whose values are instances or
+// properties of the catalog's layout, decoded once by the Feed.
+func (c *Catalog) mirror(ctx context.Context, prefix string, kind Kind, opts ...pipeline.FeedOption) (*pipeline.Mirror, error) {
+	parse := c.layout.decodeInstance
+	if kind == KindProperty {
+		parse = func(key, value string) (Instance, error) {
+			_, err := c.layout.decodeProperty(key, value)
+			return Instance{}, err
+		}
+	}
+	logger := log.With(c.logger, "prefix", prefix)
+	opts = append([]pipeline.FeedOption{pipeline.WithParser(parse), pipeline.WithLogger(logger)}, opts...)
+	return pipeline.Start(ctx, pipeline.SourceFor(c.client, prefix), pipeline.NewFeed(opts...), logger, 0, 0)
 }

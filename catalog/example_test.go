@@ -115,8 +115,8 @@ func ExampleCatalog_Watch() {
 		}
 	}
 	// Unordered output:
-	// create instance app app-1 10.0.0.1:9000
-	// create property app app-1 weight 5
+	// put instance app app-1 10.0.0.1:9000
+	// put property app app-1 weight 5
 	// delete instance app app-1 10.0.0.1:9000
 }
 

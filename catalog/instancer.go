@@ -11,8 +11,7 @@ import (
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
 
-	"github.com/etcdsd/etcdsd/etcdv3"
-	"github.com/etcdsd/etcdsd/instance"
+	"github.com/etcdsd/etcdsd/internal/pipeline"
 )
 
 // Instancer is a go-kit sd.Instancer of one service that honours the
@@ -21,23 +20,23 @@ import (
 // ("weight"), which the endpointer strategies and the gRPC balancer read.
 // Anything built on an sd.Instancer honours properties through it.
 //
-// It merges two etcdv3.Mirrors, of the service's instances and of its
-// properties, and inherits their guarantees (no gap, resume, resync after
-// compaction or an outage, one sd.Event with Err per outage while the last
-// instances are kept). Each change to either sends at most one coalesced
-// sd.Event, so a drain reaches subscribers within one watch event.
+// It follows the service's instances and its properties through etcdsd's
+// pipeline (no gap, resume, resync after compaction or an outage with the
+// net difference, one sd.Event with Err per outage while the last instances
+// are kept). Each change to either sends at most one coalesced sd.Event, so
+// a drain reaches subscribers within one watch event.
 type Instancer struct {
 	service string
 	layout  layout
 	logger  log.Logger
-	cache   *instance.Cache
+	out     *pipeline.Feed // the instances with the properties applied
 
-	mu        sync.Mutex
-	instances map[string]stored // key → instance as registered
+	mu        sync.Mutex     // serialises the two mirrors' observers
+	instances *pipeline.Feed // as registered, decoded once
 	props     overrides
 	errs      [2]error // last error of the instances and properties mirror
 
-	mirrors []*etcdv3.Mirror
+	mirrors []*pipeline.Mirror
 }
 
 var _ sd.Instancer = (*Instancer)(nil)
@@ -50,23 +49,24 @@ func (c *Catalog) NewInstancer(ctx context.Context, service string) (*Instancer,
 	if err := checkSegment("service name", service); err != nil {
 		return nil, fmt.Errorf("catalog: new instancer: %w", err)
 	}
+	logger := log.With(c.logger, "service", service)
 	s := &Instancer{
-		service:   service,
-		layout:    c.layout,
-		logger:    log.With(c.logger, "service", service),
-		cache:     instance.NewCache(),
-		instances: make(map[string]stored),
-		props:     make(overrides),
+		service: service,
+		layout:  c.layout,
+		logger:  logger,
+		out:     pipeline.NewFeed(pipeline.WithLogger(logger)),
+		props:   make(overrides),
 	}
 	ctx, cancel := bound(ctx)
 	defer cancel()
-	props, err := etcdv3.NewMirror(ctx, c.client, c.layout.propsPrefix(service), c.logger, s.applyProps, c.mirror...)
+	props, err := c.mirror(ctx, c.layout.propsPrefix(service), KindProperty, pipeline.WithObserver(s.applyProps))
 	if err != nil {
-		s.cache.Stop()
+		s.out.Stop()
 		return nil, fmt.Errorf("catalog: new instancer %q: %w", service, err)
 	}
 	s.mirrors = append(s.mirrors, props)
-	inst, err := etcdv3.NewMirror(ctx, c.client, c.layout.servicePrefix(service), c.logger, s.applyInstances, c.mirror...)
+	s.instances = pipeline.NewFeed(pipeline.WithParser(c.layout.decodeInstance), pipeline.WithLogger(logger), pipeline.WithObserver(s.applyInstances))
+	inst, err := pipeline.Start(ctx, pipeline.SourceFor(c.client, c.layout.servicePrefix(service)), s.instances, logger, 0, 0)
 	if err != nil {
 		s.Stop()
 		return nil, fmt.Errorf("catalog: new instancer %q: %w", service, err)
@@ -92,14 +92,19 @@ func (c *Catalog) InstancerForPrefix(ctx context.Context, prefix string) (sd.Ins
 
 // Register implements sd.Instancer: ch receives the current state before
 // Register returns, then one event per change.
-func (s *Instancer) Register(ch chan<- sd.Event) { s.cache.Register(ch) }
+func (s *Instancer) Register(ch chan<- sd.Event) { s.out.Register(ch) }
 
 // Deregister implements sd.Instancer.
-func (s *Instancer) Deregister(ch chan<- sd.Event) { s.cache.Deregister(ch) }
+func (s *Instancer) Deregister(ch chan<- sd.Event) { s.out.Deregister(ch) }
 
 // State returns the current instances, properties applied, and the current
 // error if etcd is unavailable.
-func (s *Instancer) State() sd.Event { return s.cache.State() }
+func (s *Instancer) State() sd.Event { return s.out.State() }
+
+// Feed returns the typed change feed of the instances with the properties
+// applied, through which etcdsd's endpointer and gRPC resolver apply
+// changes by key. It is for etcdsd's own packages.
+func (s *Instancer) Feed() *pipeline.Feed { return s.out }
 
 // Stop ends the watches, stops delivering to subscribers and waits for
 // every goroutine the Instancer started. It is idempotent.
@@ -107,13 +112,7 @@ func (s *Instancer) Stop() {
 	for _, m := range s.mirrors {
 		m.Stop()
 	}
-	s.cache.Stop()
-}
-
-// stored is an instance as registered: its value and what it parses to.
-type stored struct {
-	raw  string
-	inst Instance
+	s.out.Stop()
 }
 
 const (
@@ -122,81 +121,71 @@ const (
 )
 
 // applyInstances applies changes of the registered instances.
-func (s *Instancer) applyInstances(u etcdv3.Update) {
+func (s *Instancer) applyInstances(b pipeline.Batch) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.failed(instancesMirror, u.Err) {
+	if s.failed(instancesMirror, b.Err) {
 		return
 	}
-	changes := make([]instance.Change, 0, len(u.Changes))
-	for _, ch := range u.Changes {
-		if ch.Type == etcdv3.Delete {
-			delete(s.instances, ch.Key)
-			changes = append(changes, instance.Change{Key: ch.Key, Delete: true})
+	changes := make([]pipeline.Change, 0, len(b.Changes))
+	for _, ch := range b.Changes {
+		if ch.Op == pipeline.Delete {
+			changes = append(changes, ch)
 			continue
 		}
-		inst, err := s.layout.decodeInstance(ch.Key, ch.Value)
-		if err != nil {
-			level.Error(s.logger).Log("msg", "skipping malformed instance", "err", err)
-			delete(s.instances, ch.Key)
-			changes = append(changes, instance.Change{Key: ch.Key, Delete: true})
-			continue
-		}
-		s.instances[ch.Key] = stored{raw: ch.Value, inst: inst}
-		changes = append(changes, s.change(ch.Key, ch.Value, inst))
+		changes = append(changes, s.change(ch))
 	}
-	s.publish(changes)
+	s.publish(b.Rev, changes)
 }
 
 // applyProps applies changes of the properties, then recomputes every
 // instance: properties change rarely, and one may concern all of them.
-func (s *Instancer) applyProps(u etcdv3.Update) {
+func (s *Instancer) applyProps(b pipeline.Batch) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.failed(propertiesMirror, u.Err) {
+	if s.failed(propertiesMirror, b.Err) {
 		return
 	}
-	for _, ch := range u.Changes {
+	for _, ch := range b.Changes {
 		service, id, name, ok := s.layout.parsePropertyKey(ch.Key)
 		if !ok || service != s.service {
 			continue
 		}
 		ref := propRef{id, name}
-		if ch.Type == etcdv3.Delete {
-			delete(s.props, ref)
-			continue
-		}
-		if _, err := s.layout.decodeProperty(ch.Key, ch.Value); err != nil {
-			level.Error(s.logger).Log("msg", "ignoring malformed property", "err", err)
+		if ch.Op == pipeline.Delete {
 			delete(s.props, ref)
 			continue
 		}
 		s.props[ref] = ch.Value
 	}
-	changes := make([]instance.Change, 0, len(s.instances))
-	for key, st := range s.instances {
-		changes = append(changes, s.change(key, st.raw, st.inst))
+	if s.instances == nil { // the first read of the properties, before the instances'
+		return
 	}
-	s.publish(changes)
+	registered := s.instances.Contents()
+	changes := make([]pipeline.Change, 0, len(registered))
+	for _, ch := range registered {
+		changes = append(changes, s.change(ch))
+	}
+	s.publish(b.Rev, changes)
 }
 
-// change is the cache change for one instance under the properties: a
-// removal when disabled, the value with the weight override otherwise.
-// raw is the stored value, kept as it is when no override applies.
-func (s *Instancer) change(key, raw string, inst Instance) instance.Change {
-	eff, enabled := s.props.apply(inst)
+// change is the change of one registered instance under the properties: a
+// removal when disabled, the value with the weight override otherwise. The
+// value is kept as registered when no override applies.
+func (s *Instancer) change(ch pipeline.Change) pipeline.Change {
+	eff, enabled := s.props.apply(ch.Instance)
 	if !enabled {
-		return instance.Change{Key: key, Delete: true}
+		return pipeline.Change{Op: pipeline.Delete, Key: ch.Key, Rev: ch.Rev}
 	}
-	if eff.Weight == inst.Weight {
-		return instance.Change{Key: key, Value: raw}
+	if eff.Weight == ch.Instance.Weight {
+		return ch
 	}
 	value, err := eff.Encode()
 	if err != nil {
-		level.Error(s.logger).Log("msg", "cannot encode instance", "key", key, "err", err)
-		return instance.Change{Key: key, Delete: true}
+		level.Error(s.logger).Log("msg", "cannot encode instance", "key", ch.Key, "err", err)
+		return pipeline.Change{Op: pipeline.Delete, Key: ch.Key, Rev: ch.Rev}
 	}
-	return instance.Change{Key: key, Value: value}
+	return pipeline.Change{Op: pipeline.Put, Key: ch.Key, Value: value, Instance: eff, Rev: ch.Rev}
 }
 
 // failed records the error of one mirror (nil clears it) and, if it is
@@ -205,17 +194,17 @@ func (s *Instancer) failed(which int, err error) bool {
 	s.errs[which] = err
 	if err != nil {
 		level.Warn(s.logger).Log("msg", "etcd unavailable, keeping last instances", "err", err)
-		s.cache.SetErr(err)
+		s.out.Fail(err)
 		return true
 	}
 	return false
 }
 
-// publish applies changes to the cache, which clears any error, and then
+// publish applies changes to the output, which clears any error, and then
 // reports the error of the other mirror if it is still failing.
-func (s *Instancer) publish(changes []instance.Change) {
-	s.cache.Apply(changes)
+func (s *Instancer) publish(rev int64, changes []pipeline.Change) {
+	s.out.Publish(rev, changes)
 	if err := errors.Join(s.errs[instancesMirror], s.errs[propertiesMirror]); err != nil {
-		s.cache.SetErr(err)
+		s.out.Fail(err)
 	}
 }

@@ -1,30 +1,27 @@
 package catalog
 
 import (
-	"cmp"
 	"context"
 	"fmt"
-	"slices"
 
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
 
-	"github.com/etcdsd/etcdsd/etcdv3"
+	"github.com/etcdsd/etcdsd/internal/pipeline"
 )
 
 // maxQueued is how many events a Watch holds for a slow reader before it
 // stops taking more from etcd (the watch then waits; nothing is dropped).
 const maxQueued = 1024
 
-// EventType says what happened: etcdv3.Create, etcdv3.Modify or
-// etcdv3.Delete.
-type EventType = etcdv3.ChangeType
+// EventType says what happened to a key: Put (created or modified) or
+// Delete. It is etcdsd's one change vocabulary.
+type EventType = pipeline.Op
 
-// Event types, as in package etcdv3.
+// Event types.
 const (
-	Create = etcdv3.Create
-	Modify = etcdv3.Modify
-	Delete = etcdv3.Delete
+	Put    = pipeline.Put
+	Delete = pipeline.Delete
 )
 
 // Kind says what an Event is about.
@@ -63,16 +60,17 @@ type Event struct {
 	Property *Property
 	// Revision is the etcd revision of the change (of the snapshot for a
 	// deletion found by a resync). Events of one kind come in revision
-	// order, each change once; changes made in one etcd transaction share
-	// a revision.
+	// order; changes made in one etcd transaction share a revision.
 	Revision int64
 	// Resync is set for changes found by comparing a fresh snapshot with
 	// what the watch had seen (at start, after compaction or an outage)
-	// rather than seen one by one.
+	// rather than seen one by one. They are the net difference: a key
+	// changed several times while the watch was cut off gives one event,
+	// and a change made and undone then gives none.
 	Resync bool
 	// Err is set, alone, once per outage of the kind's watch: etcd cannot
 	// be read and the watch retries with backoff. The next events bring
-	// the watcher up to date, with no change missed or repeated.
+	// the watcher up to date with the net difference.
 	Err error
 }
 
@@ -96,17 +94,19 @@ func WatchServicePrefix(prefix string) WatchOption {
 
 // Watch follows instances and properties (of every service, unless an
 // option narrows it) and sends typed events on the returned channel: first
-// the current content as Create events with Resync set, then every change.
-// It is built on two etcdv3.Mirrors (instances and properties), so it has
-// their guarantees: no gap between the first read and the watch, resume
-// from the last revision after a broken watch, a fresh snapshot (and the
-// difference as events) after compaction or an outage.
+// the current content as Put events with Resync set, then every change.
+// It is built on etcdsd's pipeline, one mirror of instances and one of
+// properties: no gap between the first read and the watch, resume from the
+// last revision after a broken watch, and after compaction or an outage a
+// fresh snapshot whose net difference comes as events (changes made and
+// undone while cut off are not replayed).
 //
 // Ordering: the events of one Kind come in etcd revision order
-// (non-decreasing: one transaction's changes share a revision), each change
-// exactly once; events of the two kinds are interleaved as they arrive,
-// so compare Revision to order them against each other. Instances and
-// properties that do not parse are logged and skipped.
+// (non-decreasing: one transaction's changes share a revision), each
+// change seen by the watch once; events of the two kinds are interleaved
+// as they arrive, so compare Revision to order them against each other.
+// Instances and properties that do not parse are logged once and skipped;
+// an instance whose value becomes malformed is reported deleted.
 //
 // Events are never dropped or coalesced: a reader that falls more than
 // about a thousand events behind holds the watch back until it catches up.
@@ -135,7 +135,7 @@ func (c *Catalog) Watch(ctx context.Context, opts ...WatchOption) (<-chan Event,
 		pumped:  make(chan struct{}),
 	}
 	go w.pump()
-	fail := func(mirrors []*etcdv3.Mirror, err error) (<-chan Event, error) {
+	fail := func(mirrors []*pipeline.Mirror, err error) (<-chan Event, error) {
 		for _, m := range mirrors {
 			m.Stop()
 		}
@@ -145,13 +145,13 @@ func (c *Catalog) Watch(ctx context.Context, opts ...WatchOption) (<-chan Event,
 	}
 	readCtx, readCancel := bound(ctx)
 	defer readCancel()
-	inst, err := etcdv3.NewMirror(readCtx, c.client, instPrefix, c.logger, w.handler(KindInstance), c.mirror...)
+	inst, err := c.mirror(readCtx, instPrefix, KindInstance, pipeline.WithObserver(w.handler(KindInstance)))
 	if err != nil {
 		return fail(nil, err)
 	}
-	props, err := etcdv3.NewMirror(readCtx, c.client, propsPrefix, c.logger, w.handler(KindProperty), c.mirror...)
+	props, err := c.mirror(readCtx, propsPrefix, KindProperty, pipeline.WithObserver(w.handler(KindProperty)))
 	if err != nil {
-		return fail([]*etcdv3.Mirror{inst}, err)
+		return fail([]*pipeline.Mirror{inst}, err)
 	}
 	go func() {
 		<-wctx.Done()
@@ -174,25 +174,24 @@ type watch struct {
 	pumped  chan struct{} // closed when pump ends
 }
 
-// handler turns a mirror's updates into events and hands them to pump.
-func (w *watch) handler(kind Kind) func(etcdv3.Update) {
-	return func(u etcdv3.Update) {
+// handler turns a mirror's batches into events and hands them to pump.
+// The Feed has already decoded and validated each value, and ordered a
+// resync's changes by revision.
+func (w *watch) handler(kind Kind) func(pipeline.Batch) {
+	return func(b pipeline.Batch) {
 		var events []Event
-		if u.Err != nil {
-			events = []Event{{Kind: kind, Revision: u.Revision, Err: u.Err}}
+		if b.Err != nil {
+			events = []Event{{Kind: kind, Revision: b.Rev, Err: b.Err}}
 		} else {
-			events = make([]Event, 0, len(u.Changes))
-			for _, ch := range u.Changes {
+			events = make([]Event, 0, len(b.Changes))
+			for _, ch := range b.Changes {
 				ev, err := w.event(kind, ch)
 				if err != nil {
 					level.Warn(w.logger).Log("msg", "watch: skipping malformed "+kind.String(), "err", err)
 					continue
 				}
-				ev.Resync = u.Resync
+				ev.Resync = b.Resync
 				events = append(events, ev)
-			}
-			if u.Resync { // a resync lists changes by key; order them by revision
-				slices.SortStableFunc(events, func(a, b Event) int { return cmp.Compare(a.Revision, b.Revision) })
 			}
 		}
 		if len(events) == 0 {
@@ -205,22 +204,15 @@ func (w *watch) handler(kind Kind) func(etcdv3.Update) {
 	}
 }
 
-// event decodes one change; for a deletion, the previous value.
-func (w *watch) event(kind Kind, ch etcdv3.Change) (Event, error) {
-	ev := Event{Type: ch.Type, Kind: kind, Revision: ch.Revision}
-	value := ch.Value
-	if ch.Type == Delete {
-		value = ch.PrevValue
-	}
+// event types one change; for a deletion, the value deleted.
+func (w *watch) event(kind Kind, ch pipeline.Change) (Event, error) {
+	ev := Event{Type: ch.Op, Kind: kind, Revision: ch.Rev}
 	switch kind {
 	case KindInstance:
-		inst, err := w.layout.decodeInstance(ch.Key, value)
-		if err != nil {
-			return Event{}, err
-		}
+		inst := ch.Instance
 		ev.Service, ev.ID, ev.Instance = inst.Name, inst.ID, &inst
 	case KindProperty:
-		p, err := w.layout.decodeProperty(ch.Key, value)
+		p, err := w.layout.decodeProperty(ch.Key, ch.Value)
 		if err != nil {
 			return Event{}, err
 		}

@@ -193,7 +193,8 @@ func TestWeightChangeTakesEffectWithoutReconnecting(t *testing.T) {
 
 func TestBadValuesAreSkippedAndLoggedOnce(t *testing.T) {
 	f := newFleet()
-	src := source(t, "a:1", `{"address":`)
+	src := &rawSource{}
+	src.set("a:1", `{"address":`)
 	logs := &countingLogger{}
 	e, err := New(src, f.factory, logs)
 	if err != nil {
@@ -203,7 +204,7 @@ func TestBadValuesAreSkippedAndLoggedOnce(t *testing.T) {
 	if got := call(t, e, context.Background()); got != "a:1" {
 		t.Fatalf("got %q", got)
 	}
-	set(src, "a:1", "b:1", `{"address":`)
+	src.set("a:1", "b:1", `{"address":`)
 	waitLen(t, e, 2)
 	if n := logs.count("instance value skipped"); n != 1 {
 		t.Fatalf("bad value logged %d times over two events, want once", n)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/go-kit/kit/endpoint"
+	"github.com/go-kit/kit/sd"
 	"github.com/go-kit/log"
 
 	"github.com/etcdsd/etcdsd/endpointer"
@@ -53,28 +54,27 @@ func fakeFactory(address string) (endpoint.Endpoint, io.Closer, error) {
 }
 
 // values encodes instances as the JSON values a Registrar would publish.
-func values(ins ...instance.Instance) map[string]string {
-	m := map[string]string{}
+// values encodes instances as etcd values.
+func values(ins ...instance.Instance) sd.FixedInstancer {
+	var out sd.FixedInstancer
 	for _, in := range ins {
 		v, err := in.Encode()
 		if err != nil {
 			panic(err)
 		}
-		m["/services/users/"+in.ID] = v
+		out = append(out, v)
 	}
-	return m
+	return out
 }
 
-// Any sd.Instancer feeds an Endpointer; an instance.Cache stands in for
-// etcd here.
+// Any sd.Instancer feeds an Endpointer; go-kit's sd.FixedInstancer stands
+// in for etcd here.
 func ExampleNew() {
-	src := instance.NewCache()
-	defer src.Stop()
-	src.Replace(values(
+	src := values(
 		instance.Instance{ID: "a", Address: "10.0.0.1:80", Version: "v1"},
 		instance.Instance{ID: "b", Address: "10.0.0.2:80", Version: "v2", Metadata: map[string]string{"zone": "east"}},
 		instance.Instance{ID: "c", Address: "10.0.0.3:80", Version: "v2", Metadata: map[string]string{"zone": "west"}},
-	))
+	)
 	users, err := endpointer.New(src, fakeFactory, nil)
 	if err != nil {
 		panic(err)
@@ -98,12 +98,10 @@ func ExampleNew() {
 // A request for a version that no instance has fails at once with an error
 // that says what is there.
 func ExampleWithVersion() {
-	src := instance.NewCache()
-	defer src.Stop()
-	src.Replace(values(
+	src := values(
 		instance.Instance{ID: "a", Address: "10.0.0.1:80", Version: "v1"},
 		instance.Instance{ID: "b", Address: "10.0.0.2:80", Version: "v2"},
-	))
+	)
 	users, err := endpointer.New(src, fakeFactory, nil)
 	if err != nil {
 		panic(err)
@@ -121,13 +119,10 @@ func ExampleWithVersion() {
 // Each client talks to two of the ten servers, and keeps them while they
 // exist.
 func ExampleWithSubset() {
-	src := instance.NewCache()
-	defer src.Stop()
-	servers := map[string]string{}
+	var src sd.FixedInstancer
 	for i := range 10 {
-		servers[fmt.Sprintf("/services/users/%d", i)] = fmt.Sprintf("10.0.0.%d:80", i)
+		src = append(src, fmt.Sprintf("10.0.0.%d:80", i))
 	}
-	src.Replace(servers)
 	users, err := endpointer.New(src, fakeFactory, nil, endpointer.WithSubset(2, "client-7"))
 	if err != nil {
 		panic(err)
@@ -139,9 +134,7 @@ func ExampleWithSubset() {
 }
 
 func ExampleWithSubset_badInput() {
-	src := instance.NewCache()
-	defer src.Stop()
-	_, err := endpointer.New(src, fakeFactory, nil, endpointer.WithSubset(0, "client-7"))
+	_, err := endpointer.New(sd.FixedInstancer{"10.0.0.1:80"}, fakeFactory, nil, endpointer.WithSubset(0, "client-7"))
 	fmt.Println(err)
 	// Output:
 	// endpointer: new: invalid argument: subset size 0: must be > 0

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,10 +13,12 @@ import (
 	"time"
 
 	"github.com/go-kit/kit/endpoint"
+	"github.com/go-kit/kit/sd"
 	"github.com/go-kit/log"
 	"go.uber.org/goleak"
 
 	"github.com/etcdsd/etcdsd/instance"
+	"github.com/etcdsd/etcdsd/internal/pipeline"
 )
 
 func TestMain(m *testing.M) {
@@ -95,26 +98,75 @@ func (f *fleet) factoryCalls(addr string) int {
 	return f.factories[addr]
 }
 
-// source is a real instance.Cache used as the sd.Instancer, stopped at
-// cleanup.
-func source(t testing.TB, values ...string) *instance.Cache {
-	c := instance.NewCache()
-	t.Cleanup(c.Stop)
-	set(c, values...)
-	return c
+// testSource is a real pipeline.Feed used as a plain sd.Instancer (it
+// offers no Feed method, so the Endpointer reads its sd.Events).
+type testSource struct {
+	*pipeline.Feed
+	rev int64
 }
 
-// set replaces the cache's content by values, keyed by themselves.
-func set(c *instance.Cache, values ...string) {
-	m := make(map[string]string, len(values))
-	for _, v := range values {
-		m[v] = v
+// source returns a testSource holding values, stopped at cleanup.
+func source(t testing.TB, values ...string) *testSource {
+	s := &testSource{Feed: pipeline.NewFeed()}
+	t.Cleanup(s.Stop)
+	set(s, values...)
+	return s
+}
+
+// set replaces the source's content by values, keyed by themselves.
+func set(s *testSource, values ...string) {
+	kvs := make([]pipeline.KV, len(values))
+	for i, v := range values {
+		kvs[i] = pipeline.KV{Key: v, Value: v}
 	}
-	c.Replace(m)
+	s.Replace(kvs)
+}
+
+// Replace sets the whole content.
+func (s *testSource) Replace(kvs []pipeline.KV) {
+	s.rev++
+	s.Reset(s.rev, kvs, s.rev == 1)
+}
+
+// SetErr reports an outage.
+func (s *testSource) SetErr(err error) { s.Fail(err) }
+
+// rawSource is a minimal sd.Instancer that hands values to subscribers as
+// they are, unparsed and unfiltered, as a third-party Instancer may.
+type rawSource struct {
+	mu    sync.Mutex
+	chans []chan<- sd.Event
+	last  sd.Event
+}
+
+func (s *rawSource) Register(ch chan<- sd.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.chans = append(s.chans, ch)
+	ch <- s.last
+}
+
+func (s *rawSource) Deregister(ch chan<- sd.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.chans = slices.DeleteFunc(s.chans, func(c chan<- sd.Event) bool { return c == ch })
+}
+
+// Stop implements sd.Instancer; there is nothing to stop.
+func (s *rawSource) Stop() {}
+
+// set sends values to every subscriber.
+func (s *rawSource) set(values ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.last = sd.Event{Instances: values}
+	for _, ch := range s.chans {
+		ch <- s.last
+	}
 }
 
 // newEndpointer builds an Endpointer on src and closes it at cleanup.
-func newEndpointer(t testing.TB, src *instance.Cache, f *fleet, opts ...Option) *Endpointer {
+func newEndpointer(t testing.TB, src *testSource, f *fleet, opts ...Option) *Endpointer {
 	t.Helper()
 	e, err := New(src, f.factory, testLogger(t), opts...)
 	if err != nil {

@@ -29,8 +29,9 @@ const (
 // sd/etcdv3 Client, unchanged, so that programs and test fakes written for
 // go-kit work here.
 //
-// The Client returned by NewClient also implements Snapshotter and
-// RevisionWatcher (the fast path of Instancer) and io.Closer.
+// The Client returned by NewClient is an *EtcdClient: Instancer reads it at
+// a revision and watches from the next one (its fast path), and it has
+// Close. Any other Client is read through GetEntries and WatchPrefix.
 type Client interface {
 	// GetEntries queries the given prefix in etcd and returns a slice
 	// containing the values of all keys found, recursively, underneath that
@@ -315,12 +316,15 @@ func (c *EtcdClient) requestContext() (context.Context, context.CancelFunc) {
 func (c *EtcdClient) GetEntries(prefix string) ([]string, error) {
 	ctx, cancel := c.requestContext()
 	defer cancel()
-	snap, err := c.Snapshot(ctx, prefix)
+	if err := ValidatePrefix(prefix); err != nil {
+		return nil, fmt.Errorf("etcdv3: read prefix %q: %w", prefix, err)
+	}
+	_, kvs, err := (&etcdSource{c: c, prefix: prefix, timeout: c.opts.RequestTimeout}).Snapshot(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]string, len(snap.KVs))
-	for i, kv := range snap.KVs {
+	out := make([]string, len(kvs))
+	for i, kv := range kvs {
 		out[i] = kv.Value
 	}
 	return out, nil

@@ -16,18 +16,18 @@
 //   - Discovery: the Instancer reads a snapshot at revision R, watches from
 //     R+1 and applies each change by key, sending one coalesced sd.Event per
 //     watch response. After compaction or an outage it reads a fresh
-//     snapshot and reports the difference; while etcd is unreachable,
+//     snapshot and reports the net difference (changes made and undone
+//     while cut off are not replayed); while etcd is unreachable,
 //     subscribers get one sd.Event with Err and keep their instances. A
 //     subscriber that does not read never holds up the others.
 //   - Input: empty or malformed keys and prefixes, TTL <= heartbeat, bad TLS
 //     files, wrong credentials and unreachable endpoints give errors naming
 //     the bad value, within the dial timeout.
 //
-// The faster paths are reached through interfaces the real client
-// implements (Snapshotter, RevisionWatcher), so a test fake that implements
-// only the five Client methods still works with NewRegistrar and
-// NewInstancer. Mirror, the machinery under Instancer, is exported for
-// callers that need keys and revisions rather than values.
+// The fast path, a read at a revision and a watch from the next one, is
+// taken for the *EtcdClient that NewClient returns; any other Client, such
+// as a test fake that implements only the five methods, still works with
+// NewRegistrar and NewInstancer, through GetEntries and WatchPrefix.
 //
 // A client's goroutines end with Close (or when the context given to
 // NewClient ends); an Instancer's with Stop.

@@ -53,41 +53,6 @@ func Example() {
 	// []
 }
 
-// ExampleMirror follows every change under a prefix with its key and revision.
-func ExampleMirror() {
-	t := etcdtest.NewExampleTB()
-	defer t.Finish()
-	srv := etcdtest.NewServer(t)
-	cli := srv.Client(t)
-	client := etcdv3.FromClient(cli, etcdv3.ClientOptions{})
-	defer client.Close()
-	ctx := context.Background()
-	cli.Put(ctx, "/jobs/a", "queued")
-
-	changes := make(chan etcdv3.Change, 16)
-	mirror, err := etcdv3.NewMirror(ctx, client, "/jobs/", log.NewNopLogger(), func(u etcdv3.Update) {
-		for _, c := range u.Changes {
-			changes <- c
-		}
-	})
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer mirror.Stop()
-
-	cli.Put(ctx, "/jobs/a", "running")
-	cli.Delete(ctx, "/jobs/a")
-	for range 3 {
-		c := <-changes
-		fmt.Printf("%v %s value=%q prev=%q\n", c.Type, c.Key, c.Value, c.PrevValue)
-	}
-	// Output:
-	// create /jobs/a value="queued" prev=""
-	// modify /jobs/a value="running" prev="queued"
-	// delete /jobs/a value="" prev="running"
-}
-
 // ExampleRegistrar_Status shows how a service learns whether it is registered.
 func ExampleRegistrar_Status() {
 	t := etcdtest.NewExampleTB()

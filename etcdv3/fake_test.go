@@ -1,7 +1,6 @@
 package etcdv3
 
 import (
-	"context"
 	"errors"
 	"slices"
 	"sync"
@@ -111,61 +110,3 @@ func (f *goKitFake) Deregister(s Service) error {
 func (f *goKitFake) LeaseID() int64 { return 42 }
 
 func (f *goKitFake) close() { close(f.quit) }
-
-// revisionFake is a scripted RevisionWatcher: tests push watch responses
-// and set what snapshots return.
-type revisionFake struct {
-	*goKitFake
-	mu2       sync.Mutex
-	snap      Snapshot
-	snapErr   error
-	snapCalls int
-	watches   chan chan WatchResponse // each WatchFrom call hands its channel here
-	fromRevs  chan int64
-}
-
-func newRevisionFake(snap Snapshot) *revisionFake {
-	return &revisionFake{goKitFake: newGoKitFake(), snap: snap, watches: make(chan chan WatchResponse, 16), fromRevs: make(chan int64, 16)}
-}
-
-func (f *revisionFake) Snapshot(ctx context.Context, prefix string) (Snapshot, error) {
-	f.mu2.Lock()
-	defer f.mu2.Unlock()
-	f.snapCalls++
-	return f.snap, f.snapErr
-}
-
-func (f *revisionFake) setSnapshot(s Snapshot, err error) {
-	f.mu2.Lock()
-	defer f.mu2.Unlock()
-	f.snap, f.snapErr = s, err
-}
-
-func (f *revisionFake) WatchFrom(ctx context.Context, prefix string, rev int64) <-chan WatchResponse {
-	in := make(chan WatchResponse)
-	out := make(chan WatchResponse)
-	f.watches <- in
-	f.fromRevs <- rev
-	go func() {
-		defer close(out)
-		for {
-			select {
-			case r, ok := <-in:
-				if !ok {
-					return
-				}
-				select {
-				case out <- r:
-				case <-ctx.Done():
-					return
-				}
-				if r.Err != nil {
-					return
-				}
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return out
-}

@@ -53,7 +53,7 @@ func TestInstancerAndRegistrarWorkWithAGoKitOnlyClient(t *testing.T) {
 func TestInstancerOnGoKitClientReportsErrorOnceAndRecovers(t *testing.T) {
 	f := newGoKitFake()
 	f.put("/p/a", "1:1")
-	in, err := NewInstancerContext(t.Context(), f, "/p/", log.NewNopLogger(), WithRetryBackoff(time.Millisecond, 2*time.Millisecond))
+	in, err := newInstancer(t.Context(), f, "/p/", log.NewNopLogger(), time.Millisecond, 2*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,24 +140,5 @@ func TestTTLOptionRoundsUpToWholeSeconds(t *testing.T) {
 		if got := NewTTLOption(100*time.Millisecond, tc.ttl).leaseSeconds(); got != tc.want {
 			t.Errorf("TTL %v → %d s, want %d", tc.ttl, got, tc.want)
 		}
-	}
-}
-
-func TestBackoffIsCappedAndJittered(t *testing.T) {
-	b := newBackoff(10*time.Millisecond, 80*time.Millisecond)
-	var last time.Duration
-	for i := range 20 {
-		d := b.next()
-		if d > 80*time.Millisecond || d < 5*time.Millisecond {
-			t.Fatalf("attempt %d: delay %v outside [5ms, 80ms]", i, d)
-		}
-		last = d
-	}
-	if last < 40*time.Millisecond {
-		t.Fatalf("delay after many attempts = %v, want near the cap", last)
-	}
-	b.reset()
-	if d := b.next(); d > 10*time.Millisecond {
-		t.Fatalf("after reset: %v", d)
 	}
 }

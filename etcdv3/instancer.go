@@ -3,13 +3,13 @@ package etcdv3
 import (
 	"context"
 	"fmt"
-	"strings"
+	"time"
 
 	"github.com/go-kit/kit/sd"
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
 
-	"github.com/etcdsd/etcdsd/instance"
+	"github.com/etcdsd/etcdsd/internal/pipeline"
 )
 
 // Instancer yields instances stored in a certain etcd keyspace. Any kind of
@@ -20,13 +20,12 @@ import (
 // prefix, survives compaction and outages (subscribers get one sd.Event with
 // Err and their last instances, then the true state on recovery), never
 // lets a slow subscriber block the others, and Stop waits for everything it
-// started. Values that look like JSON but do not parse are skipped and
-// logged; the other instances are kept.
+// started. Each value is parsed once, as package instance defines it (a
+// plain address, or a JSON object with an address); a value that does not
+// parse is logged once and left out, and the other instances are kept.
 type Instancer struct {
-	cache  *instance.Cache
-	mirror *Mirror
-	logger log.Logger
-	bad    map[string]string // key → malformed value already logged; loop-owned
+	feed   *pipeline.Feed
+	mirror *pipeline.Mirror
 }
 
 var _ sd.Instancer = (*Instancer)(nil)
@@ -40,91 +39,65 @@ func NewInstancer(c Client, prefix string, logger log.Logger) (*Instancer, error
 }
 
 // NewInstancerContext is NewInstancer with a context bounding the initial
-// read, and options for the underlying Mirror.
-func NewInstancerContext(ctx context.Context, c Client, prefix string, logger log.Logger, opts ...MirrorOption) (*Instancer, error) {
+// read.
+func NewInstancerContext(ctx context.Context, c Client, prefix string, logger log.Logger) (*Instancer, error) {
+	return newInstancer(ctx, c, prefix, logger, 0, 0)
+}
+
+// newInstancer takes the bounds of the backoff between attempts to read
+// etcd again (0: the pipeline's defaults).
+func newInstancer(ctx context.Context, c Client, prefix string, logger log.Logger, minBackoff, maxBackoff time.Duration) (*Instancer, error) {
+	if c == nil {
+		return nil, fmt.Errorf("etcdv3: new instancer %q: nil client", prefix)
+	}
+	if err := ValidatePrefix(prefix); err != nil {
+		return nil, fmt.Errorf("etcdv3: watch prefix %q: %w", prefix, err)
+	}
 	if logger == nil {
 		logger = log.NewNopLogger()
 	}
-	s := &Instancer{
-		cache:  instance.NewCache(),
-		logger: log.With(logger, "prefix", prefix),
-		bad:    make(map[string]string),
-	}
-	m, err := NewMirror(ctx, c, prefix, logger, s.apply, opts...)
+	logger = log.With(logger, "prefix", prefix)
+	feed := pipeline.NewFeed(pipeline.WithLogger(logger))
+	m, err := pipeline.Start(ctx, source(c, prefix), feed, logger, minBackoff, maxBackoff)
 	if err != nil {
-		return nil, err
+		return nil, err // it names the prefix
 	}
-	s.mirror = m
-	level.Debug(s.logger).Log("msg", "instancer started", "instances", s.cache.Len(), "rev", m.Revision())
-	return s, nil
-}
-
-// apply turns a mirror update into one cache update, hence one sd.Event.
-func (s *Instancer) apply(u Update) {
-	if u.Err != nil {
-		level.Warn(s.logger).Log("msg", "etcd unavailable, keeping last instances", "err", u.Err)
-		s.cache.SetErr(u.Err)
-		return
-	}
-	changes := make([]instance.Change, 0, len(u.Changes))
-	for _, ch := range u.Changes {
-		if ch.Type == Delete {
-			delete(s.bad, ch.Key)
-			changes = append(changes, instance.Change{Key: ch.Key, Delete: true})
-			continue
-		}
-		if err := checkValue(ch.Value); err != nil {
-			if s.bad[ch.Key] != ch.Value {
-				level.Error(s.logger).Log("msg", "skipping malformed instance", "key", ch.Key, "err", err)
-				s.bad[ch.Key] = ch.Value
-			}
-			changes = append(changes, instance.Change{Key: ch.Key, Delete: true})
-			continue
-		}
-		delete(s.bad, ch.Key)
-		changes = append(changes, instance.Change{Key: ch.Key, Value: ch.Value})
-	}
-	s.cache.Apply(changes)
-}
-
-// checkValue rejects an empty value and a JSON value that does not parse.
-// Other plain values pass as they are, as in go-kit, whatever they hold.
-func checkValue(v string) error {
-	if strings.TrimSpace(v) == "" {
-		return fmt.Errorf("empty value")
-	}
-	if strings.HasPrefix(strings.TrimSpace(v), "{") {
-		_, err := instance.Parse(v)
-		return err
-	}
-	return nil
+	level.Debug(logger).Log("msg", "instancer started", "instances", feed.Len(), "rev", feed.Revision())
+	return &Instancer{feed: feed, mirror: m}, nil
 }
 
 // Stop terminates the Instancer: it ends the watch, stops delivering to
 // subscribers and waits for every goroutine it started.
 func (s *Instancer) Stop() {
 	s.mirror.Stop()
-	s.cache.Stop()
+	s.feed.Stop()
 }
 
 // Register implements sd.Instancer. ch receives the current state before
 // Register returns, then one event per change.
 func (s *Instancer) Register(ch chan<- sd.Event) {
-	s.cache.Register(ch)
+	s.feed.Register(ch)
 }
 
 // Deregister implements sd.Instancer.
 func (s *Instancer) Deregister(ch chan<- sd.Event) {
-	s.cache.Deregister(ch)
+	s.feed.Deregister(ch)
 }
 
 // State returns the current instances (sorted, without duplicates) and the
 // current error, if etcd is unavailable.
 func (s *Instancer) State() sd.Event {
-	return s.cache.State()
+	return s.feed.State()
 }
 
 // Revision returns the etcd revision the Instancer reflects.
 func (s *Instancer) Revision() int64 {
-	return s.mirror.Revision()
+	return s.feed.Revision()
+}
+
+// Feed returns the typed change feed under the Instancer, through which
+// etcdsd's endpointer and gRPC resolver apply changes by key instead of
+// diffing go-kit's full lists. It is for etcdsd's own packages.
+func (s *Instancer) Feed() *pipeline.Feed {
+	return s.feed
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/go-kit/log/level"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcdsd/etcdsd/internal/backoff"
 )
 
 // maxTxnOps stays within etcd's default limit of operations per transaction
@@ -399,7 +401,7 @@ func (l *sharedLease) deleteOrphans(ctx context.Context) {
 // recover grants a new lease and puts every key again, retrying with
 // backoff until it succeeds or the keeper stops.
 func (l *sharedLease) recover(ctx context.Context) {
-	b := newBackoff(50*time.Millisecond, max(l.key.heartbeat, time.Second))
+	b := backoff.New(50*time.Millisecond, max(l.key.heartbeat, time.Second))
 	for {
 		err := l.regrant(ctx)
 		if err == nil {
@@ -409,7 +411,7 @@ func (l *sharedLease) recover(ctx context.Context) {
 		}
 		l.setHealth(err)
 		level.Warn(l.logger).Log("msg", "register again failed, retrying", "err", err)
-		if !b.sleep(ctx) {
+		if !b.Sleep(ctx) {
 			return
 		}
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
+
+	"github.com/etcdsd/etcdsd/internal/backoff"
 )
 
 // State is where a Registrar stands.
@@ -180,8 +182,8 @@ func (r *Registrar) start() error {
 
 func (r *Registrar) retry(ctx context.Context, done chan struct{}) {
 	defer close(done)
-	b := newBackoff(100*time.Millisecond, r.service.ttlOrDefault().heartbeat)
-	for b.sleep(ctx) {
+	b := backoff.New(100*time.Millisecond, r.service.ttlOrDefault().heartbeat)
+	for b.Sleep(ctx) {
 		err := r.client.Register(r.service)
 		if err == nil {
 			r.registered()

@@ -4,134 +4,119 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcdsd/etcdsd/internal/pipeline"
 )
 
-// source is where a Mirror reads from: the revision fast path of the real
-// client, or GetEntries and WatchPrefix of any other Client.
-type source interface {
-	snapshot(ctx context.Context) (Snapshot, error)
-	// watch hands every change after rev to apply until the watch fails
-	// (it returns why) or ctx ends.
-	watch(ctx context.Context, rev int64, apply func(WatchResponse)) error
-}
+// ErrUnreachable reports that no etcd endpoint has answered for longer than
+// the dial timeout. Instancer subscribers see it, wrapped, in sd.Event.Err.
+var ErrUnreachable = errors.New("etcd unreachable")
 
-func (m *Mirror) source() source {
-	if w, ok := m.client.(RevisionWatcher); ok {
-		timeout := DefaultRequestTimeout
-		if ec, ok := m.client.(*EtcdClient); ok {
-			timeout = ec.opts.RequestTimeout
-		}
-		return &revisionSource{w: w, prefix: m.prefix, timeout: timeout}
+// source returns the pipeline source for prefix: the revision-aware watch
+// of the client NewClient returns, or, for any other Client (a go-kit style
+// fake), reads through GetEntries and WatchPrefix.
+func source(c Client, prefix string) pipeline.Source {
+	if ec, ok := c.(*EtcdClient); ok {
+		return &etcdSource{c: ec, prefix: prefix, timeout: ec.opts.RequestTimeout}
 	}
-	return &entriesSource{c: m.client, prefix: m.prefix, state: map[string]bool{}}
+	return pipeline.NewEntriesSource(c, prefix)
 }
 
-type revisionSource struct {
-	w       RevisionWatcher
+// etcdSource reads a prefix at a revision and watches it from the next one.
+type etcdSource struct {
+	c       *EtcdClient
 	prefix  string
 	timeout time.Duration
 }
 
-func (s *revisionSource) snapshot(ctx context.Context) (Snapshot, error) {
+// Snapshot implements pipeline.Source with one linearizable range read,
+// bounded by the request timeout.
+func (s *etcdSource) Snapshot(ctx context.Context) (int64, []pipeline.KV, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	return s.w.Snapshot(ctx, s.prefix)
+	resp, err := s.c.cli.Get(ctx, s.prefix, clientv3.WithPrefix())
+	if err != nil {
+		return 0, nil, fmt.Errorf("etcdv3: read prefix %q: %w", s.prefix, err)
+	}
+	kvs := make([]pipeline.KV, len(resp.Kvs))
+	for i, kv := range resp.Kvs {
+		kvs[i] = pipeline.KV{Key: string(kv.Key), Value: string(kv.Value), ModRev: kv.ModRevision}
+	}
+	return resp.Header.Revision, kvs, nil
 }
 
-func (s *revisionSource) watch(ctx context.Context, rev int64, apply func(WatchResponse)) error {
-	if ec, ok := s.w.(*EtcdClient); ok {
-		return ec.watch(ctx, s.prefix, rev, apply).Err
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	ch := s.w.WatchFrom(ctx, s.prefix, rev)
+// Watch implements pipeline.Source. The watch requires a leader, so a
+// member cut off from its cluster fails the watch rather than serve stale
+// data, and it fails with ErrUnreachable when the connection to etcd has
+// been down for longer than the dial timeout.
+func (s *etcdSource) Watch(ctx context.Context, rev int64, apply func(int64, []pipeline.Change)) error {
+	c, prefix := s.c, s.prefix
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	// clientv3's Watch blocks until its gRPC stream is open, which takes
+	// forever while etcd is unreachable; call it aside so that the outage
+	// is still noticed and reported.
+	opened := make(chan clientv3.WatchChan, 1)
+	go func() { opened <- c.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev)) }()
+	var wch clientv3.WatchChan
 	defer func() {
 		cancel()
-		for range ch { // wait for the watcher to let go
+		if wch == nil {
+			wch = <-opened
+		}
+		for range wch { // let clientv3 close the watch before returning
 		}
 	}()
-	for resp := range ch {
-		if resp.Err != nil {
-			return resp.Err
-		}
-		apply(resp)
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return errors.New("watch channel closed")
-}
-
-// entriesSource serves a Client that has only the go-kit methods. Keys are
-// unknown there, so each value stands for its own key, and a counter of
-// reads stands for the revision. The goroutine running the client's
-// WatchPrefix cannot be stopped through the go-kit interface; as in go-kit,
-// it ends when the client's context does.
-type entriesSource struct {
-	c      Client
-	prefix string
-
-	once    sync.Once
-	signals chan struct{}
-	seq     int64
-	state   map[string]bool
-}
-
-func (s *entriesSource) read() (Snapshot, error) {
-	values, err := s.c.GetEntries(s.prefix)
-	if err != nil {
-		return Snapshot{}, fmt.Errorf("etcdv3: read prefix %q: %w", s.prefix, err)
-	}
-	s.seq++
-	snap := Snapshot{Revision: s.seq, KVs: make([]KeyValue, 0, len(values))}
-	for _, v := range values {
-		snap.KVs = append(snap.KVs, KeyValue{Key: v, Value: v, ModRevision: s.seq})
-	}
-	return snap, nil
-}
-
-func (s *entriesSource) snapshot(context.Context) (Snapshot, error) {
-	snap, err := s.read()
-	if err != nil {
-		return snap, err
-	}
-	s.state = make(map[string]bool, len(snap.KVs))
-	for _, kv := range snap.KVs {
-		s.state[kv.Key] = true
-	}
-	return snap, nil
-}
-
-func (s *entriesSource) watch(ctx context.Context, _ int64, apply func(WatchResponse)) error {
-	s.once.Do(func() {
-		s.signals = make(chan struct{}, 1)
-		go s.c.WatchPrefix(s.prefix, s.signals)
-	})
 	for {
+		up, changed := c.reach.state()
+		if !up {
+			return fmt.Errorf("etcdv3: watch prefix %q: %w", prefix, ErrUnreachable)
+		}
+		if wch == nil {
+			select {
+			case wch = <-opened:
+			case <-changed:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			continue
+		}
 		select {
-		case <-s.signals:
+		case wr, ok := <-wch:
+			if !ok {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				return fmt.Errorf("etcdv3: watch prefix %q: closed by etcd", prefix)
+			}
+			if err := wr.Err(); err != nil {
+				return fmt.Errorf("etcdv3: watch prefix %q from revision %d: %w", prefix, rev, err)
+			}
+			apply(wr.Header.Revision, convert(wr.Events))
+		case <-changed:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		snap, err := s.read()
-		if err != nil {
-			return err
-		}
-		fresh := make(map[string]bool, len(snap.KVs))
-		resp := WatchResponse{Revision: snap.Revision}
-		for _, kv := range snap.KVs {
-			fresh[kv.Key] = true
-			if !s.state[kv.Key] {
-				resp.Events = append(resp.Events, WatchEvent{Type: EventPut, Key: kv.Key, Value: kv.Value, ModRevision: snap.Revision})
-			}
-		}
-		for k := range s.state {
-			if !fresh[k] {
-				resp.Events = append(resp.Events, WatchEvent{Type: EventDelete, Key: k, ModRevision: snap.Revision})
-			}
-		}
-		s.state = fresh
-		apply(resp)
 	}
+}
+
+func convert(events []*clientv3.Event) []pipeline.Change {
+	out := make([]pipeline.Change, len(events))
+	for i, ev := range events {
+		ch := pipeline.Change{Op: pipeline.Put, Key: string(ev.Kv.Key), Rev: ev.Kv.ModRevision}
+		if ev.Type == mvccpb.DELETE {
+			ch.Op = pipeline.Delete
+		} else {
+			ch.Value = string(ev.Kv.Value)
+		}
+		out[i] = ch
+	}
+	return out
+}
+
+func init() {
+	pipeline.SourceFor = func(client any, prefix string) pipeline.Source { return source(client.(Client), prefix) }
 }

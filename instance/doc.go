@@ -1,12 +1,14 @@
-// Package instance mirrors a set of service instances and fans it out to
-// go-kit subscribers: a Cache keyed by etcd key, kept sorted and free of
-// duplicates, that sends one coalesced sd.Event per change to every
-// registered channel without ever letting a slow reader hold up the rest.
+// Package instance is the instance value format of etcdsd: what a service
+// puts under its key and every consumer reads. A value is a plain address
+// ("10.0.0.1:9000", "http://10.0.0.1:8080") or a JSON object carrying id,
+// name, version, address, metadata and weight:
 //
-// It also parses instance values: a plain address ("10.0.0.1:9000",
-// "http://10.0.0.1:8080") or a JSON object carrying id, name, version,
-// address, metadata and weight. A malformed value is reported as an error so
-// that callers can skip it and keep the other instances.
+//	{"id":"app-1","name":"app","version":"v2","address":"10.0.0.1:9000",
+//	 "metadata":{"zone":"a"},"weight":10}
 //
-// The package knows nothing about etcd; package etcdv3 feeds it.
+// Parse reads both and names what is wrong with a malformed value, so that
+// callers can skip it and keep the other instances; Encode writes the JSON
+// form. etcdsd parses each value once, when it arrives from etcd, with
+// Parse, and every consumer (Instancer, endpointer, gRPC resolver and pool,
+// catalog) sees the same result.
 package instance

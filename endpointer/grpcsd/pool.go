@@ -16,6 +16,7 @@ import (
 
 	"github.com/etcdsd/etcdsd/etcdv3"
 	"github.com/etcdsd/etcdsd/instance"
+	"github.com/etcdsd/etcdsd/internal/pipeline"
 )
 
 // Errors wrapped by the Pool's lookups, for errors.Is.
@@ -70,8 +71,9 @@ type PoolEvent struct {
 // Pool keeps one *grpc.ClientConn per etcd key under some prefixes: created
 // (connecting lazily, on its first RPC) when a key appears, replaced when its
 // address changes, closed when the key goes and on Close. Each prefix is
-// followed by an etcdv3.Mirror, so the existing keys and the watch come from
-// one revision and no change is missed. A Pool is safe for concurrent use
+// followed by etcdsd's pipeline, so the existing keys and the watch come
+// from one revision and no change is missed; after compaction or an outage
+// the net difference is applied. A Pool is safe for concurrent use
 // and holds no global state.
 //
 // The id of a key, for GetByID, is the rest of the key after the prefix
@@ -82,7 +84,7 @@ type PoolEvent struct {
 type Pool struct {
 	cfg     poolConfig
 	logger  log.Logger
-	mirrors []*etcdv3.Mirror
+	mirrors []*pipeline.Mirror
 
 	mu       sync.RWMutex
 	prefixes map[string]*poolPrefix
@@ -127,7 +129,9 @@ func NewPool(ctx context.Context, c etcdv3.Client, prefixes []string, opts ...Po
 		p.prefixes[prefix] = &poolPrefix{byID: make(map[string]*poolEntry)}
 	}
 	for _, prefix := range prefixes {
-		m, err := etcdv3.NewMirror(ctx, c, prefix, cfg.logger, func(u etcdv3.Update) { p.apply(prefix, u) })
+		logger := log.With(cfg.logger, "prefix", prefix)
+		feed := pipeline.NewFeed(pipeline.WithLogger(logger), pipeline.WithObserver(func(b pipeline.Batch) { p.apply(prefix, b) }))
+		m, err := pipeline.Start(ctx, pipeline.SourceFor(c, prefix), feed, logger, 0, 0)
 		if err != nil {
 			p.Close()
 			return nil, fmt.Errorf("grpcsd: new pool: %w", err)
@@ -154,11 +158,11 @@ func checkPrefixes(prefixes []string) error {
 	return nil
 }
 
-// apply turns one mirror update into connection changes, then tells the
-// callback and closes the connections that went away.
-func (p *Pool) apply(prefix string, u etcdv3.Update) {
-	if u.Err != nil {
-		level.Warn(p.logger).Log("msg", "etcd unavailable, keeping connections", "prefix", prefix, "err", u.Err)
+// apply turns one batch of changes into connection changes, then tells
+// the callback and closes the connections that went away.
+func (p *Pool) apply(prefix string, b pipeline.Batch) {
+	if b.Err != nil {
+		level.Warn(p.logger).Log("msg", "etcd unavailable, keeping connections", "prefix", prefix, "err", b.Err)
 		return
 	}
 	var events []PoolEvent
@@ -169,10 +173,10 @@ func (p *Pool) apply(prefix string, u etcdv3.Update) {
 		return
 	}
 	pp := p.prefixes[prefix]
-	for _, ch := range u.Changes {
+	for _, ch := range b.Changes {
 		id := keyID(prefix, ch.Key)
 		old := pp.byID[id]
-		if ch.Type == etcdv3.Delete {
+		if ch.Op == pipeline.Delete {
 			if old != nil {
 				delete(pp.byID, id)
 				events = append(events, event(Removed, prefix, old))
@@ -180,7 +184,7 @@ func (p *Pool) apply(prefix string, u etcdv3.Update) {
 			}
 			continue
 		}
-		e, err := p.entry(ch.Key, id, ch.Value, old)
+		e, err := p.entry(ch.Key, id, ch.Instance, old)
 		if err != nil {
 			level.Error(p.logger).Log("msg", "skipping instance", "prefix", prefix, "key", ch.Key, "err", err)
 			if old != nil {
@@ -216,13 +220,9 @@ func (p *Pool) apply(prefix string, u etcdv3.Update) {
 	}
 }
 
-// entry parses value and returns the key's entry: old with the new instance
-// when the address is unchanged, else a new connection.
-func (p *Pool) entry(key, id, value string, old *poolEntry) (*poolEntry, error) {
-	inst, err := instance.Parse(value)
-	if err != nil {
-		return nil, err
-	}
+// entry returns the key's entry: old with the new instance when the
+// address is unchanged, else a new connection.
+func (p *Pool) entry(key, id string, inst instance.Instance, old *poolEntry) (*poolEntry, error) {
 	addr, err := dialAddress(inst.Address)
 	if err != nil {
 		return nil, err

@@ -3,7 +3,9 @@ package grpcsd
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/go-kit/kit/sd"
@@ -12,6 +14,7 @@ import (
 	"google.golang.org/grpc/resolver"
 
 	"github.com/etcdsd/etcdsd/instance"
+	"github.com/etcdsd/etcdsd/internal/pipeline"
 )
 
 // Bounds of the backoff between attempts to start the Instancer.
@@ -69,6 +72,10 @@ func (r *etcdResolver) run(ctx context.Context) {
 	if s, ok := in.(interface{ Stop() }); ok {
 		defer s.Stop()
 	}
+	if f, ok := in.(interface{ Feed() *pipeline.Feed }); ok {
+		r.follow(ctx, f.Feed())
+		return
+	}
 	// Capacity 1: Register may deliver the current state before returning.
 	ch := make(chan sd.Event, 1)
 	in.Register(ch)
@@ -80,6 +87,46 @@ func (r *etcdResolver) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
+	}
+}
+
+// follow applies the typed changes of an etcdsd Instancer's feed by key,
+// each value parsed once upstream, and hands gRPC one state per coalesced
+// batch (gRPC takes the whole address list each time).
+func (r *etcdResolver) follow(ctx context.Context, feed *pipeline.Feed) {
+	sub := feed.Subscribe()
+	defer sub.Close()
+	byKey := make(map[string]instance.Instance)
+	for {
+		select {
+		case <-sub.Ready():
+		case <-ctx.Done():
+			return
+		}
+		b := sub.Take()
+		if b.Reset {
+			clear(byKey)
+		}
+		for _, ch := range b.Changes {
+			if ch.Op == pipeline.Delete {
+				delete(byKey, ch.Key)
+			} else {
+				byKey[ch.Key] = ch.Instance
+			}
+		}
+		if b.Err != nil {
+			r.cc.ReportError(fmt.Errorf("grpcsd: watch %q: %w", r.prefix, b.Err))
+			continue
+		}
+		keys := slices.Sorted(maps.Keys(byKey))
+		insts := make([]instance.Instance, len(keys))
+		for i, k := range keys {
+			insts[i] = byKey[k]
+		}
+		// A watch-based resolver ignores the error of UpdateState:
+		// resolving again would give the same state, and the next change
+		// comes by itself.
+		_ = r.cc.UpdateState(r.stateOf(insts, nil, make(map[string]bool)))
 	}
 }
 
@@ -122,20 +169,42 @@ func (r *etcdResolver) update(ev sd.Event) {
 	_ = r.cc.UpdateState(state)
 }
 
-// state parses the values into addresses and endpoints carrying the parsed
-// instance. Malformed values are skipped (logged once each), and a second
-// value with an address already seen is dropped.
+// state parses the values of a go-kit event into a gRPC state. Malformed
+// values are skipped (logged once each).
 func (r *etcdResolver) state(values []string) resolver.State {
-	addrs := make([]resolver.Address, 0, len(values))
-	eps := make([]resolver.Endpoint, 0, len(values))
-	seen := make(map[string]bool, len(values))
+	insts := make([]instance.Instance, 0, len(values))
+	from := make([]string, 0, len(values))
 	bad := make(map[string]bool)
 	for _, v := range values {
 		inst, err := instance.Parse(v)
-		var addr string
-		if err == nil {
-			addr, err = dialAddress(inst.Address)
+		if err != nil {
+			if !r.bad[v] {
+				level.Error(r.logger).Log("msg", "skipping malformed instance", "value", v, "err", err)
+			}
+			bad[v] = true
+			continue
 		}
+		insts = append(insts, inst)
+		from = append(from, v)
+	}
+	return r.stateOf(insts, from, bad)
+}
+
+// stateOf turns instances into addresses and endpoints carrying the parsed
+// instance. An instance whose address gRPC cannot dial is skipped (logged
+// once while it stays), and a second instance with an address already
+// seen is dropped. from, when set, holds each instance's value for the
+// logs; bad collects what was skipped, to log it once while it stays.
+func (r *etcdResolver) stateOf(insts []instance.Instance, from []string, bad map[string]bool) resolver.State {
+	addrs := make([]resolver.Address, 0, len(insts))
+	eps := make([]resolver.Endpoint, 0, len(insts))
+	seen := make(map[string]bool, len(insts))
+	for i, inst := range insts {
+		v := inst.Address
+		if from != nil {
+			v = from[i]
+		}
+		addr, err := dialAddress(inst.Address)
 		if err != nil {
 			if !r.bad[v] {
 				level.Error(r.logger).Log("msg", "skipping malformed instance", "value", v, "err", err)

@@ -176,7 +176,7 @@ func TestCLIWatchPrintsTypedEventsUntilInterrupted(t *testing.T) {
 
 	table := start(t, "watch", "wat", ep)
 	table.line(t, 5*time.Second, "REVISION")
-	if l := table.line(t, 5*time.Second, "10.0.0.1:80"); strings.Join(strings.Fields(l)[1:5], " ") != "create instance wat a" {
+	if l := table.line(t, 5*time.Second, "10.0.0.1:80"); strings.Join(strings.Fields(l)[1:5], " ") != "put instance wat a" {
 		t.Fatalf("first line %q", l)
 	}
 
@@ -204,10 +204,10 @@ func TestCLIWatchPrintsTypedEventsUntilInterrupted(t *testing.T) {
 		}
 		got[ev.Kind] = ev
 	}
-	if ev := got["instance"]; ev.Type != "modify" || ev.Revision != rev || ev.Service != "wat" || ev.ID != "a" || ev.Instance == nil || ev.Instance.Address != "10.0.0.1:81" {
-		t.Fatalf("instance event %+v, want a modify at revision %d", ev, rev)
+	if ev := got["instance"]; ev.Type != "put" || ev.Revision != rev || ev.Service != "wat" || ev.ID != "a" || ev.Instance == nil || ev.Instance.Address != "10.0.0.1:81" {
+		t.Fatalf("instance event %+v, want a put at revision %d", ev, rev)
 	}
-	if ev := got["property"]; ev.Type != "create" || ev.Property == nil || ev.Property.Name != "disabled" || ev.Property.Value != "true" || ev.Revision <= rev {
+	if ev := got["property"]; ev.Type != "put" || ev.Property == nil || ev.Property.Name != "disabled" || ev.Property.Value != "true" || ev.Revision <= rev {
 		t.Fatalf("property event %+v", ev)
 	}
 	table.line(t, 5*time.Second, "disabled=true")

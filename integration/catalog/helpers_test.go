@@ -55,7 +55,6 @@ func newCatalog(t testing.TB, c *etcdv3.EtcdClient, opts ...catalog.Option) *cat
 	opts = append([]catalog.Option{
 		catalog.WithTTL(500*time.Millisecond, 2*time.Second),
 		catalog.WithLogger(itest.Logger(t)),
-		catalog.WithMirrorOptions(etcdv3.WithRetryBackoff(20*time.Millisecond, 200*time.Millisecond)),
 	}, opts...)
 	cat, err := catalog.New(c, opts...)
 	if err != nil {

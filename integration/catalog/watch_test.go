@@ -61,8 +61,8 @@ func TestWatchSendsTypedEventsInOrderWithRevisions(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := next(t, events, 5*time.Second)
-	if !(want{typ: catalog.Create, kind: catalog.KindInstance, id: "old", rev: rev0, address: "10.0.0.9:80"}).matches(first) || !first.Resync {
-		t.Fatalf("first event = %s (resync %v), want the existing instance as a resync create", describe(first), first.Resync)
+	if !(want{typ: catalog.Put, kind: catalog.KindInstance, id: "old", rev: rev0, address: "10.0.0.9:80"}).matches(first) || !first.Resync {
+		t.Fatalf("first event = %s (resync %v), want the existing instance as a resync put", describe(first), first.Resync)
 	}
 
 	reg := register(t, cat, catalog.Instance{Name: svc, ID: "a", Address: "10.0.0.1:80", Version: "v1"})
@@ -76,10 +76,10 @@ func TestWatchSendsTypedEventsInOrderWithRevisions(t *testing.T) {
 		del(t, raw, cat.InstanceKey(svc, "old")),
 	}
 	wants := []want{
-		{typ: catalog.Create, kind: catalog.KindInstance, id: "a", address: "10.0.0.1:80"},
-		{typ: catalog.Create, kind: catalog.KindProperty, id: "a", prop: "weight=5"},
-		{typ: catalog.Modify, kind: catalog.KindInstance, id: "a", rev: revs[0], address: "10.0.0.1:81"},
-		{typ: catalog.Create, kind: catalog.KindProperty, id: "", rev: revs[1], prop: "disabled=true"},
+		{typ: catalog.Put, kind: catalog.KindInstance, id: "a", address: "10.0.0.1:80"},
+		{typ: catalog.Put, kind: catalog.KindProperty, id: "a", prop: "weight=5"},
+		{typ: catalog.Put, kind: catalog.KindInstance, id: "a", rev: revs[0], address: "10.0.0.1:81"},
+		{typ: catalog.Put, kind: catalog.KindProperty, id: "", rev: revs[1], prop: "disabled=true"},
 		{typ: catalog.Delete, kind: catalog.KindProperty, id: "", rev: revs[2], prop: "disabled=true"},
 		{typ: catalog.Delete, kind: catalog.KindInstance, id: "old", rev: revs[3], address: "10.0.0.9:80"},
 	}
@@ -113,7 +113,7 @@ func TestWatchSendsTypedEventsInOrderWithRevisions(t *testing.T) {
 		}
 	}
 	if ev := got[catalog.KindInstance][0]; ev.Instance.Version != "v1" || ev.Instance.Name != svc || reg.Key() != cat.InstanceKey(svc, "a") {
-		t.Errorf("create event instance = %+v", ev.Instance)
+		t.Errorf("put event instance = %+v", ev.Instance)
 	}
 
 	cancel()
@@ -175,10 +175,10 @@ func TestWatchResumesAfterEtcdRestartWithoutGapOrDuplicate(t *testing.T) {
 		record(ev)
 	}
 	wantSeen := map[string]int{
-		"create 1 10.0.0.1:80":  1,
-		"create 2 10.0.0.2:80":  1,
-		"create 3 10.0.0.3:80":  1,
-		"modify 1 10.0.0.11:80": 1,
+		"put 1 10.0.0.1:80":  1,
+		"put 2 10.0.0.2:80":  1,
+		"put 3 10.0.0.3:80":  1,
+		"put 1 10.0.0.11:80":  1,
 		"delete 2 10.0.0.2:80":  1,
 	}
 	if fmt.Sprint(seen) != fmt.Sprint(wantSeen) {

@@ -86,7 +86,7 @@ func TestStuckSubscriberBlocksNeitherWatchNorOthers(t *testing.T) {
 
 	// Reading again gives the latest state rather than the backlog: at most
 	// one older state its delivery goroutine had committed to, then the
-	// latest at once (see instance.Cache.Register).
+	// latest at once (see etcdv3.Instancer.Register).
 	for reads := 1; ; reads++ {
 		select {
 		case ev := <-stuck:

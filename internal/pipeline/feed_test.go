@@ -1,4 +1,4 @@
-package instance
+package pipeline
 
 import (
 	"errors"
@@ -30,10 +30,10 @@ func noEvent(t *testing.T, ch <-chan sd.Event) {
 	}
 }
 
-func TestCacheNewSubscriberGetsCurrentStateAtOnce(t *testing.T) {
-	c := NewCache()
+func TestFeedNewSubscriberGetsCurrentStateAtOnce(t *testing.T) {
+	c := NewFeed()
 	defer c.Stop()
-	c.Replace(map[string]string{"/a": "b:1", "/b": "a:1"})
+	c.Reset(1, []KV{{Key: "/a", Value: "b:1"}, {Key: "/b", Value: "a:1"}}, true)
 	ch := make(chan sd.Event, 1)
 	c.Register(ch)
 	// Register returns only after delivery, so the event is already there.
@@ -47,65 +47,65 @@ func TestCacheNewSubscriberGetsCurrentStateAtOnce(t *testing.T) {
 	}
 }
 
-func TestCacheSortsAndRemovesDuplicates(t *testing.T) {
-	c := NewCache()
+func TestFeedSortsAndRemovesDuplicates(t *testing.T) {
+	c := NewFeed()
 	defer c.Stop()
-	c.Apply([]Change{{Key: "/3", Value: "c"}, {Key: "/1", Value: "a"}, {Key: "/2", Value: "c"}, {Key: "/4", Value: "b"}})
+	c.Apply(0, []Change{{Op: Put, Key: "/3", Value: "c"}, {Op: Put, Key: "/1", Value: "a"}, {Op: Put, Key: "/2", Value: "c"}, {Op: Put, Key: "/4", Value: "b"}})
 	if got, want := c.State().Instances, []string{"a", "b", "c"}; !slices.Equal(got, want) {
 		t.Fatalf("instances = %v, want %v", got, want)
 	}
 	// Removing one of two keys holding "c" keeps "c".
-	c.Apply([]Change{{Key: "/3", Delete: true}})
+	c.Apply(0, []Change{{Op: Delete, Key: "/3"}})
 	if got, want := c.State().Instances, []string{"a", "b", "c"}; !slices.Equal(got, want) {
 		t.Fatalf("after delete of one holder: %v, want %v", got, want)
 	}
-	c.Apply([]Change{{Key: "/2", Value: "d"}})
+	c.Apply(0, []Change{{Op: Put, Key: "/2", Value: "d"}})
 	if got, want := c.State().Instances, []string{"a", "b", "d"}; !slices.Equal(got, want) {
 		t.Fatalf("after modify: %v, want %v", got, want)
 	}
 }
 
-func TestCacheSendsOnlyOnChange(t *testing.T) {
-	c := NewCache()
+func TestFeedSendsOnlyOnChange(t *testing.T) {
+	c := NewFeed()
 	defer c.Stop()
 	ch := make(chan sd.Event, 10)
 	c.Register(ch)
 	recv(t, ch)
-	c.Apply([]Change{{Key: "/a", Value: "x"}})
+	c.Apply(0, []Change{{Op: Put, Key: "/a", Value: "x"}})
 	if ev := recv(t, ch); !slices.Equal(ev.Instances, []string{"x"}) {
 		t.Fatalf("got %v", ev.Instances)
 	}
-	c.Apply([]Change{{Key: "/a", Value: "x"}})         // same value again
-	c.Apply([]Change{{Key: "/b", Value: "x"}})         // duplicate value
-	c.Apply([]Change{{Key: "/nope", Delete: true}})    // unknown key
-	c.Replace(map[string]string{"/a": "x", "/b": "x"}) // same set
+	c.Apply(0, []Change{{Op: Put, Key: "/a", Value: "x"}})                    // same value again
+	c.Apply(0, []Change{{Op: Put, Key: "/b", Value: "x"}})                    // duplicate value
+	c.Apply(0, []Change{{Op: Delete, Key: "/nope"}})                          // unknown key
+	c.Reset(9, []KV{{Key: "/a", Value: "x"}, {Key: "/b", Value: "x"}}, false) // same set
 	noEvent(t, ch)
 }
 
-func TestCacheErrorKeepsInstancesAndIsSentOnce(t *testing.T) {
-	c := NewCache()
+func TestFeedErrorKeepsInstancesAndIsSentOnce(t *testing.T) {
+	c := NewFeed()
 	defer c.Stop()
-	c.Apply([]Change{{Key: "/a", Value: "x"}})
+	c.Apply(0, []Change{{Op: Put, Key: "/a", Value: "x"}})
 	ch := make(chan sd.Event, 10)
 	c.Register(ch)
 	recv(t, ch)
 	boom := errors.New("etcd unreachable")
-	c.SetErr(boom)
-	c.SetErr(boom)
+	c.Fail(boom)
+	c.Fail(boom)
 	ev := recv(t, ch)
 	if ev.Err == nil || !slices.Equal(ev.Instances, []string{"x"}) {
 		t.Fatalf("error event = %+v, want err with last instances", ev)
 	}
 	noEvent(t, ch)
 	// Recovery with the same instances still clears the error.
-	c.Apply(nil)
+	c.Reset(3, []KV{{Key: "/a", Value: "x"}}, false)
 	if ev := recv(t, ch); ev.Err != nil || !slices.Equal(ev.Instances, []string{"x"}) {
 		t.Fatalf("recovery event = %+v", ev)
 	}
 }
 
-func TestCacheStuckSubscriberBlocksNobody(t *testing.T) {
-	c := NewCache()
+func TestFeedStuckSubscriberBlocksNobody(t *testing.T) {
+	c := NewFeed()
 	defer c.Stop()
 	stuck := make(chan sd.Event) // unbuffered; read once, then left alone
 	go func() { <-stuck }()
@@ -116,7 +116,7 @@ func TestCacheStuckSubscriberBlocksNobody(t *testing.T) {
 	for i := range 1000 {
 		done := make(chan struct{})
 		go func() {
-			c.Apply([]Change{{Key: "/k", Value: fmt.Sprint(i)}})
+			c.Apply(0, []Change{{Op: Put, Key: "/k", Value: fmt.Sprint(i)}})
 			close(done)
 		}()
 		select {
@@ -152,20 +152,20 @@ func latestWithin(t *testing.T, ch <-chan sd.Event, want []string) {
 	}
 }
 
-func TestCacheDeregisterStopsDelivery(t *testing.T) {
-	c := NewCache()
+func TestFeedDeregisterStopsDelivery(t *testing.T) {
+	c := NewFeed()
 	defer c.Stop()
 	ch := make(chan sd.Event, 10)
 	c.Register(ch)
 	recv(t, ch)
 	c.Deregister(ch)
 	c.Deregister(ch) // idempotent
-	c.Apply([]Change{{Key: "/a", Value: "x"}})
+	c.Apply(0, []Change{{Op: Put, Key: "/a", Value: "x"}})
 	noEvent(t, ch)
 }
 
-func TestCacheStopUnblocksPendingRegister(t *testing.T) {
-	c := NewCache()
+func TestFeedStopUnblocksPendingRegister(t *testing.T) {
+	c := NewFeed()
 	ch := make(chan sd.Event) // never read
 	returned := make(chan struct{})
 	go func() {
@@ -187,20 +187,20 @@ func TestCacheStopUnblocksPendingRegister(t *testing.T) {
 	}
 }
 
-func TestCacheLargeBatchMatchesIncremental(t *testing.T) {
-	a, b := NewCache(), NewCache()
+func TestFeedLargeBatchMatchesIncremental(t *testing.T) {
+	a, b := NewFeed(), NewFeed()
 	defer a.Stop()
 	defer b.Stop()
 	var batch []Change
 	for i := range 500 {
-		ch := Change{Key: fmt.Sprintf("/k%d", i%300), Value: fmt.Sprintf("v%d", i%170)}
+		ch := Change{Op: Put, Key: fmt.Sprintf("/k%d", i%300), Value: fmt.Sprintf("v%d", i%170)}
 		if i%7 == 0 {
-			ch = Change{Key: fmt.Sprintf("/k%d", i%50), Delete: true}
+			ch = Change{Op: Delete, Key: fmt.Sprintf("/k%d", i%50)}
 		}
 		batch = append(batch, ch)
-		a.Apply([]Change{ch})
+		a.Apply(0, []Change{ch})
 	}
-	b.Apply(batch)
+	b.Apply(0, batch)
 	if !slices.Equal(a.State().Instances, b.State().Instances) {
 		t.Fatalf("incremental and batch results differ:\n%v\n%v", a.State().Instances, b.State().Instances)
 	}
@@ -209,29 +209,29 @@ func TestCacheLargeBatchMatchesIncremental(t *testing.T) {
 	}
 }
 
-// BenchmarkCacheChangeToSubscriber10k measures one change among 10,000
-// instances from Apply until a subscriber has the new state.
-func BenchmarkCacheChangeToSubscriber10k(b *testing.B) {
-	c := NewCache()
+// BenchmarkFeedChangeToSubscriber10k measures one change among 10,000
+// instances from Apply until a go-kit subscriber has the new state.
+func BenchmarkFeedChangeToSubscriber10k(b *testing.B) {
+	c := NewFeed()
 	defer c.Stop()
-	entries := make(map[string]string, 10000)
-	for i := range 10000 {
-		entries[fmt.Sprintf("/svc/%05d", i)] = fmt.Sprintf("10.0.%d.%d:8080", i/256, i%256)
+	kvs := make([]KV, 10000)
+	for i := range kvs {
+		kvs[i] = KV{Key: fmt.Sprintf("/svc/%05d", i), Value: fmt.Sprintf("10.0.%d.%d:8080", i/256, i%256), ModRev: 1}
 	}
-	c.Replace(entries)
+	c.Reset(1, kvs, true)
 	ch := make(chan sd.Event, 1)
 	c.Register(ch)
 	<-ch
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		c.Apply([]Change{{Key: "/svc/00042", Value: fmt.Sprintf("10.9.9.9:%d", i%2)}})
+		c.Apply(0, []Change{{Op: Put, Key: "/svc/00042", Value: fmt.Sprintf("10.9.9.9:%d", i%2)}})
 		<-ch
 	}
 }
 
 // subscribers reports how many channels are registered.
-func (c *Cache) subscribers() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.subs)
+func (f *Feed) subscribers() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.events.subs)
 }

@@ -1,0 +1,76 @@
+// Package pipeline is etcdsd's one discovery pipeline, from an etcd watch to
+// the consumers that apply its changes: a Mirror reads a prefix at revision
+// R, watches from R+1 and reads a fresh snapshot after compaction or an
+// outage; a Feed holds the instances it found, each value parsed once, and
+// fans the typed changes out to coalescing Subscriptions, synchronous
+// observers and go-kit sd.Event channels.
+//
+// Every consumer of etcdsd is built on it: etcdv3.Instancer, endpointer,
+// grpcsd's resolver and pool, catalog's Watch and Instancer, and the CLI.
+package pipeline
+
+import (
+	"fmt"
+
+	"github.com/etcdsd/etcdsd/instance"
+)
+
+// Op says what happened to a key: it was put (created or modified) or
+// deleted.
+type Op uint8
+
+// The operations of a Change.
+const (
+	Put Op = iota + 1
+	Delete
+)
+
+// String returns "put" or "delete".
+func (o Op) String() string {
+	switch o {
+	case Put:
+		return "put"
+	case Delete:
+		return "delete"
+	}
+	return fmt.Sprintf("Op(%d)", int(o))
+}
+
+// Change is the one change type of etcdsd: a key put or deleted under a
+// watched prefix, with its value parsed once.
+type Change struct {
+	Op  Op
+	Key string
+	// Value is the key's new value; for Delete, the value it had.
+	Value string
+	// Instance is Value parsed by the Feed's parser.
+	Instance instance.Instance
+	// Rev is the etcd revision of the change. A change found by a resync
+	// carries the key's ModRevision, or for a delete the snapshot's
+	// revision.
+	Rev int64
+}
+
+// Batch is what a consumer receives at once: the changes of one watch
+// response or one resync, or, for a Subscription, everything that arrived
+// since it last took a batch, coalesced by key.
+type Batch struct {
+	// Rev is the etcd revision the Feed reflects after this batch.
+	Rev int64
+	// Changes hold at most one change per key. Their order is the order of
+	// the keys' first changes in the batch.
+	Changes []Change
+	// Reset says Changes (all of them Puts) are the whole content: the
+	// consumer drops every key it has that they do not name. A
+	// Subscription's first batch is a reset.
+	Reset bool
+	// Resync says the changes were found by comparing a fresh snapshot
+	// with the Feed's content (after compaction or an outage): they are
+	// the net difference, so changes made and undone while the watch was
+	// cut off are not seen, and several changes of one key count as one.
+	Resync bool
+	// Err is set while etcd cannot be read: the Feed keeps its content and
+	// the Mirror retries with backoff. A later batch without Err clears it
+	// and brings the true state.
+	Err error
+}

@@ -1,0 +1,384 @@
+package pipeline
+
+import (
+	"cmp"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/go-kit/kit/sd"
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+
+	"github.com/etcdsd/etcdsd/instance"
+)
+
+// ParseFunc turns an etcd key and value into an instance. The default,
+// ParseValue, is the instance value format of package instance.
+type ParseFunc func(key, value string) (instance.Instance, error)
+
+// ParseValue parses value with instance.Parse; the key plays no part.
+func ParseValue(_, value string) (instance.Instance, error) { return instance.Parse(value) }
+
+// KV is one key of a snapshot.
+type KV struct {
+	Key, Value string
+	ModRev     int64
+}
+
+// entry is what the Feed keeps of a key. inst is nil when the value parsed
+// to nothing but its address (a plain value), which then need not be stored
+// twice.
+type entry struct {
+	value string
+	inst  *instance.Instance
+}
+
+func (e entry) instance() instance.Instance {
+	if e.inst == nil {
+		return instance.Instance{Address: e.value}
+	}
+	return *e.inst
+}
+
+func (e entry) change(op Op, key string, rev int64) Change {
+	return Change{Op: op, Key: key, Value: e.value, Instance: e.instance(), Rev: rev}
+}
+
+// Feed holds the instances under one prefix, by key, and hands each change
+// to its consumers: Subscriptions (coalesced batches of typed changes), an
+// observer (every batch, in order) and go-kit sd.Event channels (the full,
+// sorted instance list, kept only while such a channel is registered).
+//
+// One producer (a Mirror, or an overlay such as catalog's) calls Reset,
+// Apply and Fail, from one goroutine at a time. Consumers may call the other
+// methods from any goroutine.
+type Feed struct {
+	parse   ParseFunc
+	logger  log.Logger
+	observe func(Batch)
+
+	mu      sync.Mutex
+	state   map[string]entry
+	bad     map[string]string // key → malformed value, logged once
+	rev     int64
+	err     error
+	subs    map[*Subscription]struct{}
+	events  fanout
+	stopped bool
+}
+
+// FeedOption configures a Feed.
+type FeedOption func(*Feed)
+
+// WithParser sets how values are parsed and validated. Default ParseValue.
+func WithParser(p ParseFunc) FeedOption { return func(f *Feed) { f.parse = p } }
+
+// WithObserver has every batch handed to observe, in order, on the
+// producer's goroutine, after the Feed has applied it. observe must not call
+// the Feed's producer methods.
+func WithObserver(observe func(Batch)) FeedOption { return func(f *Feed) { f.observe = observe } }
+
+// WithLogger sets where malformed values are logged. Default: nowhere.
+func WithLogger(logger log.Logger) FeedOption { return func(f *Feed) { f.logger = logger } }
+
+// NewFeed returns an empty Feed.
+func NewFeed(opts ...FeedOption) *Feed {
+	f := &Feed{
+		parse:  ParseValue,
+		logger: log.NewNopLogger(),
+		state:  make(map[string]entry),
+		bad:    make(map[string]string),
+		subs:   make(map[*Subscription]struct{}),
+	}
+	f.events.init()
+	for _, o := range opts {
+		o(f)
+	}
+	return f
+}
+
+// Reset brings the Feed to the content of a snapshot at revision rev and
+// publishes the net difference as one batch, ordered by revision (deletes,
+// which carry rev, last). The batch is published even when empty if an
+// error is to be cleared. first marks the Feed's first content: the batch
+// is then a Reset as well.
+func (f *Feed) Reset(rev int64, kvs []KV, first bool) {
+	f.mu.Lock()
+	var changes []Change
+	fresh := make(map[string]struct{}, len(kvs))
+	for _, kv := range kvs {
+		fresh[kv.Key] = struct{}{}
+		if ch, ok := f.putLocked(kv.Key, kv.Value, nil, kv.ModRev); ok {
+			changes = append(changes, ch)
+		}
+	}
+	if len(fresh) < len(f.state) {
+		for key, old := range f.state {
+			if _, ok := fresh[key]; !ok {
+				changes = append(changes, f.deleteLocked(key, old, rev))
+			}
+		}
+	}
+	for key := range f.bad {
+		if _, ok := fresh[key]; !ok {
+			delete(f.bad, key)
+		}
+	}
+	slices.SortFunc(changes, func(a, b Change) int {
+		if c := cmp.Compare(a.Rev, b.Rev); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Key, b.Key)
+	})
+	b := Batch{Rev: rev, Changes: changes, Reset: first, Resync: true}
+	f.publishLocked(b, first || len(changes) > 0 || f.err != nil)
+}
+
+// Apply applies the changes of one watch response at revision rev. Changes
+// at or below the Feed's revision are already reflected and skipped, a put
+// of the value a key already has changes nothing, and a delete of an absent
+// key is dropped. Their Instance fields are ignored: values are parsed here.
+func (f *Feed) Apply(rev int64, raw []Change) {
+	f.mu.Lock()
+	changes := make([]Change, 0, len(raw))
+	for _, ch := range raw {
+		if ch.Rev != 0 && ch.Rev <= f.rev {
+			continue
+		}
+		switch ch.Op {
+		case Put:
+			if c, ok := f.putLocked(ch.Key, ch.Value, nil, ch.Rev); ok {
+				changes = append(changes, c)
+			}
+		case Delete:
+			delete(f.bad, ch.Key)
+			if old, ok := f.state[ch.Key]; ok {
+				changes = append(changes, f.deleteLocked(ch.Key, old, ch.Rev))
+			}
+		}
+	}
+	if rev < f.rev {
+		rev = f.rev
+	}
+	f.publishLocked(Batch{Rev: rev, Changes: changes}, len(changes) > 0 || f.err != nil)
+}
+
+// Publish applies changes whose Instance is already parsed, as an overlay
+// that computes instances (catalog's) has them: nothing is parsed again.
+// Unlike Apply, it takes changes at any revision.
+func (f *Feed) Publish(rev int64, changes []Change) {
+	f.mu.Lock()
+	out := make([]Change, 0, len(changes))
+	for _, ch := range changes {
+		switch ch.Op {
+		case Put:
+			inst := ch.Instance
+			if c, ok := f.putLocked(ch.Key, ch.Value, &inst, ch.Rev); ok {
+				out = append(out, c)
+			}
+		case Delete:
+			delete(f.bad, ch.Key)
+			if old, ok := f.state[ch.Key]; ok {
+				out = append(out, f.deleteLocked(ch.Key, old, ch.Rev))
+			}
+		}
+	}
+	f.publishLocked(Batch{Rev: max(rev, f.rev), Changes: out}, len(out) > 0 || f.err != nil)
+}
+
+// Fail records that etcd cannot be read. Consumers get one batch with Err
+// and keep what they have; the next Reset or Apply clears it.
+func (f *Feed) Fail(err error) {
+	if err == nil {
+		return
+	}
+	f.mu.Lock()
+	f.publishLocked(Batch{Rev: f.rev, Err: err}, true)
+}
+
+// putLocked stores value under key and returns the change, if any. parsed
+// is the instance of value when the caller has it; else value is parsed,
+// and one that does not parse is logged once and leaves the key absent.
+func (f *Feed) putLocked(key, value string, parsed *instance.Instance, rev int64) (Change, bool) {
+	old, had := f.state[key]
+	if had && old.value == value && (parsed == nil || sameInstance(old.instance(), *parsed)) {
+		return Change{}, false
+	}
+	var inst instance.Instance
+	if parsed != nil {
+		inst = *parsed
+	} else {
+		if bad, ok := f.bad[key]; ok && bad == value {
+			return Change{}, false
+		}
+		var err error
+		if inst, err = f.parse(key, value); err != nil {
+			level.Error(f.logger).Log("msg", "skipping malformed instance", "key", key, "err", err)
+			f.bad[key] = value
+			if had {
+				return f.deleteLocked(key, old, rev), true
+			}
+			return Change{}, false
+		}
+	}
+	delete(f.bad, key)
+	e := entry{value: value}
+	if !isPlain(inst, value) {
+		e.inst = &inst
+	}
+	f.state[key] = e
+	f.events.swap(old.value, had, value, true)
+	return Change{Op: Put, Key: key, Value: value, Instance: inst, Rev: rev}, true
+}
+
+func (f *Feed) deleteLocked(key string, old entry, rev int64) Change {
+	delete(f.state, key)
+	f.events.swap(old.value, true, "", false)
+	return old.change(Delete, key, rev)
+}
+
+// publishLocked makes b the Feed's news, hands it to every consumer and
+// unlocks; the observer is called after the unlock.
+func (f *Feed) publishLocked(b Batch, send bool) {
+	f.rev, f.err = b.Rev, b.Err
+	if !send || f.stopped {
+		f.mu.Unlock()
+		return
+	}
+	for s := range f.subs {
+		s.offer(b)
+	}
+	f.events.publish(b.Err)
+	f.mu.Unlock()
+	if f.observe != nil {
+		f.observe(b)
+	}
+}
+
+// Subscribe returns a Subscription whose first batch is a Reset with the
+// current content (and the current error, if any).
+func (f *Feed) Subscribe() *Subscription {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := newSubscription(f, Batch{Rev: f.rev, Reset: true, Err: f.err, Changes: f.contentsLocked()})
+	if !f.stopped {
+		f.subs[s] = struct{}{}
+	}
+	return s
+}
+
+func (f *Feed) unsubscribe(s *Subscription) {
+	f.mu.Lock()
+	delete(f.subs, s)
+	f.mu.Unlock()
+}
+
+// Contents returns the current content as Puts, in no particular order.
+func (f *Feed) Contents() []Change {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.contentsLocked()
+}
+
+func (f *Feed) contentsLocked() []Change {
+	out := make([]Change, 0, len(f.state))
+	for key, e := range f.state {
+		out = append(out, e.change(Put, key, 0))
+	}
+	return out
+}
+
+// Len returns the number of instances.
+func (f *Feed) Len() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.state)
+}
+
+// Revision returns the etcd revision the Feed reflects.
+func (f *Feed) Revision() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.rev
+}
+
+// Stop ends delivery: every go-kit channel is deregistered (its goroutine
+// waited for), Subscriptions get nothing more, and later Register calls are
+// ignored. It is idempotent.
+func (f *Feed) Stop() {
+	f.mu.Lock()
+	f.stopped = true
+	clear(f.subs)
+	subs := f.events.stop()
+	f.mu.Unlock()
+	for _, s := range subs {
+		s.stop()
+	}
+}
+
+// Register adds ch as a go-kit subscriber: it receives the current state
+// (sorted distinct values, and the error if etcd cannot be read) before
+// Register returns, then one sd.Event per change, coalesced while it does
+// not read; a reader that falls behind holds up nobody and later gets the
+// newest state. Registering a channel twice is a no-op. Register must not
+// be called from the goroutine that reads ch.
+func (f *Feed) Register(ch chan<- sd.Event) {
+	f.mu.Lock()
+	if f.stopped {
+		f.mu.Unlock()
+		return
+	}
+	s := f.events.register(ch, f.valuesLocked, f.err)
+	f.mu.Unlock()
+	if s != nil {
+		s.waitFirst()
+	}
+}
+
+// Deregister removes ch; nothing is sent to it after Deregister returns.
+func (f *Feed) Deregister(ch chan<- sd.Event) {
+	f.mu.Lock()
+	s := f.events.deregister(ch)
+	f.mu.Unlock()
+	if s != nil {
+		s.stop()
+	}
+}
+
+// State returns the current go-kit state: the sorted distinct values and
+// the error, if etcd cannot be read.
+func (f *Feed) State() sd.Event {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.events.kept() {
+		return f.events.state
+	}
+	return sd.Event{Instances: f.sortedValuesLocked(), Err: f.err}
+}
+
+// valuesLocked lists every key's value, with repeats, unsorted.
+func (f *Feed) valuesLocked() []string {
+	out := make([]string, 0, len(f.state))
+	for _, e := range f.state {
+		out = append(out, e.value)
+	}
+	return out
+}
+
+func (f *Feed) sortedValuesLocked() []string {
+	vs := f.valuesLocked()
+	slices.Sort(vs)
+	return slices.Compact(vs)
+}
+
+// isPlain reports whether inst is what a plain value parses to: its
+// address and nothing else.
+func isPlain(inst instance.Instance, value string) bool {
+	return inst.Address == value && inst.ID == "" && inst.Name == "" && inst.Version == "" && inst.Metadata == nil && inst.Weight == 0
+}
+
+func sameInstance(a, b instance.Instance) bool {
+	return a.ID == b.ID && a.Name == b.Name && a.Version == b.Version && a.Address == b.Address && a.Weight == b.Weight && maps.Equal(a.Metadata, b.Metadata)
+}

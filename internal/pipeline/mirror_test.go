@@ -1,0 +1,210 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// scriptedSource is a Source driven by the test: it sets what snapshots
+// return and pushes watch responses.
+type scriptedSource struct {
+	mu        sync.Mutex
+	rev       int64
+	kvs       []KV
+	err       error
+	snapCalls int
+
+	watches  chan chan response // each Watch call hands its channel here
+	fromRevs chan int64
+}
+
+// response is one scripted watch response, or the error ending the watch.
+type response struct {
+	rev     int64
+	changes []Change
+	err     error
+}
+
+func newScriptedSource(rev int64, kvs ...KV) *scriptedSource {
+	return &scriptedSource{rev: rev, kvs: kvs, watches: make(chan chan response, 16), fromRevs: make(chan int64, 16)}
+}
+
+func (s *scriptedSource) Snapshot(context.Context) (int64, []KV, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.snapCalls++
+	return s.rev, s.kvs, s.err
+}
+
+func (s *scriptedSource) set(rev int64, err error, kvs ...KV) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rev, s.kvs, s.err = rev, kvs, err
+}
+
+func (s *scriptedSource) calls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.snapCalls
+}
+
+func (s *scriptedSource) Watch(ctx context.Context, rev int64, apply func(int64, []Change)) error {
+	in := make(chan response)
+	s.watches <- in
+	s.fromRevs <- rev
+	for {
+		select {
+		case r := <-in:
+			if r.err != nil {
+				return r.err
+			}
+			apply(r.rev, r.changes)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// batches collects what a Feed hands to its observer.
+type batches chan Batch
+
+func (b batches) next(t *testing.T) Batch {
+	t.Helper()
+	select {
+	case x := <-b:
+		return x
+	case <-time.After(5 * time.Second):
+		t.Fatal("no batch within 5s")
+		return Batch{}
+	}
+}
+
+func startMirror(t *testing.T, src Source) (*Mirror, batches) {
+	t.Helper()
+	out := make(batches, 64)
+	feed := NewFeed(WithObserver(func(b Batch) { out <- b }))
+	m, err := Start(context.Background(), src, feed, nil, time.Millisecond, 5*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Stop(); feed.Stop() })
+	return m, out
+}
+
+func describe(changes []Change) string {
+	s := ""
+	for _, c := range changes {
+		s += fmt.Sprintf("%v %s=%s@%d; ", c.Op, c.Key, c.Value, c.Rev)
+	}
+	return s
+}
+
+func TestMirrorAppliesWatchEventsByKeyFromSnapshotRevision(t *testing.T) {
+	src := newScriptedSource(10, KV{Key: "/p/a", Value: "1:1", ModRev: 5})
+	m, out := startMirror(t, src)
+	if b := out.next(t); b.Rev != 10 || !b.Reset || describe(b.Changes) != "put /p/a=1:1@5; " {
+		t.Fatalf("initial batch = %+v", b)
+	}
+	w := <-src.watches
+	if rev := <-src.fromRevs; rev != 11 {
+		t.Fatalf("watch starts at %d, want snapshot revision + 1 = 11", rev)
+	}
+	w <- response{rev: 12, changes: []Change{
+		{Op: Put, Key: "/p/a", Value: "2:2", Rev: 11},
+		{Op: Put, Key: "/p/b", Value: "3:3", Rev: 12},
+	}}
+	b := out.next(t)
+	if got := describe(b.Changes); got != "put /p/a=2:2@11; put /p/b=3:3@12; " {
+		t.Fatalf("changes = %s", got)
+	}
+	if b.Changes[1].Instance.Address != "3:3" {
+		t.Fatalf("instance not parsed: %+v", b.Changes[1])
+	}
+	// An event already reflected (at or below the feed's revision) is not
+	// applied twice; a delete carries the value deleted.
+	w <- response{rev: 13, changes: []Change{
+		{Op: Put, Key: "/p/b", Value: "3:3", Rev: 12},
+		{Op: Delete, Key: "/p/a", Rev: 13},
+	}}
+	if got := describe(out.next(t).Changes); got != "delete /p/a=2:2@13; " {
+		t.Fatalf("changes = %s", got)
+	}
+	if rev := m.Feed().Revision(); rev != 13 {
+		t.Fatalf("revision = %d, want 13", rev)
+	}
+}
+
+func TestMirrorResyncsAfterCompactionWithTheNetDifferenceInRevisionOrder(t *testing.T) {
+	src := newScriptedSource(10, KV{Key: "/p/a", Value: "1:1", ModRev: 3}, KV{Key: "/p/b", Value: "2:2", ModRev: 4})
+	_, out := startMirror(t, src)
+	out.next(t)
+	w := <-src.watches
+	<-src.fromRevs
+	src.set(30, nil, KV{Key: "/p/b", Value: "2:2", ModRev: 4}, KV{Key: "/p/d", Value: "4:4", ModRev: 27}, KV{Key: "/p/c", Value: "3:3", ModRev: 25})
+	w <- response{err: fmt.Errorf("watch: %w", ErrCompacted)}
+	b := out.next(t)
+	if b.Err != nil {
+		t.Fatalf("compaction reported as an outage: %v", b.Err)
+	}
+	if !b.Resync || b.Reset || b.Rev != 30 || describe(b.Changes) != "put /p/c=3:3@25; put /p/d=4:4@27; delete /p/a=1:1@30; " {
+		t.Fatalf("resync batch = %+v (%s)", b, describe(b.Changes))
+	}
+	<-src.watches
+	if rev := <-src.fromRevs; rev != 31 {
+		t.Fatalf("watch resumes at %d, want 31", rev)
+	}
+}
+
+func TestMirrorInitialBatchIsInRevisionOrder(t *testing.T) {
+	src := newScriptedSource(10, KV{Key: "/p/a", Value: "1:1", ModRev: 9}, KV{Key: "/p/b", Value: "2:2", ModRev: 2})
+	_, out := startMirror(t, src)
+	if got := describe(out.next(t).Changes); got != "put /p/b=2:2@2; put /p/a=1:1@9; " {
+		t.Fatalf("initial changes = %s", got)
+	}
+}
+
+func TestMirrorReportsAnOutageOnceAndRecoversWithTheTrueState(t *testing.T) {
+	src := newScriptedSource(10, KV{Key: "/p/a", Value: "1:1"})
+	_, out := startMirror(t, src)
+	out.next(t)
+	w := <-src.watches
+	<-src.fromRevs
+	unreachable := errors.New("etcd unreachable")
+	src.set(0, errors.New("connection refused"))
+	w <- response{err: unreachable}
+	if b := out.next(t); !errors.Is(b.Err, unreachable) {
+		t.Fatalf("outage batch = %+v", b)
+	}
+	// Several failed snapshots later, still only one error batch.
+	deadline := time.Now().Add(5 * time.Second)
+	for src.calls() < 4 {
+		if time.Now().After(deadline) {
+			t.Fatal("mirror stopped retrying")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case b := <-out:
+		t.Fatalf("second batch during one outage: %+v", b)
+	default:
+	}
+	src.set(15, nil, KV{Key: "/p/a", Value: "1:1"})
+	b := out.next(t)
+	if b.Err != nil || !b.Resync || len(b.Changes) != 0 || b.Rev != 15 {
+		t.Fatalf("recovery batch = %+v, want an empty resync clearing the error", b)
+	}
+}
+
+func TestMirrorFailsWhenTheFirstReadFails(t *testing.T) {
+	src := newScriptedSource(0)
+	src.set(0, errors.New("read prefix \"/p/\": connection refused"))
+	feed := NewFeed()
+	defer feed.Stop()
+	if _, err := Start(context.Background(), src, feed, nil, 0, 0); err == nil {
+		t.Fatal("Start succeeded without a first read")
+	}
+}
