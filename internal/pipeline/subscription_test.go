@@ -1,0 +1,189 @@
+package pipeline
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+)
+
+func put(key, value string, rev int64) Change {
+	return Change{Op: Put, Key: key, Value: value, Rev: rev}
+}
+
+func del(key string, rev int64) Change { return Change{Op: Delete, Key: key, Rev: rev} }
+
+// take waits until sub is ready and takes its batch.
+func take(t *testing.T, sub *Subscription) Batch {
+	t.Helper()
+	select {
+	case <-sub.Ready():
+		return sub.Take()
+	case <-time.After(5 * time.Second):
+		t.Fatal("subscription not ready within 5s")
+		return Batch{}
+	}
+}
+
+func notReady(t *testing.T, sub *Subscription) {
+	t.Helper()
+	select {
+	case <-sub.Ready():
+		t.Fatalf("subscription ready with %+v", sub.Take())
+	default:
+	}
+}
+
+func keysOf(b Batch) []string {
+	var out []string
+	for _, ch := range b.Changes {
+		out = append(out, ch.Op.String()+" "+ch.Key+"="+ch.Value)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestSubscriptionStartsWithAResetOfTheWholeContent(t *testing.T) {
+	f := NewFeed()
+	defer f.Stop()
+	f.Reset(7, []KV{{Key: "/a", Value: "a:1", ModRev: 3}, {Key: "/b", Value: `{"address":"b:1","version":"v2"}`, ModRev: 5}}, true)
+	sub := f.Subscribe()
+	defer sub.Close()
+	b := take(t, sub)
+	if !b.Reset || b.Rev != 7 || b.Err != nil {
+		t.Fatalf("first batch = %+v, want a reset at revision 7", b)
+	}
+	if got := keysOf(b); !slices.Equal(got, []string{`put /a=a:1`, `put /b={"address":"b:1","version":"v2"}`}) {
+		t.Fatalf("reset = %v", got)
+	}
+	for _, ch := range b.Changes {
+		if ch.Key == "/b" && (ch.Instance.Version != "v2" || ch.Instance.Address != "b:1") {
+			t.Fatalf("instance not parsed: %+v", ch.Instance)
+		}
+	}
+	notReady(t, sub)
+}
+
+func TestSubscriptionCoalescesByKeyWhileItsOwnerIsBusy(t *testing.T) {
+	f := NewFeed()
+	defer f.Stop()
+	f.Reset(1, []KV{{Key: "/a", Value: "a:1"}, {Key: "/b", Value: "b:1"}}, true)
+	sub := f.Subscribe()
+	defer sub.Close()
+	take(t, sub)
+	f.Apply(2, []Change{put("/a", "a:2", 2)})
+	f.Apply(3, []Change{put("/a", "a:3", 3), put("/c", "c:1", 3)})
+	f.Apply(4, []Change{del("/b", 4)})
+	f.Apply(5, []Change{put("/d", "d:1", 5)})
+	f.Apply(6, []Change{del("/d", 6)})
+	b := take(t, sub)
+	if b.Reset || b.Rev != 6 {
+		t.Fatalf("batch = %+v, want an incremental batch at revision 6", b)
+	}
+	want := []string{"delete /b=b:1", "delete /d=d:1", "put /a=a:3", "put /c=c:1"}
+	if got := keysOf(b); !slices.Equal(got, want) {
+		t.Fatalf("coalesced changes = %v, want %v", got, want)
+	}
+	notReady(t, sub)
+}
+
+func TestSubscriptionResetAbsorbsLaterChanges(t *testing.T) {
+	f := NewFeed()
+	defer f.Stop()
+	f.Reset(1, []KV{{Key: "/a", Value: "a:1"}, {Key: "/b", Value: "b:1"}}, true)
+	sub := f.Subscribe() // its reset is pending, not taken
+	defer sub.Close()
+	f.Apply(2, []Change{del("/a", 2), put("/c", "c:1", 2), put("/b", "b:2", 2)})
+	b := take(t, sub)
+	if !b.Reset {
+		t.Fatalf("batch = %+v, want the reset still", b)
+	}
+	if got, want := keysOf(b), []string{"put /b=b:2", "put /c=c:1"}; !slices.Equal(got, want) {
+		t.Fatalf("reset = %v, want %v (a deleted key leaves a pending reset)", got, want)
+	}
+}
+
+func TestSubscriptionCarriesTheErrorAndItsClearing(t *testing.T) {
+	f := NewFeed()
+	defer f.Stop()
+	f.Reset(1, []KV{{Key: "/a", Value: "a:1"}}, true)
+	sub := f.Subscribe()
+	defer sub.Close()
+	take(t, sub)
+	boom := errors.New("etcd unreachable")
+	f.Fail(boom)
+	if b := take(t, sub); !errors.Is(b.Err, boom) || len(b.Changes) != 0 {
+		t.Fatalf("outage batch = %+v", b)
+	}
+	late := f.Subscribe()
+	defer late.Close()
+	if b := take(t, late); !b.Reset || !errors.Is(b.Err, boom) || len(b.Changes) != 1 {
+		t.Fatalf("a subscriber arriving during an outage got %+v, want the content and the error", b)
+	}
+	f.Reset(2, []KV{{Key: "/a", Value: "a:1"}}, false)
+	if b := take(t, sub); b.Err != nil || !b.Resync || len(b.Changes) != 0 {
+		t.Fatalf("recovery batch = %+v, want an empty resync without error", b)
+	}
+}
+
+func TestSubscriptionCloseStopsDelivery(t *testing.T) {
+	f := NewFeed()
+	defer f.Stop()
+	sub := f.Subscribe()
+	take(t, sub)
+	sub.Close()
+	sub.Close() // idempotent
+	f.Apply(1, []Change{put("/a", "a:1", 1)})
+	notReady(t, sub)
+}
+
+func TestFeedPublishTrustsParsedInstancesAndSkipsNoChange(t *testing.T) {
+	f := NewFeed()
+	defer f.Stop()
+	sub := f.Subscribe()
+	defer sub.Close()
+	take(t, sub)
+	c := Change{Op: Put, Key: "/a", Value: `{"address":"a:1"}`, Rev: 1}
+	c.Instance.Address, c.Instance.Weight = "a:1", 5 // as an overlay computed it
+	f.Publish(1, []Change{c})
+	b := take(t, sub)
+	if len(b.Changes) != 1 || b.Changes[0].Instance.Weight != 5 {
+		t.Fatalf("published %+v, want the given instance as it is", b.Changes)
+	}
+	f.Publish(2, []Change{c})
+	notReady(t, sub)
+	c.Instance.Weight = 1 // same value, another instance: a change
+	f.Publish(3, []Change{c})
+	if b := take(t, sub); len(b.Changes) != 1 || b.Changes[0].Instance.Weight != 1 {
+		t.Fatalf("published %+v, want the weight change", b.Changes)
+	}
+}
+
+func TestFeedMalformedValueDeletesTheKeyAndIsLoggedOnce(t *testing.T) {
+	logs := &countLogger{}
+	f := NewFeed(WithLogger(logs))
+	defer f.Stop()
+	f.Reset(1, []KV{{Key: "/a", Value: "a:1"}}, true)
+	sub := f.Subscribe()
+	defer sub.Close()
+	take(t, sub)
+	f.Apply(2, []Change{put("/a", "{bad", 2)})
+	if got := keysOf(take(t, sub)); !slices.Equal(got, []string{"delete /a=a:1"}) {
+		t.Fatalf("changes = %v, want the key deleted", got)
+	}
+	f.Reset(3, []KV{{Key: "/a", Value: "{bad"}}, false)
+	f.Apply(4, []Change{put("/a", "{bad", 4)})
+	notReady(t, sub)
+	if logs.n != 1 {
+		t.Fatalf("malformed value logged %d times, want once", logs.n)
+	}
+	f.Apply(5, []Change{put("/a", "a:2", 5)})
+	if got := keysOf(take(t, sub)); !slices.Equal(got, []string{"put /a=a:2"}) {
+		t.Fatalf("changes = %v, want the repaired key back", got)
+	}
+}
+
+// countLogger counts log lines; the Feed logs from the producer goroutine.
+type countLogger struct{ n int }
+
+func (l *countLogger) Log(...any) error { l.n++; return nil }
