@@ -191,9 +191,10 @@ func TestWeightChangeTakesEffectWithoutReconnecting(t *testing.T) {
 	}
 }
 
+// A Feed parses and logs bad values itself; an sd.Event carries them.
 func TestBadValuesAreSkippedAndLoggedOnce(t *testing.T) {
 	f := newFleet()
-	src := source(t, "a:1", `{"address":`)
+	src := eventSource(t, "a:1", `{"address":`)
 	logs := &countingLogger{}
 	e, err := New(src, f.factory, logs)
 	if err != nil {

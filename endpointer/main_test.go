@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/go-kit/kit/endpoint"
+	"github.com/go-kit/kit/sd"
 	"github.com/go-kit/log"
 	"go.uber.org/goleak"
 
 	"github.com/etcdsd/etcdsd/instance"
+	"github.com/etcdsd/etcdsd/internal/pipeline"
 )
 
 func TestMain(m *testing.M) {
@@ -95,17 +97,76 @@ func (f *fleet) factoryCalls(addr string) int {
 	return f.factories[addr]
 }
 
-// source is a real instance.Cache used as the sd.Instancer, stopped at
-// cleanup.
-func source(t testing.TB, values ...string) *instance.Cache {
+// src is what the tests feed an Endpointer from: an Instancer whose
+// content they replace and whose error they set.
+type src interface {
+	sd.Instancer
+	Replace(map[string]string)
+	SetErr(error)
+}
+
+// sourceFunc makes a src holding values, stopped at cleanup.
+type sourceFunc func(t testing.TB, values ...string) src
+
+// source is the path of etcdv3.Instancer: a pipeline Feed, whose keyed
+// changes the Endpointer applies as they come.
+func source(t testing.TB, values ...string) src {
+	f := &feedSource{f: pipeline.NewFeed()}
+	t.Cleanup(f.f.Stop)
+	set(f, values...)
+	return f
+}
+
+// eventSource is any other sd.Instancer: a real instance.Cache, whose
+// full sd.Events the Endpointer turns into changes.
+func eventSource(t testing.TB, values ...string) src {
 	c := instance.NewCache()
 	t.Cleanup(c.Stop)
 	set(c, values...)
 	return c
 }
 
-// set replaces the cache's content by values, keyed by themselves.
-func set(c *instance.Cache, values ...string) {
+// bothPaths runs test against a Feed and against a plain sd.Instancer.
+func bothPaths(t *testing.T, test func(t *testing.T, source sourceFunc)) {
+	t.Run("path=feed", func(t *testing.T) { test(t, source) })
+	t.Run("path=sd.Event", func(t *testing.T) { test(t, eventSource) })
+}
+
+// feedSource offers a pipeline Feed the way etcdv3.Instancer does.
+type feedSource struct {
+	f   *pipeline.Feed
+	rev int64
+}
+
+func (s *feedSource) Feed() *pipeline.Feed          { return s.f }
+func (s *feedSource) Register(ch chan<- sd.Event)   { s.f.Register(ch) }
+func (s *feedSource) Deregister(ch chan<- sd.Event) { s.f.Deregister(ch) }
+func (s *feedSource) SetErr(err error)              { s.f.Fail(err) }
+func (s *feedSource) Stop()                         { s.f.Stop() }
+
+// Replace brings the Feed to entries, as a snapshot would.
+func (s *feedSource) Replace(entries map[string]string) {
+	kvs := make([]pipeline.KV, 0, len(entries))
+	s.rev++
+	for k, v := range entries {
+		kvs = append(kvs, pipeline.KV{Key: k, Value: v, ModRev: s.rev})
+	}
+	s.f.Reset(s.rev, kvs, s.rev == 1)
+}
+
+// put and del change one key, as a watch event would.
+func (s *feedSource) put(key, value string) {
+	s.rev++
+	s.f.Apply(s.rev, []pipeline.Change{{Op: pipeline.Put, Key: key, Value: value, Rev: s.rev}})
+}
+
+func (s *feedSource) del(key string) {
+	s.rev++
+	s.f.Apply(s.rev, []pipeline.Change{{Op: pipeline.Delete, Key: key, Rev: s.rev}})
+}
+
+// set replaces the source's content by values, keyed by themselves.
+func set(c interface{ Replace(map[string]string) }, values ...string) {
 	m := make(map[string]string, len(values))
 	for _, v := range values {
 		m[v] = v
@@ -114,7 +175,7 @@ func set(c *instance.Cache, values ...string) {
 }
 
 // newEndpointer builds an Endpointer on src and closes it at cleanup.
-func newEndpointer(t testing.TB, src *instance.Cache, f *fleet, opts ...Option) *Endpointer {
+func newEndpointer(t testing.TB, src sd.Instancer, f *fleet, opts ...Option) *Endpointer {
 	t.Helper()
 	e, err := New(src, f.factory, testLogger(t), opts...)
 	if err != nil {
