@@ -192,7 +192,7 @@ func TestSubsetFollowsDeparturesAndBetterArrivals(t *testing.T) {
 
 func TestPicksDuringChangesAreSafe(t *testing.T) {
 	bothPaths(t, func(t *testing.T, source sourceFunc) {
-		vals := benchValues(400)
+		vals := benchValues(200)
 		src := source(t, vals...)
 		for _, st := range []Strategy{RoundRobin, Random, LeastLoaded, Weighted} {
 			e := newEndpointer(t, src, newFleet(), WithStrategy(st), WithSeed(3))
@@ -222,9 +222,9 @@ func TestPicksDuringChangesAreSafe(t *testing.T) {
 					}
 				}()
 			}
-			for i := range 60 {
-				cur := slices.Clone(vals[i%7 : 400-i%5])
-				cur[i] = benchValues(401 + i)[400+i]
+			for i := range 15 {
+				cur := slices.Clone(vals[i%7 : 200-i%5])
+				cur[i] = benchValues(201 + i)[200+i]
 				set(src, cur...)
 			}
 			close(stop)
