@@ -5,9 +5,11 @@
 //
 // New subscribes to an Instancer (etcdv3.Instancer, or any sd.Instancer),
 // parses each instance value with instance.Parse, builds one endpoint per
-// instance address with an sd.Factory and, every time the instance set
-// changes, precomputes the candidate groups of every version and metadata
-// pair, so that a pick is an index lookup and an atomic add. Strategies are
+// instance address with an sd.Factory and keeps the candidate groups of
+// every version and metadata pair up to date, one change at a time (about
+// O(sqrt n) per change; fed by etcdv3.Instancer it applies the pipeline's
+// keyed changes, with any other Instancer the difference between events),
+// so that a pick is an index lookup and an atomic add. Strategies are
 // round robin (default), random, power of two choices on in-flight requests
 // (LeastLoaded) and weighted by the instance value's weight.
 //

@@ -1,7 +1,6 @@
 package endpointer
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -14,9 +13,9 @@ import (
 	"github.com/go-kit/kit/endpoint"
 	"github.com/go-kit/kit/sd"
 	"github.com/go-kit/log"
-	"github.com/go-kit/log/level"
 
 	"github.com/etcdsd/etcdsd/instance"
+	"github.com/etcdsd/etcdsd/internal/pipeline"
 )
 
 // Endpointer subscribes to an sd.Instancer and serves one endpoint that
@@ -32,22 +31,31 @@ type Endpointer struct {
 	// sleep waits between attempts; tests replace it before the first call.
 	sleep func(ctx context.Context, d time.Duration) error
 
-	snap atomic.Pointer[snapshot]
+	// What picks read, without a lock.
+	all         *group
+	groups      sync.Map // groupKey → *group: versions, metadata pairs, both, and compound selectors
+	versionList atomic.Pointer[[]string]
+	eps         atomic.Pointer[[]endpoint.Endpoint] // Endpoints, built on demand; nil after a change
+	closed      atomic.Bool
 	// srcErr is the Instancer's last error, nil after a good event; read
 	// without the lock so that a failing pick never waits for an update.
 	srcErr atomic.Pointer[error]
 
-	ch        chan sd.Event
+	sub       *pipeline.Subscription // when the Instancer has a Feed
+	ch        chan sd.Event          // otherwise
 	quit      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
 
-	mu       sync.Mutex          // guards what follows, and serialises updates
-	entries  map[string]*entry   // address → endpoint
-	retiring []*entry            // retired, closing when their calls return
-	parsed   map[string]*member  // value → member of the last update
-	bad      map[string]struct{} // values that failed to parse, logged once
-	closed   bool
+	mu sync.Mutex // guards the writer, and serialises changes
+	writer
+}
+
+// feeder is an Instancer backed by etcdsd's pipeline, such as
+// etcdv3.Instancer: its keyed changes are applied as they come, without
+// the full lists of sd.Event.
+type feeder interface {
+	Feed() *pipeline.Feed
 }
 
 var _ sd.Endpointer = (*Endpointer)(nil)
@@ -87,15 +95,32 @@ func New(instancer sd.Instancer, factory sd.Factory, logger log.Logger, opts ...
 		cfg:       cfg,
 		rng:       newRNG(cfg.seed),
 		sleep:     sleepContext,
-		ch:        make(chan sd.Event, 1),
 		quit:      make(chan struct{}),
 		done:      make(chan struct{}),
-		entries:   make(map[string]*entry),
-		parsed:    make(map[string]*member),
-		bad:       make(map[string]struct{}),
+		writer: writer{
+			values:   make(map[string]*member),
+			entries:  make(map[string]*entry),
+			failed:   make(map[*member]struct{}),
+			versions: make(map[string]int),
+			weighted: cfg.strategy == Weighted,
+		},
 	}
 	e.endpoint = e.call
-	e.snap.Store(newSnapshot(nil, cfg.strategy, e.rng))
+	e.all = newGroup(e.rng, nil, false)
+	e.versionList.Store(new([]string))
+	if cfg.subsetSize > 0 {
+		e.subsets = newSubsets(cfg.subsetSize, cfg.clientID, e.touch)
+	}
+	if f, ok := instancer.(feeder); ok && f.Feed() != nil {
+		e.keys = make(map[string]*member)
+		// The first batch, the whole content, is pending at once.
+		e.sub = f.Feed().Subscribe()
+		e.apply(e.sub.Take())
+		go e.follow()
+		return e, nil
+	}
+	e.bad = make(map[string]struct{})
+	e.ch = make(chan sd.Event, 1)
 	// The channel has room for the state that Register delivers before it
 	// returns, so it is applied here, before New returns.
 	instancer.Register(e.ch)
@@ -136,49 +161,81 @@ func (e *Endpointer) Endpoint() endpoint.Endpoint {
 // its endpoint, without retry. The endpoint counts its calls in flight for
 // LeastLoaded.
 func (e *Endpointer) Pick(ctx context.Context) (endpoint.Endpoint, error) {
-	s := e.snap.Load()
-	g, err := e.candidates(s, ctx)
+	g, s, err := e.candidates(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return g.eps[g.index(s.strategy, e.rng)], nil
+	return s.at(g.index(s, e.cfg.strategy, e.rng)).entry.Load().endpoint, nil
 }
 
 // Endpoints implements go-kit's sd.Endpointer: one endpoint per distinct
 // address of the current instances (within the subset, if any), ordered by
 // value, for use with go-kit's lb package. It returns the Instancer's last
-// error only when there is no endpoint to return.
+// error only when there is no endpoint to return. The list is built on the
+// first call after a change, O(n log n), and shared until the next.
 func (e *Endpointer) Endpoints() ([]endpoint.Endpoint, error) {
-	s := e.snap.Load()
-	if s.closed {
+	if e.closed.Load() {
 		return nil, fmt.Errorf("endpointer: endpoints: %w", ErrClosed)
 	}
-	if len(s.endpoints) == 0 {
+	eps := e.eps.Load()
+	if eps == nil {
+		eps = e.buildEndpoints()
+	}
+	if len(*eps) == 0 {
 		if err := e.sourceErr(); err != nil {
 			return nil, fmt.Errorf("endpointer: endpoints: %w", err)
 		}
 	}
-	return s.endpoints, nil
+	return *eps, nil
+}
+
+func (e *Endpointer) buildEndpoints() *[]endpoint.Endpoint {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if eps := e.eps.Load(); eps != nil {
+		return eps
+	}
+	var eps []endpoint.Endpoint
+	seen := make(map[*entry]struct{})
+	for _, m := range e.sortedMembers() {
+		en := m.entry.Load()
+		if _, ok := seen[en]; !ok {
+			seen[en] = struct{}{}
+			eps = append(eps, en.endpoint)
+		}
+	}
+	e.eps.Store(&eps)
+	return &eps
 }
 
 // Instances returns the parsed instances the Endpointer routes to now
 // (within the subset, if any), ordered by value.
 func (e *Endpointer) Instances() []instance.Instance {
-	return e.snap.Load().instances()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ms := e.sortedMembers()
+	out := make([]instance.Instance, len(ms))
+	for i, m := range ms {
+		out[i] = m.instance()
+	}
+	return out
 }
 
-// Close deregisters from the Instancer, stops the Endpointer's goroutine,
-// waits for it, and closes every endpoint's io.Closer. Later calls fail
-// with ErrClosed. Close is idempotent.
+// Close ends the subscription to the Instancer, stops the Endpointer's
+// goroutine, waits for it, and closes every endpoint's io.Closer. Later
+// calls fail with ErrClosed. Close is idempotent.
 func (e *Endpointer) Close() {
 	e.closeOnce.Do(func() {
-		e.instancer.Deregister(e.ch)
+		if e.sub != nil {
+			e.sub.Close()
+		} else {
+			e.instancer.Deregister(e.ch)
+		}
 		close(e.quit)
 		<-e.done
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		e.closed = true
-		e.snap.Store(&snapshot{closed: true})
+		e.closed.Store(true)
 		for _, en := range e.entries {
 			en.retired.Store(true)
 			en.close()
@@ -186,8 +243,21 @@ func (e *Endpointer) Close() {
 		for _, en := range e.retiring {
 			en.close()
 		}
-		e.entries, e.retiring, e.parsed = nil, nil, nil
+		e.writer = writer{}
 	})
+}
+
+// follow applies the Feed's batches until Close.
+func (e *Endpointer) follow() {
+	defer close(e.done)
+	for {
+		select {
+		case <-e.sub.Ready():
+			e.apply(e.sub.Take())
+		case <-e.quit:
+			return
+		}
+	}
 }
 
 // receive applies events until Close.
@@ -206,44 +276,58 @@ func (e *Endpointer) receive() {
 // pick chooses an instance for ctx's selector, other than avoid when
 // another candidate exists.
 func (e *Endpointer) pick(ctx context.Context, avoid *entry) (*entry, error) {
-	s := e.snap.Load()
-	g, err := e.candidates(s, ctx)
+	g, s, err := e.candidates(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return g.pick(s.strategy, e.rng, avoid), nil
+	return g.pick(s, e.cfg.strategy, e.rng, avoid), nil
 }
 
-// candidates returns the non-empty group of s for ctx's selector.
-func (e *Endpointer) candidates(s *snapshot, ctx context.Context) (*group, error) {
-	g := s.all
+// candidates returns the group for ctx's selector and its non-empty slots.
+func (e *Endpointer) candidates(ctx context.Context) (*group, *slots, error) {
 	sel := fromContext(ctx)
-	if sel != nil {
-		if sel.err != nil {
-			return nil, sel.err
+	if !e.closed.Load() {
+		g := e.all
+		if sel != nil {
+			if sel.err != nil {
+				return nil, nil, sel.err
+			}
+			if !sel.empty() {
+				g = e.lookup(sel)
+			}
 		}
-		if !sel.empty() {
-			g = s.lookup(sel)
+		if g != nil {
+			if s := g.cur.Load(); s.n > 0 {
+				return g, s, nil
+			}
 		}
 	}
-	if g == nil || len(g.entries) == 0 {
-		return nil, e.pickErr(s, sel)
-	}
-	return g, nil
+	return nil, nil, e.pickErr(sel)
 }
 
-// pickErr explains why s has no candidate for sel.
-func (e *Endpointer) pickErr(s *snapshot, sel *selector) error {
+// lookup returns the group of a non-empty selector, nil when it has none.
+func (e *Endpointer) lookup(sel *selector) *group {
+	if g, ok := e.groups.Load(sel.ikey); ok {
+		return g.(*group)
+	}
+	if sel.simple() {
+		return nil
+	}
+	return e.compoundGroup(sel)
+}
+
+// pickErr explains why there is no candidate for sel.
+func (e *Endpointer) pickErr(sel *selector) error {
 	switch {
-	case s.closed:
+	case e.closed.Load():
 		return fmt.Errorf("endpointer: pick: %w", ErrClosed)
-	case len(s.members) == 0:
+	case e.all.cur.Load().n == 0:
 		if err := e.sourceErr(); err != nil {
 			return fmt.Errorf("endpointer: pick: %w (discovery: %w)", ErrNoEndpoints, err)
 		}
 		return fmt.Errorf("endpointer: pick: %w", ErrNoEndpoints)
 	}
-	return &NoMatchError{Version: sel.version, Metadata: slices.Clone(sel.metadata), Available: slices.Clone(s.versions)}
+	return &NoMatchError{Version: sel.version, Metadata: slices.Clone(sel.metadata), Available: slices.Clone(*e.versionList.Load())}
 }
 
 func (e *Endpointer) sourceErr() error {
@@ -251,92 +335,4 @@ func (e *Endpointer) sourceErr() error {
 		return *p
 	}
 	return nil
-}
-
-// update applies one event from the Instancer: it parses the values, keeps
-// the subset, makes endpoints for new addresses, retires those of addresses
-// gone, and publishes a new snapshot.
-func (e *Endpointer) update(ev sd.Event) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
-		return
-	}
-	if ev.Err != nil {
-		if last := e.sourceErr(); last == nil || last.Error() != ev.Err.Error() {
-			level.Warn(e.logger).Log("msg", "service discovery failed; keeping the last instances", "err", ev.Err)
-		}
-		e.srcErr.Store(&ev.Err)
-		return
-	}
-	e.srcErr.Store(nil)
-
-	members := e.parse(ev.Instances)
-	if e.cfg.subsetSize > 0 {
-		members = subset(members, e.cfg.subsetSize, e.cfg.clientID)
-	}
-
-	entries := make(map[string]*entry, len(members))
-	kept := members[:0]
-	for _, m := range members {
-		en, ok := entries[m.inst.Address]
-		if !ok {
-			en, ok = e.entries[m.inst.Address]
-		}
-		if !ok {
-			ep, closer, err := e.factory(m.inst.Address)
-			if err != nil {
-				level.Warn(e.logger).Log("msg", "factory failed; instance skipped until the next change", "address", m.inst.Address, "err", err)
-				continue
-			}
-			en = newEntry(m.inst.Address, ep, closer, e.logger)
-		}
-		entries[m.inst.Address] = en
-		m.entry = en
-		kept = append(kept, m)
-	}
-	// Publish first, so that no new pick finds an endpoint retired below.
-	e.snap.Store(newSnapshot(kept, e.cfg.strategy, e.rng))
-	for addr, en := range e.entries {
-		if _, ok := entries[addr]; !ok {
-			en.retire()
-			e.retiring = append(e.retiring, en)
-		}
-	}
-	e.retiring = slices.DeleteFunc(e.retiring, func(en *entry) bool { return en.closed.Load() })
-	e.entries = entries
-}
-
-// parse turns values into members sorted by value, reusing the members of
-// the last update and logging each bad value once while it stays.
-func (e *Endpointer) parse(values []string) []*member {
-	parsed := make(map[string]*member, len(values))
-	bad := make(map[string]struct{})
-	members := make([]*member, 0, len(values))
-	for _, v := range values {
-		if _, dup := parsed[v]; dup {
-			continue
-		}
-		if _, wasBad := e.bad[v]; wasBad {
-			bad[v] = struct{}{}
-			continue
-		}
-		m, ok := e.parsed[v]
-		if ok {
-			m = &member{value: v, inst: m.inst}
-		} else {
-			inst, err := instance.Parse(v)
-			if err != nil {
-				level.Warn(e.logger).Log("msg", "instance value skipped", "err", err)
-				bad[v] = struct{}{}
-				continue
-			}
-			m = &member{value: v, inst: inst}
-		}
-		parsed[v] = m
-		members = append(members, m)
-	}
-	e.parsed, e.bad = parsed, bad
-	slices.SortFunc(members, func(a, b *member) int { return cmp.Compare(a.value, b.value) })
-	return members
 }

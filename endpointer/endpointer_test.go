@@ -191,10 +191,10 @@ func TestWeightChangeTakesEffectWithoutReconnecting(t *testing.T) {
 	}
 }
 
+// A Feed parses and logs bad values itself; an sd.Event carries them.
 func TestBadValuesAreSkippedAndLoggedOnce(t *testing.T) {
 	f := newFleet()
-	src := &rawSource{}
-	src.set("a:1", `{"address":`)
+	src := eventSource(t, "a:1", `{"address":`)
 	logs := &countingLogger{}
 	e, err := New(src, f.factory, logs)
 	if err != nil {
@@ -204,7 +204,7 @@ func TestBadValuesAreSkippedAndLoggedOnce(t *testing.T) {
 	if got := call(t, e, context.Background()); got != "a:1" {
 		t.Fatalf("got %q", got)
 	}
-	src.set("a:1", "b:1", `{"address":`)
+	set(src, "a:1", "b:1", `{"address":`)
 	waitLen(t, e, 2)
 	if n := logs.count("instance value skipped"); n != 1 {
 		t.Fatalf("bad value logged %d times over two events, want once", n)

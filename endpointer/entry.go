@@ -16,15 +16,16 @@ type entry struct {
 	address  string
 	ep       endpoint.Endpoint
 	closer   io.Closer
-	logger   log.Logger
+	logger   *log.Logger       // the Endpointer's
 	endpoint endpoint.Endpoint // e.call, made once so that picks do not allocate
 
-	inflight atomic.Int64
+	inflight atomic.Int32
 	retired  atomic.Bool
 	closed   atomic.Bool
+	refs     int32 // routed members with this address; the writer's
 }
 
-func newEntry(address string, ep endpoint.Endpoint, closer io.Closer, logger log.Logger) *entry {
+func newEntry(address string, ep endpoint.Endpoint, closer io.Closer, logger *log.Logger) *entry {
 	e := &entry{address: address, ep: ep, closer: closer, logger: logger}
 	e.endpoint = e.call
 	return e
@@ -59,6 +60,6 @@ func (e *entry) close() {
 		return
 	}
 	if err := e.closer.Close(); err != nil {
-		level.Warn(e.logger).Log("msg", "closing endpoint failed", "address", e.address, "err", err)
+		level.Warn(*e.logger).Log("msg", "closing endpoint failed", "address", e.address, "err", err)
 	}
 }

@@ -2,20 +2,55 @@ package endpointer
 
 import (
 	"math/bits"
+	"slices"
 	"sync/atomic"
-
-	"github.com/go-kit/kit/endpoint"
 )
 
-// group is the precomputed set of candidates of one selector in one
-// snapshot, ready for constant-time picks.
+// A group's candidates live in fixed-size blocks; a change copies the one
+// or two blocks it touches and the block index, O(blockSize + n/blockSize),
+// about O(sqrt n) for the group sizes we serve (128 candidates per block:
+// 8 blocks at 1,000 instances, 782 at 100,000).
+const (
+	blockShift = 7
+	blockSize  = 1 << blockShift
+	blockMask  = blockSize - 1
+)
+
+// block is a run of blockSize candidates. A published block is immutable.
+type block struct {
+	ms [blockSize]*member
+	// cum holds the prefix sums of the weights of ms, for Weighted only.
+	cum *[blockSize]uint64
+	// batch is the writer's batch that made this copy: while that batch
+	// runs the block is not yet published and is changed in place.
+	batch uint64
+}
+
+// slots is one published state of a group's candidates: immutable, read by
+// picks without a lock.
+type slots struct {
+	n      uint64
+	magic  uint64 // for fastmod by n
+	blocks []*block
+	// cum[i] is the total weight of blocks[0..i], for Weighted only.
+	cum []uint64
+}
+
+func (s *slots) at(i uint64) *member {
+	return s.blocks[i>>blockShift].ms[i&blockMask]
+}
+
+// group is the set of candidates of one selector. Picks load its slots;
+// the writer (holding Endpointer.mu) edits a private draft during a batch
+// and publishes it at the end.
 type group struct {
-	entries []*entry
-	// eps holds each entry's endpoint, so that Pick returns one without
-	// touching the entry's own cache line.
-	eps   []endpoint.Endpoint
-	magic uint64      // for fastmod by len(entries)
-	alias *aliasTable // Weighted only
+	cur atomic.Pointer[slots]
+	// sel is what a compound group matches; nil for the other groups.
+	sel *selector
+	// pos is each member's position; nil for the group of all instances,
+	// whose positions live in member.allPos.
+	pos   map[*member]uint64
+	draft *slots
 	// next is the round-robin counter, on a cache line of its own so that
 	// its writes do not evict the read-only fields above from other cores.
 	_    [64]byte
@@ -23,36 +58,135 @@ type group struct {
 	_    [56]byte
 }
 
-// newGroup builds the group of members for the strategy st.
-func newGroup(members []*member, st Strategy, r *rng) *group {
-	n := len(members)
-	g := &group{entries: make([]*entry, n), eps: make([]endpoint.Endpoint, n)}
-	for i, m := range members {
-		g.entries[i] = m.entry
-		g.eps[i] = m.entry.endpoint
+func newGroup(r *rng, sel *selector, indexed bool) *group {
+	g := &group{sel: sel}
+	if indexed {
+		g.pos = make(map[*member]uint64)
 	}
-	if n > 0 {
-		g.magic = ^uint64(0)/uint64(n) + 1
-	}
+	g.cur.Store(&slots{})
 	g.next.Store(r.next())
-	if st == Weighted {
-		weights := make([]int, n)
-		for i, m := range members {
-			weights[i] = m.inst.EffectiveWeight()
-		}
-		g.alias = newAliasTable(weights)
-	}
 	return g
 }
 
-// index returns the position of a candidate chosen by st. The group must
-// not be empty.
-func (g *group) index(st Strategy, r *rng) uint64 {
-	n := uint64(len(g.entries))
-	if st == RoundRobin {
-		return fastmod(uint32(g.next.Add(1)), g.magic, n)
+// len returns the number of candidates, counting the draft's changes.
+func (g *group) len() uint64 {
+	if g.draft != nil {
+		return g.draft.n
 	}
+	return g.cur.Load().n
+}
+
+// edit returns the draft of batch w.batch, making it on the first change.
+func (g *group) edit(w *writer) *slots {
+	if g.draft == nil {
+		cur := g.cur.Load()
+		g.draft = &slots{n: cur.n, blocks: slices.Clone(cur.blocks)}
+		w.dirty = append(w.dirty, g)
+	}
+	return g.draft
+}
+
+// block returns block i of the draft d, copied if it is published.
+func (d *slots) block(i uint64, w *writer) *block {
+	b := d.blocks[i]
+	if b.batch != w.batch {
+		c := &block{ms: b.ms, batch: w.batch}
+		if w.weighted {
+			c.cum = new([blockSize]uint64)
+		}
+		d.blocks[i] = c
+		b = c
+	}
+	return b
+}
+
+func (g *group) position(m *member) uint64 {
+	if g.pos == nil {
+		return m.allPos
+	}
+	return g.pos[m]
+}
+
+func (g *group) place(m *member, i uint64) {
+	if g.pos == nil {
+		m.allPos = i
+	} else {
+		g.pos[m] = i
+	}
+}
+
+// add appends m: O(blockSize) for the block copy, once per batch.
+func (g *group) add(m *member, w *writer) {
+	d := g.edit(w)
+	i := d.n
+	if i>>blockShift == uint64(len(d.blocks)) {
+		b := &block{batch: w.batch}
+		if w.weighted {
+			b.cum = new([blockSize]uint64)
+		}
+		d.blocks = append(d.blocks, b)
+	}
+	d.block(i>>blockShift, w).ms[i&blockMask] = m
+	g.place(m, i)
+	d.n++
+}
+
+// remove takes m out by moving the last candidate into its place.
+func (g *group) remove(m *member, w *writer) {
+	d := g.edit(w)
+	i, last := g.position(m), d.n-1
+	lb := d.block(last>>blockShift, w)
+	moved := lb.ms[last&blockMask]
+	lb.ms[last&blockMask] = nil
+	if i != last {
+		d.block(i>>blockShift, w).ms[i&blockMask] = moved
+		g.place(moved, i)
+	}
+	if g.pos != nil {
+		delete(g.pos, m)
+	}
+	d.n--
+	if d.n&blockMask == 0 {
+		d.blocks[len(d.blocks)-1] = nil
+		d.blocks = d.blocks[:d.n>>blockShift]
+	}
+}
+
+// publish makes the draft the group's slots. For Weighted it refreshes the
+// prefix sums of the blocks copied in this batch, O(blockSize) each, and
+// those over blocks, O(n/blockSize).
+func (g *group) publish(w *writer) {
+	d := g.draft
+	g.draft = nil
+	if d.n > 0 {
+		d.magic = ^uint64(0)/d.n + 1
+	}
+	if w.weighted {
+		d.cum = make([]uint64, len(d.blocks))
+		var total uint64
+		for i, b := range d.blocks {
+			count := min(blockSize, d.n-uint64(i)<<blockShift)
+			if b.batch == w.batch {
+				var sum uint64
+				for j := range count {
+					sum += b.ms[j].weight()
+					b.cum[j] = sum
+				}
+			}
+			total += b.cum[count-1]
+			d.cum[i] = total
+		}
+	}
+	g.cur.Store(d)
+}
+
+// index returns the position of a candidate of s chosen by st. s must not
+// be empty.
+func (g *group) index(s *slots, st Strategy, r *rng) uint64 {
+	n := s.n
 	switch st {
+	case RoundRobin:
+		return fastmod(uint32(g.next.Add(1)), s.magic, n)
 	case Random:
 		return bounded(uint32(r.next()), n)
 	case LeastLoaded:
@@ -65,26 +199,58 @@ func (g *group) index(st Strategy, r *rng) uint64 {
 		if j >= i {
 			j++
 		}
-		if g.entries[j].inflight.Load() < g.entries[i].inflight.Load() {
+		if s.at(j).entry.Load().inflight.Load() < s.at(i).entry.Load().inflight.Load() {
 			return j
 		}
 		return i
 	default: // Weighted
-		return g.alias.pick(r.next())
+		return s.weighted(r.next())
 	}
 }
 
-// pick returns a candidate chosen by st, other than avoid when the group
-// has another one. The group must not be empty.
-func (g *group) pick(st Strategy, r *rng, avoid *entry) *entry {
-	i := g.index(st, r)
-	n := uint64(len(g.entries))
-	if e := g.entries[i]; e != avoid || n == 1 {
+// weighted maps 64 random bits to a position drawn in proportion to the
+// weights: a binary search over the blocks' prefix sums, then one within
+// the block, O(log n).
+func (s *slots) weighted(x uint64) uint64 {
+	t, _ := bits.Mul64(x, s.cum[len(s.cum)-1])
+	return s.locate(t)
+}
+
+// locate returns the position whose weight covers t in [0, total weight).
+func (s *slots) locate(t uint64) uint64 {
+	bi := search(s.cum, t)
+	if bi > 0 {
+		t -= s.cum[bi-1]
+	}
+	count := min(blockSize, s.n-uint64(bi)<<blockShift)
+	return uint64(bi)<<blockShift | uint64(search(s.blocks[bi].cum[:count], t))
+}
+
+// search returns the first i with cum[i] > t; cum is non-decreasing.
+func search(cum []uint64, t uint64) int {
+	lo, hi := 0, len(cum)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if cum[mid] > t {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo
+}
+
+// pick returns a candidate of s chosen by st, other than avoid when s has
+// another one. s must not be empty.
+func (g *group) pick(s *slots, st Strategy, r *rng, avoid *entry) *entry {
+	i := g.index(s, st, r)
+	n := s.n
+	if e := s.at(i).entry.Load(); e != avoid || n == 1 {
 		return e
 	}
 	// Another candidate, uniformly, so that a retry never lands on the
 	// instance that just failed.
-	return g.entries[(i+1+bounded(uint32(r.next()), n-1))%n]
+	return s.at((i + 1 + bounded(uint32(r.next()), n-1)) % n).entry.Load()
 }
 
 // fastmod returns a % n for magic = 2^64/n rounded up, with two

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -98,41 +99,36 @@ func (f *fleet) factoryCalls(addr string) int {
 	return f.factories[addr]
 }
 
-// testSource is a real pipeline.Feed used as a plain sd.Instancer (it
-// offers no Feed method, so the Endpointer reads its sd.Events).
-type testSource struct {
-	*pipeline.Feed
-	rev int64
+// src is what the tests feed an Endpointer from: an Instancer whose
+// content they replace and whose error they set.
+type src interface {
+	sd.Instancer
+	Replace(map[string]string)
+	SetErr(error)
 }
 
-// source returns a testSource holding values, stopped at cleanup.
-func source(t testing.TB, values ...string) *testSource {
-	s := &testSource{Feed: pipeline.NewFeed()}
-	t.Cleanup(s.Stop)
+// sourceFunc makes a src holding values, stopped at cleanup.
+type sourceFunc func(t testing.TB, values ...string) src
+
+// source is the path of etcdv3.Instancer: a pipeline Feed, whose keyed
+// changes the Endpointer applies as they come.
+func source(t testing.TB, values ...string) src {
+	f := &feedSource{f: pipeline.NewFeed()}
+	t.Cleanup(f.f.Stop)
+	set(f, values...)
+	return f
+}
+
+// eventSource is any other sd.Instancer, whose full sd.Events the
+// Endpointer turns into changes: it hands values to subscribers as they
+// are, unparsed and unfiltered, as a third-party Instancer may.
+func eventSource(t testing.TB, values ...string) src {
+	s := &rawSource{}
 	set(s, values...)
 	return s
 }
 
-// set replaces the source's content by values, keyed by themselves.
-func set(s *testSource, values ...string) {
-	kvs := make([]pipeline.KV, len(values))
-	for i, v := range values {
-		kvs[i] = pipeline.KV{Key: v, Value: v}
-	}
-	s.Replace(kvs)
-}
-
-// Replace sets the whole content.
-func (s *testSource) Replace(kvs []pipeline.KV) {
-	s.rev++
-	s.Reset(s.rev, kvs, s.rev == 1)
-}
-
-// SetErr reports an outage.
-func (s *testSource) SetErr(err error) { s.Fail(err) }
-
-// rawSource is a minimal sd.Instancer that hands values to subscribers as
-// they are, unparsed and unfiltered, as a third-party Instancer may.
+// rawSource is eventSource's Instancer.
 type rawSource struct {
 	mu    sync.Mutex
 	chans []chan<- sd.Event
@@ -155,18 +151,80 @@ func (s *rawSource) Deregister(ch chan<- sd.Event) {
 // Stop implements sd.Instancer; there is nothing to stop.
 func (s *rawSource) Stop() {}
 
-// set sends values to every subscriber.
-func (s *rawSource) set(values ...string) {
+// Replace sends the distinct values of entries, sorted, to every
+// subscriber.
+func (s *rawSource) Replace(entries map[string]string) {
+	values := slices.Sorted(maps.Values(entries))
+	s.send(sd.Event{Instances: slices.Compact(values)})
+}
+
+// SetErr sends err with the last instances.
+func (s *rawSource) SetErr(err error) {
+	s.mu.Lock()
+	last := s.last.Instances
+	s.mu.Unlock()
+	s.send(sd.Event{Instances: last, Err: err})
+}
+
+func (s *rawSource) send(ev sd.Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.last = sd.Event{Instances: values}
+	s.last = ev
 	for _, ch := range s.chans {
-		ch <- s.last
+		ch <- ev
 	}
 }
 
+// bothPaths runs test against a Feed and against a plain sd.Instancer.
+func bothPaths(t *testing.T, test func(t *testing.T, source sourceFunc)) {
+	t.Run("path=feed", func(t *testing.T) { test(t, source) })
+	t.Run("path=sd.Event", func(t *testing.T) { test(t, eventSource) })
+}
+
+// feedSource offers a pipeline Feed the way etcdv3.Instancer does.
+type feedSource struct {
+	f   *pipeline.Feed
+	rev int64
+}
+
+func (s *feedSource) Feed() *pipeline.Feed          { return s.f }
+func (s *feedSource) Register(ch chan<- sd.Event)   { s.f.Register(ch) }
+func (s *feedSource) Deregister(ch chan<- sd.Event) { s.f.Deregister(ch) }
+func (s *feedSource) SetErr(err error)              { s.f.Fail(err) }
+func (s *feedSource) Stop()                         { s.f.Stop() }
+
+// Replace brings the Feed to entries, as a snapshot would.
+func (s *feedSource) Replace(entries map[string]string) {
+	kvs := make([]pipeline.KV, 0, len(entries))
+	s.rev++
+	for k, v := range entries {
+		kvs = append(kvs, pipeline.KV{Key: k, Value: v, ModRev: s.rev})
+	}
+	s.f.Reset(s.rev, kvs, s.rev == 1)
+}
+
+// put and del change one key, as a watch event would.
+func (s *feedSource) put(key, value string) {
+	s.rev++
+	s.f.Apply(s.rev, []pipeline.Change{{Op: pipeline.Put, Key: key, Value: value, Rev: s.rev}})
+}
+
+func (s *feedSource) del(key string) {
+	s.rev++
+	s.f.Apply(s.rev, []pipeline.Change{{Op: pipeline.Delete, Key: key, Rev: s.rev}})
+}
+
+// set replaces the source's content by values, keyed by themselves.
+func set(c interface{ Replace(map[string]string) }, values ...string) {
+	m := make(map[string]string, len(values))
+	for _, v := range values {
+		m[v] = v
+	}
+	c.Replace(m)
+}
+
 // newEndpointer builds an Endpointer on src and closes it at cleanup.
-func newEndpointer(t testing.TB, src *testSource, f *fleet, opts ...Option) *Endpointer {
+func newEndpointer(t testing.TB, src sd.Instancer, f *fleet, opts ...Option) *Endpointer {
 	t.Helper()
 	e, err := New(src, f.factory, testLogger(t), opts...)
 	if err != nil {

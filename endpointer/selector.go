@@ -18,9 +18,11 @@ type selectorKey struct{}
 type selector struct {
 	version  string
 	metadata [][2]string // sorted by key, one entry per key
-	// key identifies the selector in a snapshot's index; see groupKey.
-	key string
-	err error
+	// key identifies the selector's group; see groupKey. ikey is key as
+	// an interface value, made once, so that a lookup does not allocate.
+	key  string
+	ikey any
+	err  error
 }
 
 // WithVersion returns a context whose requests are served only by instances
@@ -68,6 +70,7 @@ func current(ctx context.Context) selector {
 // with stores s, with its key computed, in a child of ctx.
 func (s selector) with(ctx context.Context) context.Context {
 	s.key = groupKey(s.version, s.metadata)
+	s.ikey = s.key
 	return context.WithValue(ctx, selectorKey{}, &s)
 }
 
@@ -82,14 +85,18 @@ func (s *selector) empty() bool {
 	return s.version == "" && len(s.metadata) == 0
 }
 
-// simple reports whether s has a precomputed group in every snapshot: a
+// simple reports whether s's group is kept whenever it has a member: a
 // version, a metadata pair, or both.
 func (s *selector) simple() bool {
 	return len(s.metadata) <= 1
 }
 
-// matches reports whether in is a candidate for s.
+// matches reports whether in is a candidate for s; nil is a plain
+// address, with no version and no metadata.
 func (s *selector) matches(in *instance.Instance) bool {
+	if in == nil {
+		return s.empty()
+	}
 	if s.version != "" && in.Version != s.version {
 		return false
 	}

@@ -114,16 +114,16 @@ func TestCompoundSelectorsComputedOnceAndBounded(t *testing.T) {
 	e := newEndpointer(t, source(t, fleetValues...), newFleet())
 	ctx := WithMetadata(WithMetadata(context.Background(), "zone", "a"), "tier", "gold")
 	call(t, e, ctx)
-	s := e.snap.Load()
-	if _, ok := s.compound.Load(fromContext(ctx).key); !ok {
+	if _, ok := e.groups.Load(fromContext(ctx).ikey); !ok {
 		t.Fatal("compound group not remembered")
 	}
 	for i := range maxCompound + 10 {
 		c := WithMetadata(WithMetadata(context.Background(), "zone", "a"), "n", strings.Repeat("x", i))
 		_, _ = e.Pick(c)
 	}
-	n := 0
-	s.compound.Range(func(any, any) bool { n++; return true })
+	e.mu.Lock()
+	n := len(e.compound)
+	e.mu.Unlock()
 	if n != maxCompound {
 		t.Fatalf("remembered %d compound groups, want the bound %d", n, maxCompound)
 	}

@@ -3,9 +3,10 @@ package endpointer
 import (
 	"context"
 	"fmt"
-	"math"
 	"sync"
 	"testing"
+
+	"github.com/etcdsd/etcdsd/instance"
 )
 
 // addrs returns n plain addresses.
@@ -126,28 +127,37 @@ func TestWeightedFollowsWeights(t *testing.T) {
 	}
 }
 
-func TestAliasTableIsExact(t *testing.T) {
-	weights := []int{5, 1, 1, 1, 2, 10, 1}
-	tab := newAliasTable(weights)
-	// Enumerating every column and a fine grid of the high half gives each
-	// index's probability without sampling error.
-	const steps = 1 << 12
-	hits := make([]float64, len(weights))
-	for col := range weights {
-		lo := uint32((uint64(col)<<32 + uint64(len(weights)) - 1) / uint64(len(weights)))
-		for s := range steps {
-			hi := uint64(s) << 20
-			hits[tab.pick(hi<<32|uint64(lo))]++
+func TestWeightedSlotsAreExact(t *testing.T) {
+	// 300 members over three blocks, after removals that move members
+	// between blocks: every unit of total weight maps to the member that
+	// owns it, so each is drawn with probability weight/total exactly.
+	w := &writer{weighted: true, batch: 1}
+	g := newGroup(newRNG(1), nil, true)
+	var ms []*member
+	for i := range 300 {
+		in := &instance.Instance{ID: fmt.Sprint(i), Address: fmt.Sprintf("a%d:1", i), Weight: 1 + i%7}
+		m := &member{value: in.ID, inst: in}
+		ms = append(ms, m)
+		g.add(m, w)
+	}
+	g.publish(w)
+	w.batch++
+	for _, i := range []int{5, 130, 299, 0} {
+		g.remove(ms[i], w)
+	}
+	g.publish(w)
+	s := g.cur.Load()
+	hits := map[*member]uint64{}
+	for x := range s.cum[len(s.cum)-1] {
+		hits[s.at(s.locate(x))]++
+	}
+	for _, m := range ms {
+		want := m.weight()
+		if _, ok := g.pos[m]; !ok {
+			want = 0
 		}
-	}
-	total := 0
-	for _, w := range weights {
-		total += w
-	}
-	for i, w := range weights {
-		got := hits[i] / float64(steps*len(weights))
-		if want := float64(w) / float64(total); math.Abs(got-want) > 1e-3 {
-			t.Fatalf("index %d drawn with probability %.4f, want %.4f", i, got, want)
+		if hits[m] != want {
+			t.Fatalf("member %s covers %d units of weight, want %d", m.value, hits[m], want)
 		}
 	}
 }

@@ -15,7 +15,24 @@ func makeMembers(n int, version, prefix string) []*member {
 	for i := range out {
 		in := instance.Instance{ID: fmt.Sprintf("%s-%d", prefix, i), Address: fmt.Sprintf("%s-%d:80", prefix, i), Version: version}
 		v, _ := in.Encode()
-		out[i] = &member{value: v, inst: in}
+		out[i] = &member{value: v, inst: &in}
+	}
+	return out
+}
+
+// subset adds members one by one to a fresh subsets and returns those it
+// keeps.
+func subset(members []*member, size int, clientID string) []*member {
+	s := newSubsets(size, clientID, func(*member) {})
+	for _, m := range members {
+		m.inSubset = false
+		s.add(m)
+	}
+	var out []*member
+	for _, vs := range s.byVersion {
+		for _, r := range vs.in {
+			out = append(out, r.m)
+		}
 	}
 	return out
 }
@@ -98,10 +115,10 @@ func TestSubsetIsPerVersionAndStableAcrossWeightChanges(t *testing.T) {
 	}
 	reweighted := make([]*member, len(ms))
 	for i, m := range ms {
-		in := m.inst
+		in := *m.inst
 		in.Weight = 7
 		v, _ := in.Encode()
-		reweighted[i] = &member{value: v, inst: in}
+		reweighted[i] = &member{value: v, inst: &in}
 	}
 	if !slices.Equal(ids(got), ids(subset(reweighted, 4, "client-x"))) {
 		t.Fatal("a weight change moved the subset")
