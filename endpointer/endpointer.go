@@ -33,7 +33,7 @@ type Endpointer struct {
 
 	// What picks read, without a lock.
 	all         *group
-	groups      sync.Map // groupKey → *group: versions, metadata pairs, both, and compound selectors
+	groups      groupIndex // by groupKey: versions, metadata pairs, both, and compound selectors
 	versionList atomic.Pointer[[]string]
 	eps         atomic.Pointer[[]endpoint.Endpoint] // Endpoints, built on demand; nil after a change
 	closed      atomic.Bool
@@ -307,8 +307,8 @@ func (e *Endpointer) candidates(ctx context.Context) (*group, *slots, error) {
 
 // lookup returns the group of a non-empty selector, nil when it has none.
 func (e *Endpointer) lookup(sel *selector) *group {
-	if g, ok := e.groups.Load(sel.ikey); ok {
-		return g.(*group)
+	if g, ok := e.groups.load(sel.key, sel.hash); ok {
+		return g
 	}
 	if sel.simple() {
 		return nil

@@ -19,8 +19,10 @@ const (
 // block is a run of blockSize candidates. A published block is immutable.
 type block struct {
 	ms [blockSize]*member
-	// cum holds the prefix sums of the weights of ms, for Weighted only.
-	cum *[blockSize]uint64
+	// For Weighted only: the alias table of the weights of ms, and their
+	// total.
+	alias *aliasTable
+	total uint64
 	// batch is the writer's batch that made this copy: while that batch
 	// runs the block is not yet published and is changed in place.
 	batch uint64
@@ -32,8 +34,9 @@ type slots struct {
 	n      uint64
 	magic  uint64 // for fastmod by n
 	blocks []*block
-	// cum[i] is the total weight of blocks[0..i], for Weighted only.
-	cum []uint64
+	// top draws a block in proportion to its total weight, for Weighted
+	// only.
+	top *aliasTable
 }
 
 func (s *slots) at(i uint64) *member {
@@ -91,9 +94,6 @@ func (d *slots) block(i uint64, w *writer) *block {
 	b := d.blocks[i]
 	if b.batch != w.batch {
 		c := &block{ms: b.ms, batch: w.batch}
-		if w.weighted {
-			c.cum = new([blockSize]uint64)
-		}
 		d.blocks[i] = c
 		b = c
 	}
@@ -120,11 +120,7 @@ func (g *group) add(m *member, w *writer) {
 	d := g.edit(w)
 	i := d.n
 	if i>>blockShift == uint64(len(d.blocks)) {
-		b := &block{batch: w.batch}
-		if w.weighted {
-			b.cum = new([blockSize]uint64)
-		}
-		d.blocks = append(d.blocks, b)
+		d.blocks = append(d.blocks, &block{batch: w.batch})
 	}
 	d.block(i>>blockShift, w).ms[i&blockMask] = m
 	g.place(m, i)
@@ -152,30 +148,31 @@ func (g *group) remove(m *member, w *writer) {
 	}
 }
 
-// publish makes the draft the group's slots. For Weighted it refreshes the
-// prefix sums of the blocks copied in this batch, O(blockSize) each, and
-// those over blocks, O(n/blockSize).
+// publish makes the draft the group's slots. For Weighted it rebuilds the
+// alias tables of the blocks copied in this batch, O(blockSize) each, and
+// the one over blocks, O(n/blockSize).
 func (g *group) publish(w *writer) {
 	d := g.draft
 	g.draft = nil
 	if d.n > 0 {
 		d.magic = ^uint64(0)/d.n + 1
 	}
-	if w.weighted {
-		d.cum = make([]uint64, len(d.blocks))
-		var total uint64
+	if w.weighted && d.n > 0 {
+		var weights [blockSize]uint64
+		totals := make([]uint64, len(d.blocks))
 		for i, b := range d.blocks {
-			count := min(blockSize, d.n-uint64(i)<<blockShift)
 			if b.batch == w.batch {
-				var sum uint64
+				count := min(blockSize, d.n-uint64(i)<<blockShift)
+				b.total = 0
 				for j := range count {
-					sum += b.ms[j].weight()
-					b.cum[j] = sum
+					weights[j] = b.ms[j].weight()
+					b.total += weights[j]
 				}
+				b.alias = newAliasTable(weights[:count])
 			}
-			total += b.cum[count-1]
-			d.cum[i] = total
+			totals[i] = b.total
 		}
+		d.top = newAliasTable(totals)
 	}
 	g.cur.Store(d)
 }
@@ -204,40 +201,16 @@ func (g *group) index(s *slots, st Strategy, r *rng) uint64 {
 		}
 		return i
 	default: // Weighted
-		return s.weighted(r.next())
+		return s.weighted(r.next(), r.next())
 	}
 }
 
-// weighted maps 64 random bits to a position drawn in proportion to the
-// weights: a binary search over the blocks' prefix sums, then one within
-// the block, O(log n).
-func (s *slots) weighted(x uint64) uint64 {
-	t, _ := bits.Mul64(x, s.cum[len(s.cum)-1])
-	return s.locate(t)
-}
-
-// locate returns the position whose weight covers t in [0, total weight).
-func (s *slots) locate(t uint64) uint64 {
-	bi := search(s.cum, t)
-	if bi > 0 {
-		t -= s.cum[bi-1]
-	}
-	count := min(blockSize, s.n-uint64(bi)<<blockShift)
-	return uint64(bi)<<blockShift | uint64(search(s.blocks[bi].cum[:count], t))
-}
-
-// search returns the first i with cum[i] > t; cum is non-decreasing.
-func search(cum []uint64, t uint64) int {
-	lo, hi := 0, len(cum)
-	for lo < hi {
-		mid := int(uint(lo+hi) >> 1)
-		if cum[mid] > t {
-			hi = mid
-		} else {
-			lo = mid + 1
-		}
-	}
-	return lo
+// weighted maps two 64-bit random values to a position drawn in proportion
+// to the weights, in constant time: x draws a block by its total weight,
+// y a candidate within it by its weight.
+func (s *slots) weighted(x, y uint64) uint64 {
+	bi := s.top.pick(x)
+	return bi<<blockShift | s.blocks[bi].alias.pick(y)
 }
 
 // pick returns a candidate of s chosen by st, other than avoid when s has

@@ -10,18 +10,23 @@ import (
 	"github.com/etcdsd/etcdsd/instance"
 )
 
-// selectorKey is the context key of a request's selector.
-type selectorKey struct{}
+// contextKey is the type of the context key of a request's selector.
+type contextKey struct{ name string }
+
+// selectorKey is that key. A pointer, so that a context lookup compares
+// two words instead of calling the runtime's interface comparison: picks
+// read it on every request.
+var selectorKey = &contextKey{"endpointer selector"}
 
 // selector is what a request asks of the instance that serves it. It is
 // immutable: WithVersion and WithMetadata return a new one.
 type selector struct {
 	version  string
 	metadata [][2]string // sorted by key, one entry per key
-	// key identifies the selector's group; see groupKey. ikey is key as
-	// an interface value, made once, so that a lookup does not allocate.
+	// key identifies the selector's group (see groupKey); shard is its
+	// hash in a groupIndex, computed once here rather than on each pick.
 	key  string
-	ikey any
+	hash uint64
 	err  error
 }
 
@@ -59,7 +64,7 @@ func WithMetadata(ctx context.Context, key, value string) context.Context {
 
 // current returns a copy of ctx's selector, or an empty one.
 func current(ctx context.Context) selector {
-	if s, ok := ctx.Value(selectorKey{}).(*selector); ok {
+	if s, ok := ctx.Value(selectorKey).(*selector); ok {
 		c := *s
 		c.metadata = slices.Clone(s.metadata)
 		return c
@@ -70,13 +75,13 @@ func current(ctx context.Context) selector {
 // with stores s, with its key computed, in a child of ctx.
 func (s selector) with(ctx context.Context) context.Context {
 	s.key = groupKey(s.version, s.metadata)
-	s.ikey = s.key
-	return context.WithValue(ctx, selectorKey{}, &s)
+	s.hash = keyHash(s.key)
+	return context.WithValue(ctx, selectorKey, &s)
 }
 
 // fromContext returns ctx's selector, nil when there is none.
 func fromContext(ctx context.Context) *selector {
-	s, _ := ctx.Value(selectorKey{}).(*selector)
+	s, _ := ctx.Value(selectorKey).(*selector)
 	return s
 }
 

@@ -114,7 +114,7 @@ func TestCompoundSelectorsComputedOnceAndBounded(t *testing.T) {
 	e := newEndpointer(t, source(t, fleetValues...), newFleet())
 	ctx := WithMetadata(WithMetadata(context.Background(), "zone", "a"), "tier", "gold")
 	call(t, e, ctx)
-	if _, ok := e.groups.Load(fromContext(ctx).ikey); !ok {
+	if _, ok := e.groups.load(fromContext(ctx).key, fromContext(ctx).hash); !ok {
 		t.Fatal("compound group not remembered")
 	}
 	for i := range maxCompound + 10 {

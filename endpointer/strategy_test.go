@@ -129,8 +129,7 @@ func TestWeightedFollowsWeights(t *testing.T) {
 
 func TestWeightedSlotsAreExact(t *testing.T) {
 	// 300 members over three blocks, after removals that move members
-	// between blocks: every unit of total weight maps to the member that
-	// owns it, so each is drawn with probability weight/total exactly.
+	// between blocks: each is drawn with probability weight/total.
 	w := &writer{weighted: true, batch: 1}
 	g := newGroup(newRNG(1), nil, true)
 	var ms []*member
@@ -147,19 +146,43 @@ func TestWeightedSlotsAreExact(t *testing.T) {
 	}
 	g.publish(w)
 	s := g.cur.Load()
-	hits := map[*member]uint64{}
-	for x := range s.cum[len(s.cum)-1] {
-		hits[s.at(s.locate(x))]++
+	var total float64
+	for _, m := range ms {
+		if _, ok := g.pos[m]; ok {
+			total += float64(m.weight())
+		}
+	}
+	// The chance of each position is the chance of its block in the table
+	// over blocks times its chance in its block's table; both are exact up
+	// to the 2^-32 steps of the thresholds.
+	chance := aliasChances(s.top)
+	got := map[*member]float64{}
+	for bi, b := range s.blocks {
+		for j, c := range aliasChances(b.alias) {
+			got[b.ms[j]] += chance[bi] * c
+		}
 	}
 	for _, m := range ms {
-		want := m.weight()
+		want := float64(m.weight()) / total
 		if _, ok := g.pos[m]; !ok {
 			want = 0
 		}
-		if hits[m] != want {
-			t.Fatalf("member %s covers %d units of weight, want %d", m.value, hits[m], want)
+		if d := got[m] - want; d > 1e-6 || d < -1e-6 {
+			t.Fatalf("member %s drawn with chance %.9f, want %.9f", m.value, got[m], want)
 		}
 	}
+}
+
+// aliasChances returns the chance the table gives each index.
+func aliasChances(t *aliasTable) []float64 {
+	n := len(t.threshold)
+	out := make([]float64, n)
+	for i := range n {
+		keep := float64(t.threshold[i]) / (1 << 32)
+		out[i] += keep / float64(n)
+		out[t.alias[i]] += (1 - keep) / float64(n)
+	}
+	return out
 }
 
 func TestLeastLoadedAvoidsBusyInstances(t *testing.T) {

@@ -340,20 +340,19 @@ func (e *Endpointer) eachGroup(m *member, add bool) {
 }
 
 func (e *Endpointer) join(key string, m *member, add bool) {
-	v, ok := e.groups.Load(key)
+	g, ok := e.groups.load(key, keyHash(key))
 	if !add {
-		g := v.(*group)
 		g.remove(m, &e.writer)
 		if g.len() == 0 {
-			e.groups.Delete(key)
+			e.groups.delete(key)
 		}
 		return
 	}
 	if !ok {
-		v = newGroup(e.rng, nil, true)
-		e.groups.Store(key, v)
+		g = newGroup(e.rng, nil, true)
+		e.groups.store(key, g)
 	}
-	v.(*group).add(m, &e.writer)
+	g.add(m, &e.writer)
 }
 
 func (e *Endpointer) publishVersions() {
@@ -371,8 +370,8 @@ func (e *Endpointer) publishVersions() {
 func (e *Endpointer) compoundGroup(sel *selector) *group {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if g, ok := e.groups.Load(sel.ikey); ok {
-		return g.(*group)
+	if g, ok := e.groups.load(sel.key, sel.hash); ok {
+		return g
 	}
 	g := newGroup(e.rng, sel, true)
 	e.batch++
@@ -389,7 +388,7 @@ func (e *Endpointer) compoundGroup(sel *selector) *group {
 	}
 	if len(e.compound) < maxCompound && !e.closed.Load() {
 		e.compound = append(e.compound, g)
-		e.groups.Store(sel.ikey, g)
+		e.groups.store(sel.key, g)
 	}
 	return g
 }
