@@ -22,7 +22,7 @@ run() { # name, package, go test flags...
 run propagation ./integration/bench/ -bench Propagation -benchtime 300x
 run cache ./instance/ -bench ChangeToSubscriber
 run pick ./endpointer/ -bench .
-run grpc-pick ./endpointer/grpcsd/ -bench Pick
+run grpc-pick ./grpcsd/ -bench Pick
 run grpc-update ./integration/grpcsd/ -bench UpdateLatency -benchtime 200x
 run catalog ./integration/catalog/ -bench .
 

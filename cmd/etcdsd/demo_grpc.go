@@ -18,8 +18,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/etcdsd/etcdsd/endpointer/grpcsd"
 	"github.com/etcdsd/etcdsd/etcdv3"
+	"github.com/etcdsd/etcdsd/grpcsd"
 	"github.com/etcdsd/etcdsd/instance"
 )
 

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/etcdsd/etcdsd/catalog"
-	"github.com/etcdsd/etcdsd/endpointer/grpcsd"
 	"github.com/etcdsd/etcdsd/etcdtest"
+	"github.com/etcdsd/etcdsd/grpcsd"
 	"github.com/etcdsd/etcdsd/integration/itest"
 )
 

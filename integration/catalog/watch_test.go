@@ -175,11 +175,11 @@ func TestWatchResumesAfterEtcdRestartWithoutGapOrDuplicate(t *testing.T) {
 		record(ev)
 	}
 	wantSeen := map[string]int{
-		"put 1 10.0.0.1:80":  1,
-		"put 2 10.0.0.2:80":  1,
-		"put 3 10.0.0.3:80":  1,
-		"put 1 10.0.0.11:80":  1,
-		"delete 2 10.0.0.2:80":  1,
+		"put 1 10.0.0.1:80":    1,
+		"put 2 10.0.0.2:80":    1,
+		"put 3 10.0.0.3:80":    1,
+		"put 1 10.0.0.11:80":   1,
+		"delete 2 10.0.0.2:80": 1,
 	}
 	if fmt.Sprint(seen) != fmt.Sprint(wantSeen) {
 		t.Fatalf("events seen %v, want each of %v once", seen, wantSeen)

@@ -13,8 +13,8 @@ import (
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/etcdsd/etcdsd/endpointer/grpcsd"
 	"github.com/etcdsd/etcdsd/etcdv3"
+	"github.com/etcdsd/etcdsd/grpcsd"
 	"github.com/etcdsd/etcdsd/integration/itest"
 )
 
