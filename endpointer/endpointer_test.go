@@ -11,6 +11,7 @@ import (
 	"github.com/go-kit/kit/sd/lb"
 
 	"github.com/etcdsd/etcdsd/etcdv3"
+	"github.com/etcdsd/etcdsd/internal/itest"
 )
 
 func TestNewRejectsBadInput(t *testing.T) {
@@ -96,14 +97,14 @@ func TestDiscoveryErrorKeepsInstancesAndIsReportedWhenEmpty(t *testing.T) {
 	e := newEndpointer(t, src, newFleet())
 	outage := errors.New("etcd unreachable")
 	src.SetErr(outage)
-	waitFor(t, "error recorded", func() bool { return e.sourceErr() != nil })
+	itest.Eventually(t, 5*time.Second, "error recorded", func() bool { return e.sourceErr() != nil })
 	if got := call(t, e, context.Background()); got != "a:1" {
 		t.Fatalf("during outage got %q, want the last instance a:1", got)
 	}
 	set(src)
 	waitLen(t, e, 0)
 	src.SetErr(outage)
-	waitFor(t, "error recorded", func() bool { return e.sourceErr() != nil })
+	itest.Eventually(t, 5*time.Second, "error recorded", func() bool { return e.sourceErr() != nil })
 	_, err := e.Pick(context.Background())
 	if !errors.Is(err, ErrNoEndpoints) || !errors.Is(err, outage) {
 		t.Fatalf("err = %v, want ErrNoEndpoints wrapping the discovery error", err)
@@ -118,7 +119,7 @@ func TestEndpointsAreReusedAndClosedWhenTheirAddressLeaves(t *testing.T) {
 	src := source(t, "a:1", "b:1")
 	e := newEndpointer(t, src, f)
 	set(src, "a:1", "c:1")
-	waitFor(t, "b:1 gone", func() bool { return f.get("b:1").closes.Load() == 1 })
+	itest.Eventually(t, 5*time.Second, "b:1 gone", func() bool { return f.get("b:1").closes.Load() == 1 })
 	waitLen(t, e, 2)
 	if n := f.factoryCalls("a:1"); n != 1 {
 		t.Fatalf("factory called %d times for a:1, which stayed; want 1", n)
@@ -153,7 +154,7 @@ func TestRetiredEndpointClosesAfterItsCallsReturn(t *testing.T) {
 	}()
 	<-b.started
 	set(src, "b:1")
-	waitFor(t, "a:1 retired", func() bool { return len(e.Instances()) == 1 && e.Instances()[0].Address == "b:1" })
+	itest.Eventually(t, 5*time.Second, "a:1 retired", func() bool { return len(e.Instances()) == 1 && e.Instances()[0].Address == "b:1" })
 	if b.closes.Load() != 0 {
 		t.Fatal("closed while a call was in flight")
 	}
@@ -171,7 +172,7 @@ func TestWeightChangeTakesEffectWithoutReconnecting(t *testing.T) {
 	src := source(t, jsonValue("a", "a:1", "", 1), jsonValue("b", "b:1", "", 1))
 	e := newEndpointer(t, src, f, WithStrategy(Weighted), WithSeed(1))
 	set(src, jsonValue("a", "a:1", "", 9), jsonValue("b", "b:1", "", 1))
-	waitFor(t, "weight 9", func() bool {
+	itest.Eventually(t, 5*time.Second, "weight 9", func() bool {
 		for _, in := range e.Instances() {
 			if in.Address == "a:1" && in.Weight == 9 {
 				return true
@@ -249,7 +250,7 @@ func TestInstancesAreCopies(t *testing.T) {
 
 func TestWorksWithGoKitsOwnInstancer(t *testing.T) {
 	f := newFleet()
-	e, err := New(sd.FixedInstancer{"b:1", "a:1", `{"address":"c:1","version":"v2"}`}, f.factory, testLogger(t))
+	e, err := New(sd.FixedInstancer{"b:1", "a:1", `{"address":"c:1","version":"v2"}`}, f.factory, itest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

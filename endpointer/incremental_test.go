@@ -6,8 +6,10 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/etcdsd/etcdsd/instance"
+	"github.com/etcdsd/etcdsd/internal/itest"
 )
 
 func TestValueChangeOfOneKeyKeepsOtherEndpoints(t *testing.T) {
@@ -21,7 +23,7 @@ func TestValueChangeOfOneKeyKeepsOtherEndpoints(t *testing.T) {
 		e := newEndpointer(t, src, f)
 		vals[7] = jsonValue("7", "s7:1", "v2", 5)
 		set(src, vals...)
-		waitFor(t, "s7:1 in v2", func() bool {
+		itest.Eventually(t, 5*time.Second, "s7:1 in v2", func() bool {
 			_, err := e.Pick(WithVersion(context.Background(), "v2"))
 			return err == nil
 		})
@@ -51,7 +53,7 @@ func TestDeletingOneOfTwoKeysWithTheSameValueKeepsTheInstance(t *testing.T) {
 	}
 	src.del("k2")
 	waitLen(t, e, 1)
-	waitFor(t, "a:1 closed", func() bool { return f.get("a:1").closes.Load() == 1 })
+	itest.Eventually(t, 5*time.Second, "a:1 closed", func() bool { return f.get("a:1").closes.Load() == 1 })
 }
 
 // served returns the addresses that n calls with ctx reach.
@@ -110,7 +112,7 @@ func TestWeightedFollowsWeightsAfterChanges(t *testing.T) {
 		vals[150] = jsonValue("x", "x:1", "", 200)
 		vals = slices.Delete(vals, 299, 300)
 		set(src, vals...)
-		waitFor(t, "x:1 routed", func() bool {
+		itest.Eventually(t, 5*time.Second, "x:1 routed", func() bool {
 			return len(e.Instances()) == 299 && slices.ContainsFunc(e.Instances(), func(in instance.Instance) bool { return in.Address == "x:1" })
 		})
 		const n = 60000
@@ -167,13 +169,13 @@ func TestSubsetFollowsDeparturesAndBetterArrivals(t *testing.T) {
 		gone := have()[0]
 		vals = slices.DeleteFunc(vals, func(v string) bool { return v == jsonValue(gone, gone+":1", "v1", 0) })
 		set(src, vals...)
-		waitFor(t, "subset after a departure", func() bool { return slices.Equal(have(), want(vals)) })
+		itest.Eventually(t, 5*time.Second, "subset after a departure", func() bool { return slices.Equal(have(), want(vals)) })
 		// Arrivals until one ranks better than a subset member.
 		before := have()
 		for i := 100; slices.Equal(have(), before); i++ {
 			vals = append(vals, jsonValue(fmt.Sprintf("s%d", i), fmt.Sprintf("s%d:1", i), "v1", 0))
 			set(src, vals...)
-			waitFor(t, "arrival applied", func() bool { return slices.Equal(have(), want(vals)) })
+			itest.Eventually(t, 5*time.Second, "arrival applied", func() bool { return slices.Equal(have(), want(vals)) })
 		}
 		// A reweighted subset member stays, without a new endpoint.
 		kept := have()[0]
@@ -183,7 +185,7 @@ func TestSubsetFollowsDeparturesAndBetterArrivals(t *testing.T) {
 			}
 		}
 		set(src, vals...)
-		waitFor(t, "reweighted", func() bool {
+		itest.Eventually(t, 5*time.Second, "reweighted", func() bool {
 			return slices.ContainsFunc(e.Instances(), func(in instance.Instance) bool { return in.ID == kept && in.Weight == 9 })
 		})
 		if !slices.Equal(have(), want(vals)) || f.factoryCalls(kept+":1") != 1 {

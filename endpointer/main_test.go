@@ -15,10 +15,10 @@ import (
 
 	"github.com/go-kit/kit/endpoint"
 	"github.com/go-kit/kit/sd"
-	"github.com/go-kit/log"
 	"go.uber.org/goleak"
 
 	"github.com/etcdsd/etcdsd/instance"
+	"github.com/etcdsd/etcdsd/internal/itest"
 	"github.com/etcdsd/etcdsd/internal/pipeline"
 )
 
@@ -226,7 +226,7 @@ func set(c interface{ Replace(map[string]string) }, values ...string) {
 // newEndpointer builds an Endpointer on src and closes it at cleanup.
 func newEndpointer(t testing.TB, src sd.Instancer, f *fleet, opts ...Option) *Endpointer {
 	t.Helper()
-	e, err := New(src, f.factory, testLogger(t), opts...)
+	e, err := New(src, f.factory, itest.Logger(t), opts...)
 	if err != nil {
 		t.Fatalf("new: %v", err)
 	}
@@ -250,34 +250,10 @@ func jsonValue(id, addr, version string, weight int, md ...string) string {
 	return v
 }
 
-// waitFor polls cond every millisecond until it holds, or fails after 5 s.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 5s: %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// waitAddrs waits until e routes to exactly the given number of instances.
+// waitLen waits until e routes to exactly the given number of instances.
 func waitLen(t testing.TB, e *Endpointer, n int) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%d instances", n), func() bool { return len(e.Instances()) == n })
-}
-
-// testLogger writes logs to the test log and counts them.
-func testLogger(t testing.TB) log.Logger {
-	return log.LoggerFunc(func(kv ...any) error {
-		var b strings.Builder
-		for i := 0; i+1 < len(kv); i += 2 {
-			fmt.Fprintf(&b, " %v=%v", kv[i], kv[i+1])
-		}
-		t.Log(b.String())
-		return nil
-	})
+	itest.Eventually(t, 5*time.Second, fmt.Sprintf("%d instances", n), func() bool { return len(e.Instances()) == n })
 }
 
 // countingLogger counts the log lines whose text contains what.

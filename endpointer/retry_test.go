@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/etcdsd/etcdsd/internal/itest"
 )
 
 // recordSleeps replaces e's pause with one that records the durations and
@@ -221,7 +223,7 @@ func TestCancelDuringBackoffReturnsPromptly(t *testing.T) {
 		_, err := e.Endpoint()(ctx, nil)
 		done <- err
 	}()
-	waitFor(t, "first attempt", func() bool { return f.get("a").calls.Load()+f.get("b").calls.Load() == 1 })
+	itest.Eventually(t, 5*time.Second, "first attempt", func() bool { return f.get("a").calls.Load()+f.get("b").calls.Load() == 1 })
 	cancel()
 	select {
 	case err := <-done:

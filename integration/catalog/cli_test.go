@@ -14,7 +14,7 @@ import (
 	"github.com/etcdsd/etcdsd/catalog"
 	"github.com/etcdsd/etcdsd/endpointer"
 	"github.com/etcdsd/etcdsd/etcdtest"
-	"github.com/etcdsd/etcdsd/integration/itest"
+	"github.com/etcdsd/etcdsd/internal/itest"
 )
 
 var cliCommands = []string{"services", "list", "watch", "register", "drain", "undrain", "set-weight"}

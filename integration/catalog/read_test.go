@@ -10,7 +10,7 @@ import (
 
 	"github.com/etcdsd/etcdsd/catalog"
 	"github.com/etcdsd/etcdsd/etcdtest"
-	"github.com/etcdsd/etcdsd/integration/itest"
+	"github.com/etcdsd/etcdsd/internal/itest"
 )
 
 // putServices writes n services, service i having i%11+1 instances (about 6,000 keys, more than one page of ListServices), in

@@ -14,7 +14,7 @@ import (
 	"github.com/etcdsd/etcdsd/catalog"
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
-	"github.com/etcdsd/etcdsd/integration/itest"
+	"github.com/etcdsd/etcdsd/internal/itest"
 )
 
 func TestRegisterGeneratesUniqueIDsAcrossThousandRegistrations(t *testing.T) {

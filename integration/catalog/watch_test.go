@@ -9,7 +9,7 @@ import (
 
 	"github.com/etcdsd/etcdsd/catalog"
 	"github.com/etcdsd/etcdsd/etcdtest"
-	"github.com/etcdsd/etcdsd/integration/itest"
+	"github.com/etcdsd/etcdsd/internal/itest"
 )
 
 // want describes one expected event.

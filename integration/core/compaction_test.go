@@ -11,7 +11,7 @@ import (
 
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
-	"github.com/etcdsd/etcdsd/integration/itest"
+	"github.com/etcdsd/etcdsd/internal/itest"
 )
 
 func TestInstancerResyncsAfterCompactionWhileDisconnected(t *testing.T) {

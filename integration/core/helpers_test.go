@@ -6,7 +6,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/etcdsd/etcdsd/etcdv3"
-	"github.com/etcdsd/etcdsd/integration/itest"
+	"github.com/etcdsd/etcdsd/internal/itest"
 )
 
 func TestMain(m *testing.M) {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
-	"github.com/etcdsd/etcdsd/integration/itest"
+	"github.com/etcdsd/etcdsd/internal/itest"
 )
 
 // shortTTL keeps lease tests fast: a key lives 2 s without heartbeats.

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/etcdsd/etcdsd/endpointer"
-	"github.com/etcdsd/etcdsd/integration/itest"
+	"github.com/etcdsd/etcdsd/internal/itest"
 )
 
 func TestRequestsSpreadOverAllInstances(t *testing.T) {

@@ -17,7 +17,7 @@ import (
 	"github.com/etcdsd/etcdsd/etcdv3"
 	"github.com/etcdsd/etcdsd/grpcsd"
 	"github.com/etcdsd/etcdsd/instance"
-	"github.com/etcdsd/etcdsd/integration/itest"
+	"github.com/etcdsd/etcdsd/internal/itest"
 )
 
 // setup is an etcd, a client, two v1 servers and one v2 server registered
