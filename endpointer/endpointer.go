@@ -112,7 +112,6 @@ func New(instancer sd.Instancer, factory sd.Factory, logger log.Logger, opts ...
 		e.subsets = newSubsets(cfg.subsetSize, cfg.clientID, e.touch)
 	}
 	if f, ok := instancer.(feeder); ok && f.Feed() != nil {
-		e.keys = make(map[string]*member)
 		// The first batch, the whole content, is pending at once.
 		e.sub = f.Feed().Subscribe()
 		e.apply(e.sub.Take())

@@ -15,12 +15,13 @@ type member struct {
 	// so that the common case stores no second copy.
 	inst  *instance.Instance
 	entry atomic.Pointer[entry] // set while routed
-	// refs counts the keys holding the value.
-	refs int32
 	// allPos is the member's position in the group of all instances.
 	allPos uint64
+	// refs counts the keys holding the value.
+	refs int32
 	// routed: in the groups, with an endpoint. inSubset: ranked within
 	// its version's subset (WithSubset). touched: in writer.touched.
+	// (Fields are ordered so that a member fits 48 bytes.)
 	routed, inSubset, touched bool
 }
 

@@ -22,7 +22,6 @@ import (
 // into changes is O(n), but applying them is not.
 type writer struct {
 	values   map[string]*member   // by value
-	keys     map[string]*member   // by etcd key; Feed only
 	entries  map[string]*entry    // by address, shared by its members
 	failed   map[*member]struct{} // the factory failed: tried again on each batch
 	bad      map[string]struct{}  // sd.Event only: values that did not parse, logged once
@@ -57,33 +56,32 @@ func (e *Endpointer) apply(b pipeline.Batch) {
 	e.noteErr(b.Err)
 	e.batch++
 	if b.Reset {
-		named := make(map[string]struct{}, len(b.Changes))
-		for _, ch := range b.Changes {
-			named[ch.Key] = struct{}{}
-		}
-		for key, m := range e.keys {
-			if _, ok := named[key]; !ok {
-				delete(e.keys, key)
-				e.release(m)
-			}
+		// The batch is the whole content: forget what was there.
+		for _, m := range e.values {
+			m.refs = 1
+			e.release(m)
 		}
 	}
 	for i := range b.Changes {
 		ch := &b.Changes[i]
+		// Prev is the value this subscription last saw for the key, so
+		// the members by value are all the state a change needs.
+		var old *member
+		if ch.Prev != "" {
+			old = e.values[ch.Prev]
+		}
 		switch ch.Op {
 		case pipeline.Put:
-			old := e.keys[ch.Key]
 			if old != nil && old.value == ch.Value {
 				continue
 			}
-			e.keys[ch.Key] = e.acquire(ch.Value, &ch.Instance, old)
+			e.acquire(ch.Value, &ch.Instance, old)
 			if old != nil {
 				e.release(old)
 			}
 		case pipeline.Delete:
-			if m := e.keys[ch.Key]; m != nil {
-				delete(e.keys, ch.Key)
-				e.release(m)
+			if old != nil {
+				e.release(old)
 			}
 		}
 	}

@@ -43,6 +43,11 @@ type Change struct {
 	Key string
 	// Value is the key's new value; for Delete, the value it had.
 	Value string
+	// Prev is the value the key had before the change, as the consumer
+	// last saw it (a Subscription keeps the first one while it coalesces);
+	// empty when the key was absent. Consumers that keep state by value
+	// need no map by key to find what a change replaces.
+	Prev string
 	// Instance is Value parsed by the Feed's parser.
 	Instance instance.Instance
 	// Rev is the etcd revision of the change. A change found by a resync

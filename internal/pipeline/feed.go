@@ -230,13 +230,15 @@ func (f *Feed) putLocked(key, value string, parsed *instance.Instance, rev int64
 	}
 	f.state[key] = e
 	f.events.swap(old.value, had, value, true)
-	return Change{Op: Put, Key: key, Value: value, Instance: inst, Rev: rev}, true
+	return Change{Op: Put, Key: key, Value: value, Prev: old.value, Instance: inst, Rev: rev}, true
 }
 
 func (f *Feed) deleteLocked(key string, old entry, rev int64) Change {
 	delete(f.state, key)
 	f.events.swap(old.value, true, "", false)
-	return old.change(Delete, key, rev)
+	ch := old.change(Delete, key, rev)
+	ch.Prev = old.value
+	return ch
 }
 
 // publishLocked makes b the Feed's news, hands it to every consumer and

@@ -72,14 +72,20 @@ func (s *Subscription) offer(b Batch) {
 			case !ok:
 				s.index[ch.Key] = len(p.Changes)
 				p.Changes = append(p.Changes, ch)
-			case p.Reset && ch.Op == Delete:
-				// A reset only lists what exists: drop the key from it.
+			case ch.Op == Delete && (p.Reset || p.Changes[i].Op == Put && p.Changes[i].Prev == ""):
+				// The consumer never saw the key (a reset lists what
+				// exists; a pending put with no Prev was its arrival):
+				// nothing is left to tell.
 				last := len(p.Changes) - 1
 				p.Changes[i] = p.Changes[last]
 				s.index[p.Changes[i].Key] = i
 				p.Changes = p.Changes[:last]
 				delete(s.index, ch.Key)
 			default:
+				// The consumer last saw the pending change's Prev.
+				if !p.Reset {
+					ch.Prev = p.Changes[i].Prev
+				}
 				p.Changes[i] = ch
 			}
 		}
