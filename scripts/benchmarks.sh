@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every benchmark of docs/benchmarks.md side by side with its peer and
 # summarises each with benchstat. Results go to .bench/ (not committed).
-# Takes about 10 minutes on 2 cores; run it on an otherwise idle machine.
+# Takes about 20 minutes on 2 cores; run it on an otherwise idle machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .bench
@@ -20,6 +20,8 @@ run() { # name, package, go test flags...
 }
 
 run propagation ./integration/bench/ -bench Propagation -benchtime 300x
+# Each churn run takes about 3 minutes, hence fewer of them.
+run churn ./integration/bench/ -bench Churn -benchtime 1x -count "${CHURN_COUNT:-3}"
 run cache ./instance/ -bench ChangeToSubscriber
 run pick ./endpointer/ -bench .
 run grpc-pick ./grpcsd/ -bench Pick
@@ -28,6 +30,7 @@ run catalog ./integration/catalog/ -bench .
 
 echo "== benchstat"
 $BENCHSTAT -col /impl .bench/propagation.txt > .bench/propagation.stat
+$BENCHSTAT -col /impl .bench/churn.txt > .bench/churn.stat
 $BENCHSTAT .bench/cache.txt > .bench/cache.stat
 $BENCHSTAT -col /impl .bench/pick.txt > .bench/pick.stat
 $BENCHSTAT -col /picker .bench/grpc-pick.txt > .bench/grpc-pick.stat
