@@ -236,8 +236,14 @@ func (e *Endpointer) Close() {
 		defer e.mu.Unlock()
 		e.closed.Store(true)
 		for _, en := range e.entries {
-			en.retired.Store(true)
+			en.flags.Or(retiredFlag)
 			en.close()
+		}
+		for _, m := range e.values {
+			if en := m.entry.Load(); en != nil {
+				en.flags.Or(retiredFlag)
+				en.close()
+			}
 		}
 		for _, en := range e.retiring {
 			en.close()

@@ -236,3 +236,36 @@ func TestPicksDuringChangesAreSafe(t *testing.T) {
 		}
 	})
 }
+
+// A plain value and a JSON value of the same address share one endpoint,
+// whichever replaces the other, and Close closes it once.
+func TestPlainAndJSONValuesOfOneAddressShareTheEndpoint(t *testing.T) {
+	bothPaths(t, func(t *testing.T, source sourceFunc) {
+		f := newFleet()
+		src := source(t, "a:1", "b:1")
+		e := newEndpointer(t, src, f)
+		set(src, jsonValue("a", "a:1", "v2", 3), "b:1") // plain → JSON in one change
+		itest.Eventually(t, 5*time.Second, "a:1 in v2", func() bool {
+			_, err := e.Pick(WithVersion(context.Background(), "v2"))
+			return err == nil
+		})
+		set(src, "a:1", jsonValue("a", "a:1", "v2", 3), "b:1") // both at once
+		waitLen(t, e, 3)
+		set(src, "a:1", "b:1") // JSON → plain
+		waitLen(t, e, 2)
+		if n, c := f.factoryCalls("a:1"), f.get("a:1").closes.Load(); n != 1 || c != 0 {
+			t.Fatalf("a:1: factory called %d times and closed %d times, want 1 and 0", n, c)
+		}
+		set(src, "b:1")
+		itest.Eventually(t, 5*time.Second, "a:1 closed", func() bool { return f.get("a:1").closes.Load() == 1 })
+		set(src, "a:1", "b:1")
+		waitLen(t, e, 2)
+		e.Close()
+		if c := f.get("a:1").closes.Load(); c != 2 { // once when it left, once at Close
+			t.Fatalf("a:1 closed %d times in all, want 2", c)
+		}
+		if c := f.get("b:1").closes.Load(); c != 1 {
+			t.Fatalf("b:1 closed %d times at Close, want 1", c)
+		}
+	})
+}

@@ -291,3 +291,18 @@ func call(t testing.TB, e *Endpointer, ctx context.Context) string {
 	}
 	return resp.(string)
 }
+
+// liveEntries returns e's endpoints by address, wherever the writer keeps
+// them. The caller holds e.mu or knows no update runs.
+func liveEntries(e *Endpointer) map[string]*entry {
+	out := make(map[string]*entry)
+	for addr, en := range e.entries {
+		out[addr] = en
+	}
+	for _, m := range e.values {
+		if m.routed {
+			out[m.address()] = m.entry.Load()
+		}
+	}
+	return out
+}

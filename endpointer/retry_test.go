@@ -157,7 +157,7 @@ func TestCancellationIsNeverRetried(t *testing.T) {
 	calls := 0
 	// An endpoint that reports cancellation, with the caller's context alive.
 	e.mu.Lock()
-	for _, en := range e.entries {
+	for _, en := range liveEntries(e) {
 		en.ep = func(context.Context, any) (any, error) {
 			calls++
 			return nil, context.Canceled
@@ -173,7 +173,7 @@ func TestCancellationIsNeverRetried(t *testing.T) {
 	defer cancel()
 	calls = 0
 	e.mu.Lock()
-	for _, en := range e.entries {
+	for _, en := range liveEntries(e) {
 		en.ep = func(context.Context, any) (any, error) {
 			calls++
 			cancel()
@@ -195,7 +195,7 @@ func TestTimeoutDuringAnAttemptIsNamedInTheError(t *testing.T) {
 	e := newEndpointer(t, source(t, "a", "b"), f, WithRetry(5, 30*time.Millisecond))
 	recordSleeps(e)
 	e.mu.Lock()
-	for _, en := range e.entries {
+	for _, en := range liveEntries(e) {
 		en.ep = func(ctx context.Context, _ any) (any, error) {
 			<-ctx.Done()
 			return nil, errBackend // a transport that hides the context's error
@@ -261,7 +261,7 @@ func TestRetryStartsNoGoroutine(t *testing.T) {
 	before := runtime.NumGoroutine()
 	var during []int
 	e.mu.Lock()
-	for _, en := range e.entries {
+	for _, en := range liveEntries(e) {
 		en.ep = func(context.Context, any) (any, error) {
 			during = append(during, runtime.NumGoroutine())
 			return nil, errBackend

@@ -195,7 +195,7 @@ func TestLeastLoadedAvoidsBusyInstances(t *testing.T) {
 
 	// Hold 3 calls in flight on as[0].
 	e.mu.Lock()
-	ep := e.entries[as[0]].endpoint
+	ep := liveEntries(e)[as[0]].endpoint
 	e.mu.Unlock()
 	var wg sync.WaitGroup
 	for range 3 {

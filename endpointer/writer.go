@@ -21,8 +21,11 @@ import (
 // subsetting adds (see subset.go). An sd.Event is a full list: turning it
 // into changes is O(n), but applying them is not.
 type writer struct {
-	values   map[string]*member   // by value
-	entries  map[string]*entry    // by address, shared by its members
+	values map[string]*member // by value
+	// entries holds the endpoints by address, except that of a routed plain
+	// member (its value is its address), found through values: most
+	// deployments register plain addresses, and then need no second map.
+	entries  map[string]*entry
 	failed   map[*member]struct{} // the factory failed: tried again on each batch
 	bad      map[string]struct{}  // sd.Event only: values that did not parse, logged once
 	versions map[string]int       // routed members per version
@@ -33,7 +36,7 @@ type writer struct {
 	batch    uint64
 	touched  []*member // members to route or unroute at commit
 	dirty    []*group  // groups with a draft
-	leaving  []*entry  // entries whose last member left in this batch
+	leaving  []leaving // entries whose last member left in this batch
 	retiring []*entry  // retired, closing when their calls return
 	sorted   []*member // routed members by value, built on demand; nil after a change
 }
@@ -248,23 +251,45 @@ func (e *Endpointer) commit() {
 	e.dirty = e.dirty[:0]
 	e.sorted = nil
 	e.eps.Store(nil)
-	for _, en := range e.leaving {
-		if en.refs == 0 {
-			delete(e.entries, en.address)
-			en.retire()
-			e.retiring = append(e.retiring, en)
+	for _, l := range e.leaving {
+		if l.en.refs == 0 {
+			if e.entries[l.address] == l.en {
+				delete(e.entries, l.address)
+			}
+			l.en.retire()
+			e.retiring = append(e.retiring, l.en)
 		}
 	}
 	clear(e.leaving)
 	e.leaving = e.leaving[:0]
-	e.retiring = slices.DeleteFunc(e.retiring, func(en *entry) bool { return en.closed.Load() })
+	e.retiring = slices.DeleteFunc(e.retiring, (*entry).isClosed)
+	if cap(e.touched) > 1024 { // a large batch's list is not kept for the next
+		e.touched = nil
+	}
+}
+
+// leaving is an entry whose last member left, with its address.
+type leaving struct {
+	address string
+	en      *entry
+}
+
+// entryFor returns the endpoint of addr, nil when it has none.
+func (e *Endpointer) entryFor(addr string) *entry {
+	if en := e.entries[addr]; en != nil {
+		return en
+	}
+	if m := e.values[addr]; m != nil && m.inst == nil && m.routed {
+		return m.entry.Load()
+	}
+	return nil
 }
 
 // route gives m its endpoint, making it if its address has none, and adds
 // it to its groups. A factory error leaves m out until the next batch.
 func (e *Endpointer) route(m *member) {
 	addr := m.address()
-	en := e.entries[addr]
+	en := e.entryFor(addr)
 	if en == nil {
 		ep, closer, err := e.factory(addr)
 		if err != nil {
@@ -273,7 +298,9 @@ func (e *Endpointer) route(m *member) {
 			return
 		}
 		en = newEntry(addr, ep, closer, &e.logger)
-		e.entries[addr] = en
+	}
+	if m.inst != nil {
+		e.entries[addr] = en // shared with a plain member, it must be found here too
 	}
 	delete(e.failed, m)
 	en.refs++
@@ -297,7 +324,11 @@ func (e *Endpointer) unroute(m *member) {
 	en := m.entry.Load()
 	en.refs--
 	if en.refs == 0 {
-		e.leaving = append(e.leaving, en)
+		addr := m.address()
+		e.leaving = append(e.leaving, leaving{address: addr, en: en})
+		// Until commit, a member routed in this batch with the same
+		// address takes the endpoint over instead of making another.
+		e.entries[addr] = en
 	}
 	v := m.version()
 	e.versions[v]--
