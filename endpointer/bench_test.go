@@ -291,8 +291,8 @@ func BenchmarkUpdate(b *testing.B) {
 			in.Version, in.Weight = "v9", 7
 			changed, _ := in.Encode()
 			batches := []pipeline.Batch{
-				{Rev: 1, Changes: []pipeline.Change{{Op: pipeline.Put, Key: vals[17], Value: changed, Instance: in}}},
-				{Rev: 1, Changes: []pipeline.Change{{Op: pipeline.Put, Key: vals[17], Value: vals[17], Instance: mustParse(vals[17])}}},
+				{Rev: 1, Changes: []pipeline.Change{{Op: pipeline.Put, Key: vals[17], Value: changed, Prev: vals[17], Instance: in}}},
+				{Rev: 1, Changes: []pipeline.Change{{Op: pipeline.Put, Key: vals[17], Value: vals[17], Prev: changed, Instance: mustParse(vals[17])}}},
 			}
 			b.ReportAllocs()
 			i := 0
