@@ -105,6 +105,14 @@ func (c *Catalog) Instances(ctx context.Context, namePrefix string) ([]Instance,
 		}
 		out = append(out, inst)
 	}
+	// etcd returns key order, which is not service order when a name holds
+	// a byte below '/' ("app-1" comes before "app/").
+	slices.SortStableFunc(out, func(a, b Instance) int {
+		if n := strings.Compare(a.Name, b.Name); n != 0 {
+			return n
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
 	return out, nil
 }
 

@@ -19,8 +19,8 @@ const (
 	LeastLoaded
 	// Weighted takes a candidate at random in proportion to the weight in
 	// its value (instance.Instance.EffectiveWeight: 1 when unset), in
-	// O(log n) by binary search over prefix sums kept per block of
-	// candidates, O(sqrt n) to update per change.
+	// constant time through an alias table over blocks of candidates and
+	// one within each block, O(sqrt n) to update per change.
 	Weighted
 )
 

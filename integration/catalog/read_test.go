@@ -3,6 +3,7 @@ package catalog_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -95,9 +96,19 @@ func TestGetServiceInstancesAndProperties(t *testing.T) {
 	if p := got[2]; p.Address != "http://10.0.0.4:80" {
 		t.Fatalf("plain instance = %+v", p)
 	}
+	register(t, cat, catalog.Instance{Name: "get-1", ID: "d", Address: "10.0.0.5:80"})
 	prefixed, err := cat.Instances(ctx, "get")
-	if err != nil || len(prefixed) != 4 {
-		t.Fatalf("Instances(get) = %+v, %v; want get's 3 and getter's 1", prefixed, err)
+	if err != nil || len(prefixed) != 5 {
+		t.Fatalf("Instances(get) = %+v, %v; want get's 3, get-1's 1 and getter's 1", prefixed, err)
+	}
+	// Sorted by service, then id: etcd's key order would put "get-1/"
+	// before "get/".
+	var order []string
+	for _, in := range prefixed {
+		order = append(order, in.Name+"/"+in.ID)
+	}
+	if want := []string{"get/a", "get/b", "get/plain", "get-1/d", "getter/c"}; !slices.Equal(order, want) {
+		t.Fatalf("Instances(get) in order %v, want %v", order, want)
 	}
 
 	if err := cat.SetProperty(ctx, "get", "b", catalog.PropWeight, "9"); err != nil {

@@ -7,17 +7,20 @@ import (
 )
 
 // fanout publishes a Feed's content as go-kit sd.Events: the distinct
-// values, sorted. The list is kept only while a channel is registered;
-// then each batch edits it by merging the values that appeared and
-// disappeared into the last list, in one pass (no re-read, no re-sort).
-// Each published list is immutable, because subscribers may keep it. The
-// Feed's lock guards it.
+// values, sorted. The list is kept only while a channel is registered, and
+// built only when a subscriber is about to be sent it: changes that arrive
+// faster than the subscribers read are folded into one build. A build
+// merges the values that appeared and disappeared into the last list, in
+// one pass (no re-read, no re-sort), and the list it makes goes to every
+// subscriber. Each list is immutable, because subscribers may keep it. The
+// Feed's lock guards a fanout.
 type fanout struct {
 	subs   map[chan<- sd.Event]*subscriber
 	counts map[string]int // value → keys holding it; nil when not kept
-	net    map[string]int // the batch's effect per value: +1 appears, -1 goes
-	state  sd.Event       // the last published state, while kept
-	seq    uint64         // number of the last published state
+	net    map[string]int // since the last build, per value: +1 appeared, -1 went
+	err    error          // the Feed's error, as of the last publish
+	state  sd.Event       // the last built state
+	seq    uint64         // number of the last built state
 	done   bool
 }
 
@@ -33,57 +36,76 @@ func (o *fanout) swap(old string, hadOld bool, new string, hasNew bool) {
 	if o.counts == nil || (hadOld && hasNew && old == new) {
 		return
 	}
-	if o.net == nil {
-		o.net = make(map[string]int)
-	}
 	if hadOld {
 		if o.counts[old]--; o.counts[old] == 0 {
 			delete(o.counts, old)
-			o.net[old]--
+			o.note(old, -1)
 		}
 	}
 	if hasNew {
 		if o.counts[new]++; o.counts[new] == 1 {
-			o.net[new]++
+			o.note(new, +1)
 		}
 	}
 }
 
-// publish sends the state after the swaps since the last publish, with
-// err, if a subscriber can see a difference.
+// note adds d to the pending effect on v; a value that went and came back
+// since the last build leaves no trace.
+func (o *fanout) note(v string, d int) {
+	if o.net == nil {
+		o.net = make(map[string]int)
+	}
+	if o.net[v] += d; o.net[v] == 0 {
+		delete(o.net, v)
+	}
+}
+
+// publish records the Feed's error and wakes the subscribers if what they
+// would be sent may have changed.
 func (o *fanout) publish(err error) {
 	if o.counts == nil {
 		return
 	}
+	o.err = err
+	if len(o.net) == 0 && sameErr(o.state.Err, err) {
+		return
+	}
+	for _, s := range o.subs {
+		s.wakeUp()
+	}
+}
+
+// current builds the state if something changed since the last build and
+// returns it with its number, which changes only when the state does.
+func (o *fanout) current() (sd.Event, uint64) {
+	if len(o.net) == 0 && sameErr(o.state.Err, o.err) {
+		return o.state, o.seq
+	}
 	var adds, removes []string
 	for v, d := range o.net {
-		switch {
-		case d > 0:
+		if d > 0 {
 			adds = append(adds, v)
-		case d < 0:
+		} else {
 			removes = append(removes, v)
 		}
 	}
 	o.net = nil
+	slices.Sort(adds)
+	slices.Sort(removes)
 	list := o.state.Instances
 	if len(adds) > 0 || len(removes) > 0 {
-		slices.Sort(adds)
-		slices.Sort(removes)
 		list = merge(list, removes, adds)
-	} else if sameErr(o.state.Err, err) {
-		return
 	}
-	o.state = sd.Event{Instances: list, Err: err}
+	o.state = sd.Event{Instances: list, Err: o.err}
 	o.seq++
-	for _, s := range o.subs {
-		s.offer(o.state, o.seq)
-	}
+	return o.state, o.seq
 }
 
 // register adds ch, starting to keep the list from values (every key's
 // value, with repeats) if it was not kept. It returns the new subscriber,
-// nil if ch was registered already or delivery has stopped.
-func (o *fanout) register(ch chan<- sd.Event, values func() []string, err error) *subscriber {
+// nil if ch was registered already or delivery has stopped. get must
+// return current() under the Feed's lock.
+func (o *fanout) register(ch chan<- sd.Event, values func() []string, err error, get func() (sd.Event, uint64)) *subscriber {
 	if o.done {
 		return nil
 	}
@@ -101,10 +123,11 @@ func (o *fanout) register(ch chan<- sd.Event, values func() []string, err error)
 			list = append(list, v)
 		}
 		slices.Sort(list)
+		o.err = err
 		o.state = sd.Event{Instances: list, Err: err}
 		o.seq++
 	}
-	s := newSubscriber(ch, o.state, o.seq)
+	s := newSubscriber(ch, get)
 	o.subs[ch] = s
 	return s
 }
@@ -117,7 +140,7 @@ func (o *fanout) deregister(ch chan<- sd.Event) *subscriber {
 	}
 	delete(o.subs, ch)
 	if len(o.subs) == 0 {
-		o.counts, o.net, o.state = nil, nil, sd.Event{}
+		o.counts, o.net, o.state, o.err = nil, nil, sd.Event{}, nil
 	}
 	return s
 }
@@ -162,8 +185,4 @@ func sameErr(a, b error) bool {
 		return false
 	}
 	return a == nil || a.Error() == b.Error()
-}
-
-func sameEvent(a, b sd.Event) bool {
-	return sameErr(a.Err, b.Err) && slices.Equal(a.Instances, b.Instances)
 }

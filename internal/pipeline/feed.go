@@ -332,7 +332,7 @@ func (f *Feed) Register(ch chan<- sd.Event) {
 		f.mu.Unlock()
 		return
 	}
-	s := f.events.register(ch, f.valuesLocked, f.err)
+	s := f.events.register(ch, f.valuesLocked, f.err, f.currentEvent)
 	f.mu.Unlock()
 	if s != nil {
 		s.waitFirst()
@@ -355,9 +355,17 @@ func (f *Feed) State() sd.Event {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.events.kept() {
-		return f.events.state
+		ev, _ := f.events.current()
+		return ev
 	}
 	return sd.Event{Instances: f.sortedValuesLocked(), Err: f.err}
+}
+
+// currentEvent is the go-kit state a subscriber sends, and its number.
+func (f *Feed) currentEvent() (sd.Event, uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.events.current()
 }
 
 // valuesLocked lists every key's value, with repeats, unsorted.

@@ -6,41 +6,37 @@ import (
 	"github.com/go-kit/kit/sd"
 )
 
-// subscriber delivers events to one channel from its own goroutine, keeping
-// only the latest undelivered event, so that a reader that falls behind
-// costs the publisher nothing and later reads the newest state.
+// subscriber delivers a Feed's go-kit state to one channel from its own
+// goroutine. It fetches the state when it is about to send, so a reader
+// that falls behind costs the Feed nothing and later reads the newest
+// state, and changes that come faster than it reads are built into one
+// list.
 type subscriber struct {
-	ch chan<- sd.Event
+	ch  chan<- sd.Event
+	get func() (sd.Event, uint64) // the current state and its number
 
-	mu      sync.Mutex
-	pending sd.Event
-	seq     uint64 // the cache's number for pending
-	has     bool
-
-	wake  chan struct{} // capacity 1: "pending changed"
+	wake  chan struct{} // capacity 1: "the state may have changed"
 	quit  chan struct{}
 	done  chan struct{}
 	first chan struct{} // closed once the initial state is delivered (or on stop)
 	once  sync.Once
 }
 
-func newSubscriber(ch chan<- sd.Event, initial sd.Event, seq uint64) *subscriber {
+func newSubscriber(ch chan<- sd.Event, get func() (sd.Event, uint64)) *subscriber {
 	s := &subscriber{
 		ch:    ch,
+		get:   get,
 		wake:  make(chan struct{}, 1),
 		quit:  make(chan struct{}),
 		done:  make(chan struct{}),
 		first: make(chan struct{}),
 	}
-	go s.run(initial, seq)
+	go s.run()
 	return s
 }
 
-// offer replaces the pending event; it never blocks.
-func (s *subscriber) offer(ev sd.Event, seq uint64) {
-	s.mu.Lock()
-	s.pending, s.seq, s.has = ev, seq, true
-	s.mu.Unlock()
+// wakeUp tells the goroutine to fetch the state again; it never blocks.
+func (s *subscriber) wakeUp() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -59,32 +55,22 @@ func (s *subscriber) stop() {
 	<-s.done
 }
 
-// run delivers events until stop. While a send is blocked it keeps taking
-// newer events, so the reader gets the latest state and never the same
-// state twice in a row. States are told apart by the cache's sequence
-// number; contents are compared only when a newer state replaced one never
-// delivered, the one case where the state may have come back to what the
-// reader already has.
-func (s *subscriber) run(ev sd.Event, seq uint64) {
+// run delivers states until stop: the current one at once, then each new
+// one, never the same state twice in a row. While a send is blocked it
+// keeps fetching newer states, so the reader gets the latest.
+func (s *subscriber) run() {
 	defer close(s.done)
-	var last sd.Event
-	lastSeq, delivered := uint64(0), false
-	// coalesced: ev replaced a newer-than-last state that was never
-	// delivered, so it may equal last again.
-	coalesced := false
-	takeNewer := func() {
-		if next, nextSeq, ok := s.take(); ok && nextSeq != seq {
-			coalesced = coalesced || (delivered && seq != lastSeq)
-			ev, seq = next, nextSeq
-		}
-	}
+	var lastSeq uint64
+	delivered := false
 	for {
-		if delivered && (seq == lastSeq || coalesced && sameEvent(ev, last)) {
-			if !s.waitNewer(&ev, &seq, lastSeq) {
+		ev, seq := s.get()
+		if delivered && seq == lastSeq {
+			select {
+			case <-s.wake:
+				continue
+			case <-s.quit:
 				return
 			}
-			coalesced = false
-			continue
 		}
 		// Take a newer state first: once the reader is ready, select would
 		// pick between it and the older one at random. Nothing between
@@ -93,45 +79,19 @@ func (s *subscriber) run(ev sd.Event, seq uint64) {
 		// stale choice.
 		select {
 		case <-s.wake:
-			takeNewer()
 			continue
 		default:
 		}
 		select {
 		case s.ch <- ev:
-			last, lastSeq, coalesced = ev, seq, false
+			lastSeq = seq
 			if !delivered {
 				delivered = true
 				close(s.first)
 			}
 		case <-s.wake:
-			takeNewer()
 		case <-s.quit:
 			return
 		}
 	}
-}
-
-// waitNewer blocks until a state newer than lastSeq is pending and stores it
-// in ev and seq; it returns false when the subscriber is stopped.
-func (s *subscriber) waitNewer(ev *sd.Event, seq *uint64, lastSeq uint64) bool {
-	for {
-		select {
-		case <-s.wake:
-			if next, nextSeq, ok := s.take(); ok && nextSeq != lastSeq {
-				*ev, *seq = next, nextSeq
-				return true
-			}
-		case <-s.quit:
-			return false
-		}
-	}
-}
-
-func (s *subscriber) take() (sd.Event, uint64, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ev, seq, ok := s.pending, s.seq, s.has
-	s.has = false
-	return ev, seq, ok
 }
