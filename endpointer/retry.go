@@ -5,6 +5,8 @@ import (
 	"errors"
 	"math/bits"
 	"time"
+
+	"github.com/etcdsd/etcdsd/internal/backoff"
 )
 
 // call is the Endpointer's endpoint: pick, call, and on a retryable error
@@ -61,15 +63,14 @@ func (e *Endpointer) pause(ctx context.Context, attempt int) error {
 // backoff is the pause after attempt: uniform in [d/2, d] where
 // d = min(max, base·2^(attempt-1)).
 func (e *Endpointer) backoff(attempt int) time.Duration {
-	d := e.cfg.backoffMax
-	if shift := attempt - 1; shift < 62 {
-		if b := e.cfg.backoffBase << shift; b > 0 && b < d {
-			d = b
-		}
-	}
-	half := d / 2
-	jitter, _ := bits.Mul64(e.rng.next(), uint64(d-half)+1)
-	return half + time.Duration(jitter)
+	return backoff.Delay(e.cfg.backoffBase, e.cfg.backoffMax, attempt-1, e.jitter)
+}
+
+// jitter returns a value in [0, n) from the Endpointer's generator, so that
+// WithSeed makes the pauses reproducible.
+func (e *Endpointer) jitter(n int64) int64 {
+	hi, _ := bits.Mul64(e.rng.next(), uint64(n))
+	return int64(hi)
 }
 
 // fail builds the error of a call that made the attempts in errs and then

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"math/rand/v2"
 	"slices"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"google.golang.org/grpc/resolver"
 
 	"github.com/etcdsd/etcdsd/instance"
+	"github.com/etcdsd/etcdsd/internal/backoff"
 	"github.com/etcdsd/etcdsd/internal/pipeline"
 )
 
@@ -133,7 +133,7 @@ func (r *etcdResolver) follow(ctx context.Context, feed *pipeline.Feed) {
 // start makes the Instancer, reporting each failure to the ClientConn and
 // retrying with capped exponential backoff and jitter until ctx ends.
 func (r *etcdResolver) start(ctx context.Context) (sd.Instancer, bool) {
-	wait := minRetry
+	b := backoff.New(minRetry, maxRetry)
 	for {
 		in, err := r.factory(ctx, r.prefix)
 		if err == nil {
@@ -142,16 +142,11 @@ func (r *etcdResolver) start(ctx context.Context) (sd.Instancer, bool) {
 		if ctx.Err() != nil {
 			return nil, false
 		}
-		level.Warn(r.logger).Log("msg", "cannot watch prefix, retrying", "retry_in", wait, "err", err)
+		level.Warn(r.logger).Log("msg", "cannot watch prefix, retrying", "err", err)
 		r.cc.ReportError(fmt.Errorf("grpcsd: watch %q: %w", r.prefix, err))
-		t := time.NewTimer(wait/2 + rand.N(wait/2+1))
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if !b.Sleep(ctx) {
 			return nil, false
 		}
-		wait = min(2*wait, maxRetry)
 	}
 }
 

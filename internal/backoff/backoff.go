@@ -18,10 +18,8 @@ func Delay(base, max time.Duration, attempt int, rnd func(n int64) int64) time.D
 		max = base
 	}
 	d := max
-	if attempt < 30 {
-		if e := base << attempt; e > 0 && e < max {
-			d = e
-		}
+	if attempt >= 0 && attempt < 63 && base <= max>>attempt {
+		d = base << attempt // cannot overflow: it is at most max
 	}
 	half := d / 2
 	if rnd == nil {

@@ -36,3 +36,12 @@ func TestDelayUsesTheGivenRandomSource(t *testing.T) {
 		t.Errorf("capped delay at the top = %v, want 80", got)
 	}
 }
+
+func TestDelayNeverOverflows(t *testing.T) {
+	for attempt := range 70 {
+		d := Delay(time.Hour, 1<<62, attempt, nil)
+		if d < time.Hour/2 || d > 1<<62 {
+			t.Fatalf("attempt %d: delay %v outside [30m, 2^62 ns]", attempt, d)
+		}
+	}
+}
