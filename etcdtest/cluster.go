@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etcdsd/etcdsd/internal/embedetcd"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -36,28 +37,28 @@ func NewCluster(tb testing.TB, size int, opts ...Option) *Cluster {
 	o := newOptions(opts)
 	log := newTestLog(tb).zapLogger()
 	token := uniqueToken()
-	var ms []*member
+	var ms []*embedetcd.Member
 	for attempt := 1; ; attempt++ {
 		ports, err := freePorts(2 * size)
 		if err != nil {
 			tb.Fatal(err)
 		}
-		ms = make([]*member, size)
+		ms = make([]*embedetcd.Member, size)
 		peers := make([]string, size)
 		for i := range ms {
-			ms[i] = &member{
-				name:   fmt.Sprintf("m%d", i),
-				dir:    tb.TempDir(),
-				client: loopbackURL(ports[2*i]),
-				peer:   loopbackURL(ports[2*i+1]),
-				token:  token,
-				opts:   o,
-				log:    log,
+			ms[i] = &embedetcd.Member{
+				Name:      fmt.Sprintf("m%d", i),
+				Dir:       tb.TempDir(),
+				Client:    embedetcd.LoopbackURL(ports[2*i]),
+				Peer:      embedetcd.LoopbackURL(ports[2*i+1]),
+				Token:     token,
+				Log:       log,
+				Configure: o.configure,
 			}
-			peers[i] = ms[i].name + "=" + ms[i].peer.String()
+			peers[i] = ms[i].Name + "=" + ms[i].Peer.String()
 		}
 		for _, m := range ms {
-			m.cluster = strings.Join(peers, ",")
+			m.Cluster = strings.Join(peers, ",")
 		}
 		err = launchAll(ms)
 		if err == nil {
@@ -74,7 +75,7 @@ func NewCluster(tb testing.TB, size int, opts ...Option) *Cluster {
 	tb.Cleanup(c.stop)
 	deadline := time.Now().Add(readyTimeout)
 	for _, m := range ms {
-		if err := m.waitReady(deadline); err != nil {
+		if err := waitReady(m, deadline); err != nil {
 			tb.Fatal(err)
 		}
 	}
@@ -84,9 +85,9 @@ func NewCluster(tb testing.TB, size int, opts ...Option) *Cluster {
 
 // launchAll starts all members without waiting, so that they find each
 // other; if one fails it stops the others.
-func launchAll(ms []*member) error {
+func launchAll(ms []*embedetcd.Member) error {
 	for i, m := range ms {
-		if err := m.launch(1); err != nil {
+		if err := launch(m, 1); err != nil {
 			stopMembers(ms[:i])
 			return err
 		}
@@ -99,7 +100,7 @@ func launchAll(ms []*member) error {
 func (c *Cluster) Endpoints() []string {
 	eps := make([]string, len(c.members))
 	for i, s := range c.members {
-		eps[i] = s.m.clientEndpoint()
+		eps[i] = s.m.ClientEndpoint()
 	}
 	return eps
 }
@@ -151,19 +152,19 @@ func (c *Cluster) Stop() {
 // agree on a leader.
 func (c *Cluster) Start() {
 	c.tb.Helper()
-	var started []*member
+	var started []*embedetcd.Member
 	for _, s := range c.members {
-		if s.m.running() {
+		if s.m.Running() {
 			continue
 		}
-		if err := s.m.launch(bindAttempts); err != nil {
+		if err := launch(s.m, bindAttempts); err != nil {
 			c.tb.Fatal(err)
 		}
 		started = append(started, s.m)
 	}
 	deadline := time.Now().Add(readyTimeout)
 	for _, m := range started {
-		if err := m.waitReady(deadline); err != nil {
+		if err := waitReady(m, deadline); err != nil {
 			c.tb.Fatal(err)
 		}
 	}
@@ -199,7 +200,7 @@ func (c *Cluster) WaitLeader(timeout time.Duration) int {
 func (c *Cluster) agreedLeader() (int, bool) {
 	leader, lead := -1, uint64(0)
 	for i, s := range c.members {
-		self, l, ok := s.m.leadership()
+		self, l, ok := s.m.Leadership()
 		if !ok {
 			continue
 		}
@@ -216,7 +217,7 @@ func (c *Cluster) agreedLeader() (int, bool) {
 
 // stop stops all members.
 func (c *Cluster) stop() {
-	ms := make([]*member, len(c.members))
+	ms := make([]*embedetcd.Member, len(c.members))
 	for i, s := range c.members {
 		ms[i] = s.m
 	}
@@ -226,13 +227,13 @@ func (c *Cluster) stop() {
 // stopMembers stops ms. It halts them all before closing any, so that each
 // member's peers have dropped their connections by the time it closes, and
 // closes them concurrently, so that none waits for another.
-func stopMembers(ms []*member) {
+func stopMembers(ms []*embedetcd.Member) {
 	for _, m := range ms {
-		m.halt()
+		m.Halt()
 	}
 	var wg sync.WaitGroup
 	for _, m := range ms {
-		wg.Go(m.stop)
+		wg.Go(m.Stop)
 	}
 	wg.Wait()
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etcdsd/etcdsd/internal/embedetcd"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -79,25 +80,24 @@ func runChild(raw string) int {
 		return 2
 	}
 	enc := zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig())
-	m := &member{
-		name:    cc.Name,
-		dir:     cc.Dir,
-		client:  *client,
-		peer:    *peer,
-		cluster: cc.Name + "=" + peer.String(),
-		token:   cc.Token,
-		log:     zap.New(zapcore.NewCore(enc, zapcore.Lock(os.Stderr), zapcore.ErrorLevel)),
+	m := &embedetcd.Member{
+		Name:   cc.Name,
+		Dir:    cc.Dir,
+		Client: *client,
+		Peer:   *peer,
+		Token:  cc.Token,
+		Log:    zap.New(zapcore.NewCore(enc, zapcore.Lock(os.Stderr), zapcore.ErrorLevel)),
 	}
-	if err := m.launch(1); err != nil {
+	if err := launch(m, 1); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		if errors.Is(err, syscall.EADDRINUSE) {
 			return exitAddrInUse
 		}
 		return 1
 	}
-	if err := m.waitReady(time.Now().Add(readyTimeout)); err != nil {
+	if err := waitReady(m, time.Now().Add(readyTimeout)); err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		m.stop()
+		m.Stop()
 		return 1
 	}
 	fmt.Println(readyLine)
@@ -113,12 +113,12 @@ func runChild(raw string) int {
 	}()
 	select {
 	case <-ctx.Done():
-		m.stop()
+		m.Stop()
 		return 0
 	case <-orphaned:
 		return 1
-	case err := <-m.failures():
-		fmt.Fprintf(os.Stderr, "etcdtest: child: member %s failed: %v\n", m.name, err)
+	case err := <-m.Failures():
+		fmt.Fprintf(os.Stderr, "etcdtest: child: member %s failed: %v\n", m.Name, err)
 		return 1
 	}
 }
@@ -155,10 +155,10 @@ func StartProcess(tb testing.TB) *Process {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		client, peer := loopbackURL(ports[0]), loopbackURL(ports[1])
+		client, peer := embedetcd.LoopbackURL(ports[0]), embedetcd.LoopbackURL(ports[1])
 		p.cfg.Dir = tb.TempDir()
 		p.cfg.Client, p.cfg.Peer = client.String(), peer.String()
-		p.endpoint = endpointOf(client)
+		p.endpoint = embedetcd.EndpointOf(client)
 		err = p.start()
 		if err == nil {
 			break

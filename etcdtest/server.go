@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etcdsd/etcdsd/internal/embedetcd"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 )
@@ -50,7 +51,7 @@ func newOptions(opts []Option) options {
 type Server struct {
 	tb       testing.TB
 	external []string // set instead of m when ETCD_ENDPOINTS is
-	m        *member
+	m        *embedetcd.Member
 }
 
 // NewServer starts a single-member etcd on free loopback ports with data in
@@ -65,7 +66,7 @@ func NewServer(tb testing.TB, opts ...Option) *Server {
 		// Each test gets a keyspace of its own in the shared etcd.
 		return &Server{tb: tb, external: []string{startNamespaceProxy(tb, eps).endpoint}}
 	}
-	m := &member{name: "etcdtest", token: uniqueToken(), opts: newOptions(opts), log: newTestLog(tb).zapLogger()}
+	m := &embedetcd.Member{Name: "etcdtest", Token: uniqueToken(), Configure: newOptions(opts).configure, Log: newTestLog(tb).zapLogger()}
 	for attempt := 1; ; attempt++ {
 		ports, err := freePorts(2)
 		if err != nil {
@@ -73,10 +74,9 @@ func NewServer(tb testing.TB, opts ...Option) *Server {
 		}
 		// A fresh dir per attempt: a failed start must not leave state
 		// that the next one mistakes for an existing member.
-		m.dir = tb.TempDir()
-		m.client, m.peer = loopbackURL(ports[0]), loopbackURL(ports[1])
-		m.cluster = m.name + "=" + m.peer.String()
-		err = m.launch(1)
+		m.Dir = tb.TempDir()
+		m.Client, m.Peer = embedetcd.LoopbackURL(ports[0]), embedetcd.LoopbackURL(ports[1])
+		err = launch(m, 1)
 		if err == nil {
 			break
 		}
@@ -84,8 +84,8 @@ func NewServer(tb testing.TB, opts ...Option) *Server {
 			tb.Fatal(err)
 		}
 	}
-	tb.Cleanup(m.stop)
-	if err := m.waitReady(time.Now().Add(readyTimeout)); err != nil {
+	tb.Cleanup(m.Stop)
+	if err := waitReady(m, time.Now().Add(readyTimeout)); err != nil {
 		tb.Fatal(err)
 	}
 	return &Server{tb: tb, m: m}
@@ -100,7 +100,7 @@ func (s *Server) Endpoints() []string {
 	if s.external != nil {
 		return append([]string(nil), s.external...)
 	}
-	return []string{s.m.clientEndpoint()}
+	return []string{s.m.ClientEndpoint()}
 }
 
 // Client returns a new client of this server, closed when tb's test ends.
@@ -119,7 +119,7 @@ func (s *Server) Client(tb testing.TB) *clientv3.Client {
 func (s *Server) Stop() {
 	s.tb.Helper()
 	s.skipIfExternal("Stop")
-	s.m.stop()
+	s.m.Stop()
 }
 
 // Start starts the stopped member again on the same ports with the same
@@ -129,10 +129,10 @@ func (s *Server) Stop() {
 func (s *Server) Start() {
 	s.tb.Helper()
 	s.skipIfExternal("Start")
-	if err := s.m.launch(bindAttempts); err != nil {
+	if err := launch(s.m, bindAttempts); err != nil {
 		s.tb.Fatal(err)
 	}
-	if err := s.m.waitReady(time.Now().Add(readyTimeout)); err != nil {
+	if err := waitReady(s.m, time.Now().Add(readyTimeout)); err != nil {
 		s.tb.Fatal(err)
 	}
 }
@@ -148,7 +148,7 @@ func (s *Server) Restart() {
 // Running reports whether the member is started. An external server always
 // counts as running.
 func (s *Server) Running() bool {
-	return s.external != nil || s.m.running()
+	return s.external != nil || s.m.Running()
 }
 
 // External reports whether the server is the external etcd of
