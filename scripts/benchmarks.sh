@@ -22,7 +22,7 @@ run() { # name, package, go test flags...
 run propagation ./integration/bench/ -bench Propagation -benchtime 300x
 # Each churn run takes about 3 minutes, hence fewer of them.
 run churn ./integration/bench/ -bench Churn -benchtime 1x -count "${CHURN_COUNT:-3}"
-run cache ./instance/ -bench ChangeToSubscriber
+run cache ./internal/pipeline/ -bench ChangeToSubscriber
 run pick ./endpointer/ -bench .
 run grpc-pick ./grpcsd/ -bench Pick
 run grpc-update ./integration/grpcsd/ -bench UpdateLatency -benchtime 200x
