@@ -8,6 +8,8 @@ import (
 
 	"github.com/go-kit/kit/sd"
 	"github.com/go-kit/log"
+
+	"github.com/etcdsd/etcdsd/internal/itest"
 )
 
 func waitEvent(t *testing.T, ch <-chan sd.Event, want ...string) {
@@ -86,28 +88,15 @@ func TestRegistrarRetriesUntilRegisteredAndStopsOnDeregister(t *testing.T) {
 	if st := r.Status(); st.State != StateRegistering || st.Err == nil {
 		t.Fatalf("status = %+v, want registering with the error", st)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	itest.Eventually(t, 5*time.Second, "three register attempts", func() bool {
 		f.mu.Lock()
-		n := f.regs
-		f.mu.Unlock()
-		if n >= 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("registrar stopped retrying")
-		}
-		time.Sleep(time.Millisecond)
-	}
+		defer f.mu.Unlock()
+		return f.regs >= 3
+	})
 	f.mu.Lock()
 	f.regErr = nil
 	f.mu.Unlock()
-	for r.State() != StateRegistered {
-		if time.Now().After(deadline) {
-			t.Fatal("not registered after the fake recovered")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	itest.Eventually(t, 5*time.Second, "registered after the fake recovered", func() bool { return r.State() == StateRegistered })
 	r.Deregister()
 	if got, _ := f.GetEntries("/p/"); len(got) != 0 {
 		t.Fatalf("entries after Deregister = %v", got)

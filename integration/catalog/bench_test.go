@@ -14,6 +14,7 @@ import (
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
 	"github.com/etcdsd/etcdsd/internal/itest"
+	"github.com/etcdsd/etcdsd/internal/itest/itestclient"
 )
 
 // BenchmarkListServices lists 1,000 services (about 6,000 instances):
@@ -22,7 +23,7 @@ import (
 func BenchmarkListServices(b *testing.B) {
 	srv := etcdtest.NewServer(b)
 	raw := srv.Client(b)
-	c := itest.Client(b, srv.Endpoints())
+	c := itestclient.New(b, srv.Endpoints())
 	cat := newCatalog(b, c, catalog.WithRoot("/bench-list/"))
 	total := putServices(b, raw, "/bench-list/", 1000)
 	ctx := context.Background()
@@ -61,7 +62,7 @@ func BenchmarkListServices(b *testing.B) {
 func BenchmarkPropagation(b *testing.B) {
 	srv := etcdtest.NewServer(b)
 	raw := srv.Client(b)
-	c := itest.Client(b, srv.Endpoints())
+	c := itestclient.New(b, srv.Endpoints())
 	cat := newCatalog(b, c)
 	for _, svc := range []string{"prop-catalog", "prop-etcdv3"} {
 		for i := range 100 {

@@ -15,6 +15,7 @@ import (
 	"github.com/etcdsd/etcdsd/endpointer"
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/internal/itest"
+	"github.com/etcdsd/etcdsd/internal/itest/itestclient"
 )
 
 var cliCommands = []string{"services", "list", "watch", "register", "drain", "undrain", "set-weight"}
@@ -97,7 +98,7 @@ func TestCLIFailsFastOnUnreachableEtcd(t *testing.T) {
 func TestCLIServicesAndListAgainstEtcd(t *testing.T) {
 	srv := etcdtest.NewServer(t)
 	raw := srv.Client(t)
-	cat := newCatalog(t, itest.Client(t, srv.Endpoints()))
+	cat := newCatalog(t, itestclient.New(t, srv.Endpoints()))
 	ep := "--endpoints=" + strings.Join(srv.Endpoints(), ",")
 	register(t, cat, catalog.Instance{Name: "api", ID: "api-1", Address: "10.0.0.1:8080", Version: "v1", Metadata: map[string]string{"zone": "a"}})
 	register(t, cat, catalog.Instance{Name: "api", ID: "api-2", Address: "10.0.0.2:8080", Version: "v2", Weight: 3})
@@ -170,7 +171,7 @@ func TestCLIServicesAndListAgainstEtcd(t *testing.T) {
 func TestCLIWatchPrintsTypedEventsUntilInterrupted(t *testing.T) {
 	srv := etcdtest.NewServer(t)
 	raw := srv.Client(t)
-	cat := newCatalog(t, itest.Client(t, srv.Endpoints()))
+	cat := newCatalog(t, itestclient.New(t, srv.Endpoints()))
 	ep := "--endpoints=" + strings.Join(srv.Endpoints(), ",")
 	put(t, raw, cat.InstanceKey("wat", "a"), `{"address":"10.0.0.1:80"}`)
 
@@ -221,7 +222,7 @@ func TestCLIWatchPrintsTypedEventsUntilInterrupted(t *testing.T) {
 func TestCLIDrainRemovesInstanceFromEndpointerTrafficWithinASecond(t *testing.T) {
 	srv := etcdtest.NewServer(t)
 	raw := srv.Client(t)
-	cat := newCatalog(t, itest.Client(t, srv.Endpoints()))
+	cat := newCatalog(t, itestclient.New(t, srv.Endpoints()))
 	ep := "--endpoints=" + strings.Join(srv.Endpoints(), ",")
 	const svc = "traffic"
 

@@ -11,12 +11,13 @@ import (
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/grpcsd"
 	"github.com/etcdsd/etcdsd/internal/itest"
+	"github.com/etcdsd/etcdsd/internal/itest/itestclient"
 )
 
 func TestInstancerHonoursPropertiesLive(t *testing.T) {
 	srv := etcdtest.NewServer(t)
 	raw := srv.Client(t)
-	cat := newCatalog(t, itest.Client(t, srv.Endpoints()))
+	cat := newCatalog(t, itestclient.New(t, srv.Endpoints()))
 	ctx := context.Background()
 	const svc = "props"
 	// Set before the Instancer starts: the first state already honours it.
@@ -84,7 +85,7 @@ func TestInstancerReportsOutageAndRecovers(t *testing.T) {
 		t.Skip("needs an embedded etcd to stop")
 	}
 	raw := srv.Client(t)
-	cat := newCatalog(t, itest.Client(t, srv.Endpoints()))
+	cat := newCatalog(t, itestclient.New(t, srv.Endpoints()))
 	register(t, cat, catalog.Instance{Name: "outage", ID: "a", Address: "10.0.0.1:80"})
 	in := newInstancer(t, cat, "outage")
 	waitState(t, in, 2*time.Second, "10.0.0.1:80")
@@ -104,7 +105,7 @@ func TestInstancerReportsOutageAndRecovers(t *testing.T) {
 
 func TestInstancerForPrefixServesGRPCResolvers(t *testing.T) {
 	srv := etcdtest.NewServer(t)
-	cat := newCatalog(t, itest.Client(t, srv.Endpoints()))
+	cat := newCatalog(t, itestclient.New(t, srv.Endpoints()))
 	register(t, cat, catalog.Instance{Name: "grpc", ID: "a", Address: "10.0.0.1:80"})
 	register(t, cat, catalog.Instance{Name: "grpc", ID: "b", Address: "10.0.0.2:80"})
 	if err := cat.SetProperty(context.Background(), "grpc", "a", catalog.PropDisabled, "true"); err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/etcdsd/etcdsd/catalog"
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/internal/itest"
+	"github.com/etcdsd/etcdsd/internal/itest/itestclient"
 )
 
 // putServices writes n services, service i having i%11+1 instances (about 6,000 keys, more than one page of ListServices), in
@@ -45,7 +46,7 @@ func putServices(t testing.TB, raw *clientv3.Client, root string, n int) int {
 func TestListServicesOnAThousandServices(t *testing.T) {
 	srv := etcdtest.NewServer(t)
 	raw := srv.Client(t)
-	cat := newCatalog(t, itest.Client(t, srv.Endpoints()), catalog.WithRoot("/list-1000/"))
+	cat := newCatalog(t, itestclient.New(t, srv.Endpoints()), catalog.WithRoot("/list-1000/"))
 	const n = 1000
 	total := putServices(t, raw, "/list-1000/", n)
 	put(t, raw, "/list-1000/no-id", "10.0.0.1:80") // not <root><name>/<id>: not a service
@@ -75,7 +76,7 @@ func TestListServicesOnAThousandServices(t *testing.T) {
 func TestGetServiceInstancesAndProperties(t *testing.T) {
 	srv := etcdtest.NewServer(t)
 	raw := srv.Client(t)
-	cat := newCatalog(t, itest.Client(t, srv.Endpoints()))
+	cat := newCatalog(t, itestclient.New(t, srv.Endpoints()))
 	ctx := context.Background()
 	register(t, cat, catalog.Instance{Name: "get", ID: "b", Address: "10.0.0.2:80", Version: "v2", Metadata: map[string]string{"zone": "a"}, Weight: 3})
 	register(t, cat, catalog.Instance{Name: "get", ID: "a", Address: "10.0.0.1:80"})

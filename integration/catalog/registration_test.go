@@ -15,12 +15,13 @@ import (
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
 	"github.com/etcdsd/etcdsd/internal/itest"
+	"github.com/etcdsd/etcdsd/internal/itest/itestclient"
 )
 
 func TestRegisterGeneratesUniqueIDsAcrossThousandRegistrations(t *testing.T) {
 	srv := etcdtest.NewServer(t)
 	raw := srv.Client(t)
-	c := itest.Client(t, srv.Endpoints())
+	c := itestclient.New(t, srv.Endpoints())
 	cat := newCatalog(t, c)
 	const n = 1000
 	ids := make(chan string, n)
@@ -69,7 +70,7 @@ func TestRegisterGeneratesUniqueIDsAcrossThousandRegistrations(t *testing.T) {
 
 func TestRegisterRejectsBadInputNamingIt(t *testing.T) {
 	srv := etcdtest.NewServer(t)
-	cat := newCatalog(t, itest.Client(t, srv.Endpoints()))
+	cat := newCatalog(t, itestclient.New(t, srv.Endpoints()))
 	for _, tc := range []struct {
 		inst catalog.Instance
 		want string
@@ -89,7 +90,7 @@ func TestRegisterRejectsBadInputNamingIt(t *testing.T) {
 	if _, err := catalog.New(nil); err == nil {
 		t.Error("New(nil) succeeded")
 	}
-	if _, err := catalog.New(itest.Client(t, srv.Endpoints()), catalog.WithTTL(time.Second, time.Second)); err == nil || !strings.Contains(err.Error(), "TTL 1s") {
+	if _, err := catalog.New(itestclient.New(t, srv.Endpoints()), catalog.WithTTL(time.Second, time.Second)); err == nil || !strings.Contains(err.Error(), "TTL 1s") {
 		t.Errorf("New with TTL == heartbeat: %v", err)
 	}
 }
@@ -97,7 +98,7 @@ func TestRegisterRejectsBadInputNamingIt(t *testing.T) {
 func TestPauseLeavesDiscoveryAndResumeComesBack(t *testing.T) {
 	srv := etcdtest.NewServer(t)
 	raw := srv.Client(t)
-	c := itest.Client(t, srv.Endpoints())
+	c := itestclient.New(t, srv.Endpoints())
 	cat := newCatalog(t, c)
 	ctx := context.Background()
 	in := newInstancer(t, cat, "pause")
@@ -149,7 +150,7 @@ func TestPauseLeavesDiscoveryAndResumeComesBack(t *testing.T) {
 func TestDrainLeavesDiscoveryWaitsForInFlightThenDeregisters(t *testing.T) {
 	srv := etcdtest.NewServer(t)
 	raw := srv.Client(t)
-	cat := newCatalog(t, itest.Client(t, srv.Endpoints()))
+	cat := newCatalog(t, itestclient.New(t, srv.Endpoints()))
 	in := newInstancer(t, cat, "drain")
 	reg := register(t, cat, catalog.Instance{Name: "drain", ID: "a", Address: "10.0.0.1:80"})
 	waitState(t, in, 5*time.Second, "10.0.0.1:80")
@@ -201,7 +202,7 @@ func TestDrainLeavesDiscoveryWaitsForInFlightThenDeregisters(t *testing.T) {
 func TestDrainStopsWaitingWhenContextEnds(t *testing.T) {
 	srv := etcdtest.NewServer(t)
 	raw := srv.Client(t)
-	cat := newCatalog(t, itest.Client(t, srv.Endpoints()))
+	cat := newCatalog(t, itestclient.New(t, srv.Endpoints()))
 	reg := register(t, cat, catalog.Instance{Name: "drainctx", ID: "a", Address: "10.0.0.1:80"})
 	done := reg.Track() // a request that never ends
 	defer done()

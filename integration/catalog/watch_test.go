@@ -9,7 +9,7 @@ import (
 
 	"github.com/etcdsd/etcdsd/catalog"
 	"github.com/etcdsd/etcdsd/etcdtest"
-	"github.com/etcdsd/etcdsd/internal/itest"
+	"github.com/etcdsd/etcdsd/internal/itest/itestclient"
 )
 
 // want describes one expected event.
@@ -48,7 +48,7 @@ func describe(ev catalog.Event) string {
 func TestWatchSendsTypedEventsInOrderWithRevisions(t *testing.T) {
 	srv := etcdtest.NewServer(t)
 	raw := srv.Client(t)
-	c := itest.Client(t, srv.Endpoints())
+	c := itestclient.New(t, srv.Endpoints())
 	cat := newCatalog(t, c)
 	const svc = "typed"
 
@@ -133,7 +133,7 @@ func TestWatchResumesAfterEtcdRestartWithoutGapOrDuplicate(t *testing.T) {
 		t.Skip("needs an embedded etcd to restart")
 	}
 	raw := srv.Client(t)
-	c := itest.Client(t, srv.Endpoints())
+	c := itestclient.New(t, srv.Endpoints())
 	cat := newCatalog(t, c)
 	const svc = "restart"
 	key := func(id string) string { return cat.InstanceKey(svc, id) }
@@ -188,7 +188,7 @@ func TestWatchResumesAfterEtcdRestartWithoutGapOrDuplicate(t *testing.T) {
 
 func TestWatchRejectsBadServiceName(t *testing.T) {
 	srv := etcdtest.NewServer(t)
-	cat := newCatalog(t, itest.Client(t, srv.Endpoints()))
+	cat := newCatalog(t, itestclient.New(t, srv.Endpoints()))
 	_, err := cat.Watch(context.Background(), catalog.WatchService("a/b"))
 	if err == nil || !strings.Contains(err.Error(), `"a/b"`) {
 		t.Fatalf("err = %v, want one naming \"a/b\"", err)

@@ -14,11 +14,12 @@ import (
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
 	"github.com/etcdsd/etcdsd/internal/itest"
+	"github.com/etcdsd/etcdsd/internal/itest/itestclient"
 )
 
 func TestBadInputGivesErrorsNamingTheValue(t *testing.T) {
 	srv := etcdtest.NewServer(t)
-	c := itest.Client(t, srv.Endpoints())
+	c := itestclient.New(t, srv.Endpoints())
 	ctx := context.Background()
 
 	for _, tc := range []struct {

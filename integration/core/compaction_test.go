@@ -12,13 +12,14 @@ import (
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
 	"github.com/etcdsd/etcdsd/internal/itest"
+	"github.com/etcdsd/etcdsd/internal/itest/itestclient"
 )
 
 func TestInstancerResyncsAfterCompactionWhileDisconnected(t *testing.T) {
 	srv := etcdtest.NewServer(t)
 	proxy := etcdtest.NewProxy(t, srv.Endpoints()[0])
 	admin := srv.Client(t)
-	c := itest.Client(t, []string{proxy.Endpoint()}, func(o *etcdv3.ClientOptions) {
+	c := itestclient.New(t, []string{proxy.Endpoint()}, func(o *etcdv3.ClientOptions) {
 		o.DialTimeout = 300 * time.Millisecond
 		o.RequestTimeout = 500 * time.Millisecond
 	})

@@ -16,11 +16,12 @@ import (
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
 	"github.com/etcdsd/etcdsd/internal/itest"
+	"github.com/etcdsd/etcdsd/internal/itest/itestclient"
 )
 
 func TestGoKitEndpointerBalancesOverInstancer(t *testing.T) {
 	srv := etcdtest.NewServer(t)
-	c := itest.Client(t, srv.Endpoints())
+	c := itestclient.New(t, srv.Endpoints())
 	const prefix = "/services/gokit-lb/"
 	for i := range 3 {
 		r := etcdv3.NewRegistrar(c, etcdv3.Service{Key: fmt.Sprintf("%s%d", prefix, i), Value: fmt.Sprintf("127.0.0.1:%d", 8000+i), TTL: shortTTL()}, log.NewNopLogger())
@@ -64,7 +65,7 @@ func TestGoKitEndpointerBalancesOverInstancer(t *testing.T) {
 
 func TestStuckSubscriberBlocksNeitherWatchNorOthers(t *testing.T) {
 	srv := etcdtest.NewServer(t)
-	c := itest.Client(t, srv.Endpoints())
+	c := itestclient.New(t, srv.Endpoints())
 	admin := srv.Client(t)
 	const prefix = "/services/stuck/"
 	in := newInstancer(t, c, prefix)
@@ -104,7 +105,7 @@ func TestStuckSubscriberBlocksNeitherWatchNorOthers(t *testing.T) {
 
 func TestInstancerSkipsMalformedValuesAndKeepsTheRest(t *testing.T) {
 	srv := etcdtest.NewServer(t)
-	c := itest.Client(t, srv.Endpoints())
+	c := itestclient.New(t, srv.Endpoints())
 	admin := srv.Client(t)
 	const prefix = "/services/malformed/"
 	ctx := context.Background()
@@ -131,7 +132,7 @@ func TestInstancerSkipsMalformedValuesAndKeepsTheRest(t *testing.T) {
 
 func TestInstancerSurvivesEtcdStoppedLongerThanTTL(t *testing.T) {
 	srv := etcdtest.NewServer(t)
-	c := itest.Client(t, srv.Endpoints(), func(o *etcdv3.ClientOptions) { o.DialTimeout = 500 * time.Millisecond })
+	c := itestclient.New(t, srv.Endpoints(), func(o *etcdv3.ClientOptions) { o.DialTimeout = 500 * time.Millisecond })
 	const prefix = "/services/restart/"
 	ttl := etcdv3.NewTTLOption(200*time.Millisecond, time.Second)
 	reg := etcdv3.NewRegistrar(c, etcdv3.Service{Key: prefix + "a", Value: "127.0.0.1:1", TTL: ttl}, itest.Logger(t))

@@ -11,6 +11,7 @@ import (
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
 	"github.com/etcdsd/etcdsd/internal/itest"
+	"github.com/etcdsd/etcdsd/internal/itest/itestclient"
 )
 
 // shortTTL keeps lease tests fast: a key lives 2 s without heartbeats.
@@ -18,7 +19,7 @@ func shortTTL() *etcdv3.TTLOption { return etcdv3.NewTTLOption(200*time.Millisec
 
 func TestRegisterDiscoverDeregister(t *testing.T) {
 	srv := etcdtest.NewServer(t)
-	c := itest.Client(t, srv.Endpoints())
+	c := itestclient.New(t, srv.Endpoints())
 	const prefix = "/services/register-discover/"
 
 	in := newInstancer(t, c, prefix)
@@ -46,7 +47,7 @@ func TestRegisterDiscoverDeregister(t *testing.T) {
 
 func TestServicesOnOneClientStayAliveOnTheirOwn(t *testing.T) {
 	srv := etcdtest.NewServer(t)
-	c := itest.Client(t, srv.Endpoints())
+	c := itestclient.New(t, srv.Endpoints())
 	const prefix = "/services/one-client/"
 	var regs []*etcdv3.Registrar
 	for i := range 3 {
@@ -76,7 +77,7 @@ func TestServicesOnOneClientStayAliveOnTheirOwn(t *testing.T) {
 
 func TestLeaseRevokedByAnotherClientIsRegisteredAgainWithinTTL(t *testing.T) {
 	srv := etcdtest.NewServer(t)
-	c := itest.Client(t, srv.Endpoints())
+	c := itestclient.New(t, srv.Endpoints())
 	admin := srv.Client(t)
 	const key = "/services/revoked/a"
 	reg := etcdv3.NewRegistrar(c, etcdv3.Service{Key: key, Value: "127.0.0.1:1", TTL: shortTTL()}, itest.Logger(t))
@@ -101,7 +102,7 @@ func TestLeaseRevokedByAnotherClientIsRegisteredAgainWithinTTL(t *testing.T) {
 
 func TestRegisterKeepsTryingUntilEtcdIsBack(t *testing.T) {
 	srv := etcdtest.NewServer(t)
-	c := itest.Client(t, srv.Endpoints())
+	c := itestclient.New(t, srv.Endpoints())
 	srv.Stop()
 	reg := etcdv3.NewRegistrar(c, etcdv3.Service{Key: "/services/late/a", Value: "127.0.0.1:1", TTL: shortTTL()}, itest.Logger(t))
 	reg.Register() // fails now, retries in the background
@@ -120,7 +121,7 @@ func TestRegisterKeepsTryingUntilEtcdIsBack(t *testing.T) {
 
 func TestRegisterContextGivesUpWithTheError(t *testing.T) {
 	srv := etcdtest.NewServer(t)
-	c := itest.Client(t, srv.Endpoints())
+	c := itestclient.New(t, srv.Endpoints())
 	srv.Stop()
 	reg := etcdv3.NewRegistrar(c, etcdv3.Service{Key: "/services/give-up/a", Value: "x:1", TTL: shortTTL()}, itest.Logger(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
@@ -140,7 +141,7 @@ func TestRegisterContextGivesUpWithTheError(t *testing.T) {
 
 func TestPauseAndResume(t *testing.T) {
 	srv := etcdtest.NewServer(t)
-	c := itest.Client(t, srv.Endpoints())
+	c := itestclient.New(t, srv.Endpoints())
 	const prefix = "/services/pause/"
 	in := newInstancer(t, c, prefix)
 	sub := itest.Subscribe(t, in)

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	gresolver "google.golang.org/grpc/resolver"
 
-	"github.com/etcdsd/etcdsd/internal/itest"
+	"github.com/etcdsd/etcdsd/internal/itest/itestclient"
 )
 
 // BenchmarkUpdateLatency measures how long a change in etcd takes to reach
@@ -26,7 +26,7 @@ func BenchmarkUpdateLatency(b *testing.B) {
 	ctx := context.Background()
 
 	b.Run("resolver=etcdsd", func(b *testing.B) {
-		builder := newBuilder(b, itest.Client(b, etcd.Endpoints()))
+		builder := newBuilder(b, itestclient.New(b, etcd.Endpoints()))
 		key := "/bench/etcdsd/app/x"
 		set := func(s *server) error {
 			_, err := kv.Put(ctx, key, s.value(b, "v1"))

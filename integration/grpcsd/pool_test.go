@@ -16,6 +16,7 @@ import (
 	"github.com/etcdsd/etcdsd/etcdv3"
 	"github.com/etcdsd/etcdsd/grpcsd"
 	"github.com/etcdsd/etcdsd/internal/itest"
+	"github.com/etcdsd/etcdsd/internal/itest/itestclient"
 )
 
 // events records the Pool's callback calls.
@@ -67,7 +68,7 @@ func waitShutdown(t *testing.T, conn *grpc.ClientConn, what string) {
 
 func TestPoolLookups(t *testing.T) {
 	etcd := newEtcd(t)
-	c := itest.Client(t, etcd.Endpoints())
+	c := itestclient.New(t, etcd.Endpoints())
 	agents, others := "/"+t.Name()+"/backends/agent/", "/"+t.Name()+"/backends/other/"
 	for _, name := range []string{"agent1", "agent2"} {
 		register(t, c, agents+name, startServer(t, name).addr) // plain address values
@@ -124,7 +125,7 @@ func TestPoolLookups(t *testing.T) {
 
 func TestPoolClosesTheConnectionWhenItsKeyGoes(t *testing.T) {
 	etcd := newEtcd(t)
-	c := itest.Client(t, etcd.Endpoints())
+	c := itestclient.New(t, etcd.Endpoints())
 	agents := "/" + t.Name() + "/backends/agent/"
 	r1 := register(t, c, agents+"agent1", startServer(t, "agent1").addr)
 	register(t, c, agents+"agent2", startServer(t, "agent2").addr)
@@ -159,7 +160,7 @@ func TestPoolClosesTheConnectionWhenItsKeyGoes(t *testing.T) {
 
 func TestPoolFollowsNewKeysAndAddressChanges(t *testing.T) {
 	etcd := newEtcd(t)
-	c := itest.Client(t, etcd.Endpoints())
+	c := itestclient.New(t, etcd.Endpoints())
 	agents := "/" + t.Name() + "/backends/agent/"
 	ev := &events{}
 	p := newPool(t, c, []string{agents}, ev)
@@ -197,7 +198,7 @@ func TestPoolFollowsNewKeysAndAddressChanges(t *testing.T) {
 
 func TestPoolCloseClosesEveryConnection(t *testing.T) {
 	etcd := newEtcd(t)
-	c := itest.Client(t, etcd.Endpoints())
+	c := itestclient.New(t, etcd.Endpoints())
 	agents := "/" + t.Name() + "/backends/agent/"
 	register(t, c, agents+"agent1", startServer(t, "agent1").addr)
 	register(t, c, agents+"agent2", startServer(t, "agent2").addr)

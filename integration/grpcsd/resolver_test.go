@@ -18,6 +18,7 @@ import (
 	"github.com/etcdsd/etcdsd/grpcsd"
 	"github.com/etcdsd/etcdsd/instance"
 	"github.com/etcdsd/etcdsd/internal/itest"
+	"github.com/etcdsd/etcdsd/internal/itest/itestclient"
 )
 
 // setup is an etcd, a client, two v1 servers and one v2 server registered
@@ -36,7 +37,7 @@ func newSetup(t *testing.T) *setup {
 	etcd := newEtcd(t)
 	s := &setup{
 		etcd:    etcd,
-		client:  itest.Client(t, etcd.Endpoints()),
+		client:  itestclient.New(t, etcd.Endpoints()),
 		prefix:  "/" + t.Name() + "/app/",
 		servers: make(map[string]*server),
 		regs:    make(map[string]*etcdv3.Registrar),
@@ -175,7 +176,7 @@ func TestClosingTheClientConnStopsTheResolver(t *testing.T) {
 
 func TestMetadataChangeKeepsTheConnection(t *testing.T) {
 	etcd := newEtcd(t)
-	c := itest.Client(t, etcd.Endpoints())
+	c := itestclient.New(t, etcd.Endpoints())
 	kv := etcd.Client(t)
 	prefix := "/" + t.Name() + "/app/"
 	srv := startServer(t, "app-1")
@@ -199,7 +200,7 @@ func TestMetadataChangeKeepsTheConnection(t *testing.T) {
 
 func TestEmptyPrefixFailsSayingNoInstance(t *testing.T) {
 	etcd := newEtcd(t)
-	c := itest.Client(t, etcd.Endpoints())
+	c := itestclient.New(t, etcd.Endpoints())
 	conn := dial(t, newBuilder(t, c), "etcd:///"+t.Name()+"/nothing/")
 	_, err := call(context.Background(), conn)
 	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "grpcsd: no instance registered for the target") {
@@ -212,7 +213,7 @@ func TestUnreachableEtcdFailsWithTheResolverError(t *testing.T) {
 	if etcd.External() {
 		t.Skip("needs an embedded etcd to stop")
 	}
-	c := itest.Client(t, etcd.Endpoints())
+	c := itestclient.New(t, etcd.Endpoints())
 	etcd.Stop()
 	conn := dial(t, newBuilder(t, c), "etcd:///"+t.Name()+"/app/")
 	// The first error comes when the initial read gives up, after the

@@ -11,7 +11,6 @@ import (
 	"github.com/go-kit/log"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/etcdsd/etcdsd/etcdv3"
 )
 
 // Logger writes the library's key-value logs to the test log, which go test
@@ -25,24 +24,6 @@ func Logger(t testing.TB) log.Logger {
 		t.Log(b.String())
 		return nil
 	})
-}
-
-// Client connects an etcdv3 client with 2 s dial and request timeouts
-// (opts may change them) and closes it at cleanup. Cleanups run
-// last-registered first, so a client made after its server closes before
-// the server stops, and the server stops fast with no stream left open.
-func Client(t testing.TB, endpoints []string, opts ...func(*etcdv3.ClientOptions)) *etcdv3.EtcdClient {
-	t.Helper()
-	o := etcdv3.ClientOptions{DialTimeout: 2 * time.Second, RequestTimeout: 2 * time.Second, Logger: Logger(t)}
-	for _, f := range opts {
-		f(&o)
-	}
-	c, err := etcdv3.NewEtcdClient(context.Background(), endpoints, o)
-	if err != nil {
-		t.Fatalf("new etcd client: %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
 }
 
 // Eventually polls cond every 5 ms until it holds, and fails the test if it

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/go-kit/kit/sd"
+
+	"github.com/etcdsd/etcdsd/internal/itest"
 )
 
 func recv(t *testing.T, ch <-chan sd.Event) sd.Event {
@@ -172,13 +174,7 @@ func TestFeedStopUnblocksPendingRegister(t *testing.T) {
 		c.Register(ch)
 		close(returned)
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for c.subscribers() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("subscriber never registered")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	itest.Eventually(t, 5*time.Second, "subscriber registered", func() bool { return c.subscribers() > 0 })
 	c.Stop()
 	select {
 	case <-returned:

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/etcdsd/etcdsd/internal/itest"
 )
 
 // scriptedSource is a Source driven by the test: it sets what snapshots
@@ -180,13 +182,7 @@ func TestMirrorReportsAnOutageOnceAndRecoversWithTheTrueState(t *testing.T) {
 		t.Fatalf("outage batch = %+v", b)
 	}
 	// Several failed snapshots later, still only one error batch.
-	deadline := time.Now().Add(5 * time.Second)
-	for src.calls() < 4 {
-		if time.Now().After(deadline) {
-			t.Fatal("mirror stopped retrying")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	itest.Eventually(t, 5*time.Second, "four snapshot attempts", func() bool { return src.calls() >= 4 })
 	select {
 	case b := <-out:
 		t.Fatalf("second batch during one outage: %+v", b)
