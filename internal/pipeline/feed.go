@@ -114,11 +114,11 @@ func (f *Feed) Reset(rev int64, kvs []KV, first bool) {
 			changes = append(changes, ch)
 		}
 	}
-	if len(fresh) < len(f.state) {
-		for key, old := range f.state {
-			if _, ok := fresh[key]; !ok {
-				changes = append(changes, f.deleteLocked(key, old, rev))
-			}
+	// Every key is checked: counting is no shortcut, since a fresh key
+	// whose value is malformed is in neither the state nor the count.
+	for key, old := range f.state {
+		if _, ok := fresh[key]; !ok {
+			changes = append(changes, f.deleteLocked(key, old, rev))
 		}
 	}
 	for key := range f.bad {

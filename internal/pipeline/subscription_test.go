@@ -189,6 +189,24 @@ func TestFeedMalformedValueDeletesTheKeyAndIsLoggedOnce(t *testing.T) {
 	}
 }
 
+// A resync deletes a key that is gone even when the snapshot holds as many
+// keys as the Feed, some of them malformed.
+func TestFeedResetDeletesWhatIsGoneBesideMalformedKeys(t *testing.T) {
+	f := NewFeed()
+	defer f.Stop()
+	f.Reset(1, []KV{{Key: "/a", Value: "a:1"}}, true)
+	sub := f.Subscribe()
+	defer sub.Close()
+	take(t, sub)
+	f.Reset(2, []KV{{Key: "/b", Value: "{bad"}, {Key: "/c", Value: "{bad"}}, false)
+	if got := keysOf(take(t, sub)); !slices.Equal(got, []string{"delete /a=a:1"}) {
+		t.Fatalf("changes = %v, want /a deleted", got)
+	}
+	if n := f.Len(); n != 0 {
+		t.Fatalf("%d instances left, want none", n)
+	}
+}
+
 // countLogger counts log lines; the Feed logs from the producer goroutine.
 type countLogger struct{ n int }
 
