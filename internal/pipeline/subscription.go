@@ -67,8 +67,15 @@ func (s *Subscription) offer(b Batch) {
 			}
 		}
 		for _, ch := range b.Changes {
+			if p.Reset {
+				// A reset is the whole content, all puts: what the key had
+				// before means nothing to a consumer that starts over.
+				ch.Prev = ""
+			}
 			i, ok := s.index[ch.Key]
 			switch {
+			case !ok && p.Reset && ch.Op == Delete:
+				// Not in the reset: nothing to take out.
 			case !ok:
 				s.index[ch.Key] = len(p.Changes)
 				p.Changes = append(p.Changes, ch)

@@ -107,6 +107,13 @@ func TestSubscriptionResetAbsorbsLaterChanges(t *testing.T) {
 	if got, want := keysOf(b), []string{"put /b=b:2", "put /c=c:1"}; !slices.Equal(got, want) {
 		t.Fatalf("reset = %v, want %v (a deleted key leaves a pending reset)", got, want)
 	}
+	for _, ch := range b.Changes {
+		if ch.Prev != "" {
+			// A consumer starting over from the reset would take Prev for
+			// something it holds: another key may hold that value.
+			t.Fatalf("%s in a reset carries Prev %q, want none", ch.Key, ch.Prev)
+		}
+	}
 }
 
 func TestSubscriptionCarriesTheErrorAndItsClearing(t *testing.T) {
