@@ -65,8 +65,11 @@ func (c *Catalog) NewInstancer(ctx context.Context, service string) (*Instancer,
 		return nil, fmt.Errorf("catalog: new instancer %q: %w", service, err)
 	}
 	s.mirrors = append(s.mirrors, props)
-	s.instances = pipeline.NewFeed(pipeline.WithParser(c.layout.decodeInstance), pipeline.WithLogger(logger), pipeline.WithObserver(s.applyInstances))
-	inst, err := pipeline.Start(ctx, pipeline.SourceFor(c.client, c.layout.servicePrefix(service)), s.instances, logger, 0, 0)
+	instances := pipeline.NewFeed(pipeline.WithParser(c.layout.decodeInstance), pipeline.WithLogger(logger), pipeline.WithObserver(s.applyInstances))
+	s.mu.Lock() // the properties' mirror already runs, and reads it
+	s.instances = instances
+	s.mu.Unlock()
+	inst, err := pipeline.Start(ctx, pipeline.SourceFor(c.client, c.layout.servicePrefix(service)), instances, logger, 0, 0)
 	if err != nil {
 		s.Stop()
 		return nil, fmt.Errorf("catalog: new instancer %q: %w", service, err)
