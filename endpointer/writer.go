@@ -174,7 +174,7 @@ func (e *Endpointer) acquire(value string, inst *instance.Instance, prev *member
 		return m
 	}
 	m := &member{value: value, refs: 1}
-	if inst.ID != "" || inst.Name != "" || inst.Version != "" || inst.Metadata != nil || inst.Weight != 0 || inst.Address != value {
+	if !inst.IsPlain(value) {
 		in := *inst
 		m.inst = &in
 	}

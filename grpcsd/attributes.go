@@ -1,8 +1,6 @@
 package grpcsd
 
 import (
-	"maps"
-
 	"google.golang.org/grpc/attributes"
 	"google.golang.org/grpc/resolver"
 
@@ -24,12 +22,7 @@ type instanceValue struct{ inst instance.Instance }
 // whether an address changed.
 func (v instanceValue) Equal(o any) bool {
 	ov, ok := o.(instanceValue)
-	if !ok {
-		return false
-	}
-	a, b := v.inst, ov.inst
-	return a.ID == b.ID && a.Name == b.Name && a.Version == b.Version &&
-		a.Address == b.Address && a.Weight == b.Weight && maps.Equal(a.Metadata, b.Metadata)
+	return ok && v.inst.Equal(ov.inst)
 }
 
 // String keeps gRPC's channelz and log output readable.

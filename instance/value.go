@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -38,6 +39,19 @@ func (i Instance) EffectiveWeight() int {
 		return 1
 	}
 	return i.Weight
+}
+
+// Equal reports whether i and o hold the same fields, metadata included.
+func (i Instance) Equal(o Instance) bool {
+	return i.ID == o.ID && i.Name == o.Name && i.Version == o.Version &&
+		i.Address == o.Address && i.Weight == o.Weight && maps.Equal(i.Metadata, o.Metadata)
+}
+
+// IsPlain reports whether i is what Parse gives for the plain value v: v as
+// the address and nothing else. Caches use it to keep no parsed copy of
+// such values.
+func (i Instance) IsPlain(v string) bool {
+	return i.Equal(Instance{Address: v})
 }
 
 // Parse parses an instance value: a JSON object when it starts with '{',

@@ -106,3 +106,24 @@ func normalize(i Instance) Instance {
 	}
 	return i
 }
+
+func TestEqualAndIsPlain(t *testing.T) {
+	a := Instance{ID: "a", Address: "10.0.0.1:80", Metadata: map[string]string{"zone": "x"}, Weight: 2}
+	b := a
+	b.Metadata = map[string]string{"zone": "x"}
+	if !a.Equal(b) {
+		t.Fatal("equal instances with distinct metadata maps compare unequal")
+	}
+	b.Metadata["zone"] = "y"
+	if a.Equal(b) {
+		t.Fatal("a metadata difference is not seen")
+	}
+	plain, _ := Parse("10.0.0.1:80")
+	if !plain.IsPlain("10.0.0.1:80") {
+		t.Fatal("a plain value's instance is not plain")
+	}
+	js, _ := Parse(`{"address":"10.0.0.1:80"}`)
+	if js.IsPlain(`{"address":"10.0.0.1:80"}`) || a.IsPlain("10.0.0.1:80") {
+		t.Fatal("a JSON value's instance, or one with more than an address, is plain")
+	}
+}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/go-kit/log"
 	clientv3 "go.etcd.io/etcd/client/v3"
-
 )
 
 // Logger writes the library's key-value logs to the test log, which go test

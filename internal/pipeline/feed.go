@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"cmp"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -203,7 +202,7 @@ func (f *Feed) Fail(err error) {
 // and one that does not parse is logged once and leaves the key absent.
 func (f *Feed) putLocked(key, value string, parsed *instance.Instance, rev int64) (Change, bool) {
 	old, had := f.state[key]
-	if had && old.value == value && (parsed == nil || sameInstance(old.instance(), *parsed)) {
+	if had && old.value == value && (parsed == nil || old.instance().Equal(*parsed)) {
 		return Change{}, false
 	}
 	var inst instance.Instance
@@ -225,7 +224,7 @@ func (f *Feed) putLocked(key, value string, parsed *instance.Instance, rev int64
 	}
 	delete(f.bad, key)
 	e := entry{value: value}
-	if !isPlain(inst, value) {
+	if !inst.IsPlain(value) {
 		e.inst = &inst
 	}
 	f.state[key] = e
@@ -381,14 +380,4 @@ func (f *Feed) sortedValuesLocked() []string {
 	vs := f.valuesLocked()
 	slices.Sort(vs)
 	return slices.Compact(vs)
-}
-
-// isPlain reports whether inst is what a plain value parses to: its
-// address and nothing else.
-func isPlain(inst instance.Instance, value string) bool {
-	return inst.Address == value && inst.ID == "" && inst.Name == "" && inst.Version == "" && inst.Metadata == nil && inst.Weight == 0
-}
-
-func sameInstance(a, b instance.Instance) bool {
-	return a.ID == b.ID && a.Name == b.Name && a.Version == b.Version && a.Address == b.Address && a.Weight == b.Weight && maps.Equal(a.Metadata, b.Metadata)
 }

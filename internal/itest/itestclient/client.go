@@ -29,4 +29,3 @@ func New(t testing.TB, endpoints []string, opts ...func(*etcdv3.ClientOptions)) 
 	t.Cleanup(func() { c.Close() })
 	return c
 }
-
