@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
 
 	"github.com/etcdsd/etcdsd/etcdv3"
 	"github.com/etcdsd/etcdsd/instance"
@@ -32,7 +33,7 @@ type Option func(*config)
 type config struct {
 	root, propsRoot string
 	logger          log.Logger
-	ttl             *etcdv3.TTLOption
+	heartbeat, ttl  time.Duration // as given to WithTTL
 }
 
 // WithRoot sets the prefix under which instances live, ending with "/".
@@ -49,16 +50,16 @@ func WithPropertiesRoot(root string) Option { return func(c *config) { c.propsRo
 func WithLogger(l log.Logger) Option { return func(c *config) { c.logger = l } }
 
 // WithTTL sets the lease of registrations. Default etcdv3.DefaultHeartbeat
-// and etcdv3.DefaultTTL (3 s, 9 s).
+// and etcdv3.DefaultTTL (3 s, 9 s). Values etcdv3.NewTTLOption repairs are
+// repaired the same way, with a warning naming them.
 func WithTTL(heartbeat, ttl time.Duration) Option {
-	return func(c *config) { c.ttl = etcdv3.NewTTLOption(heartbeat, ttl) }
+	return func(c *config) { c.heartbeat, c.ttl = heartbeat, ttl }
 }
 
 // New returns a Catalog over client, which must be one etcdv3.NewClient
 // returned: the catalog reads and writes etcd through it. It fails for
-// another or a nil client, roots that are not valid prefixes ending with
-// "/" or that contain each other, and a TTL not greater than its
-// heartbeat.
+// another or a nil client, and roots that are not valid prefixes ending
+// with "/" or that contain each other.
 func New(c etcdv3.Client, opts ...Option) (*Catalog, error) {
 	client, ok := c.(*etcdv3.EtcdClient)
 	if !ok || client == nil {
@@ -75,13 +76,14 @@ func New(c etcdv3.Client, opts ...Option) (*Catalog, error) {
 	if err != nil {
 		return nil, fmt.Errorf("catalog: new: %w", err)
 	}
-	if cfg.ttl == nil {
-		cfg.ttl = etcdv3.NewTTLOption(etcdv3.DefaultHeartbeat, etcdv3.DefaultTTL)
+	if cfg.heartbeat == 0 && cfg.ttl == 0 {
+		cfg.heartbeat, cfg.ttl = etcdv3.DefaultHeartbeat, etcdv3.DefaultTTL
 	}
-	if err := cfg.ttl.Validate(); err != nil {
-		return nil, fmt.Errorf("catalog: new: %w", err)
+	ttl := etcdv3.NewTTLOption(cfg.heartbeat, cfg.ttl)
+	if ttl.Heartbeat() != cfg.heartbeat || ttl.TTL() != cfg.ttl {
+		level.Warn(cfg.logger).Log("msg", "TTL option repaired as go-kit does", "heartbeat_given", cfg.heartbeat, "ttl_given", cfg.ttl, "heartbeat", ttl.Heartbeat(), "ttl", ttl.TTL())
 	}
-	return &Catalog{client: client, layout: l, logger: cfg.logger, ttl: cfg.ttl}, nil
+	return &Catalog{client: client, layout: l, logger: cfg.logger, ttl: ttl}, nil
 }
 
 // Root returns the prefix under which instances live.

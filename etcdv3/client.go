@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -68,17 +69,24 @@ type ClientOptions struct {
 	Key    string
 	CACert string
 
-	// DialTimeout bounds connecting to etcd: NewClient fails within it when
-	// no endpoint answers. Default 3 s.
+	// DialTimeout bounds waiting for etcd: while no endpoint answers, a call
+	// fails once the connection has been down for this long, with an error
+	// naming the endpoints. With grpc.WithBlock() in DialOptions, NewClient
+	// itself fails within it. Default 3 s.
 	DialTimeout time.Duration
 	// DialKeepAlive is the interval of gRPC keepalive pings to etcd, which
 	// detect a dead connection (gRPC enforces at least 10 s). Default 3 s.
 	DialKeepAlive time.Duration
 
-	// DialOptions are extra gRPC dial options (e.g. interceptors).
+	// DialOptions are extra gRPC dial options (e.g. interceptors). As in
+	// go-kit, grpc.WithBlock() among them makes NewClient fail fast: it
+	// returns only once etcd has answered a read, or fails within
+	// DialTimeout.
 	DialOptions []grpc.DialOption
 
-	// Username and Password authenticate to etcd when Username is set.
+	// Username and Password authenticate to etcd when Username is set. The
+	// etcd client authenticates while connecting, so with credentials
+	// NewClient needs etcd to answer within DialTimeout, as go-kit's does.
 	Username string
 	Password string
 
@@ -117,10 +125,19 @@ type EtcdClient struct {
 
 var _ Client = (*EtcdClient)(nil)
 
-// NewClient returns a Client connected to the etcd endpoints in machines.
-// It fails within options.DialTimeout when no endpoint answers (plus at most
-// a second to name a TLS problem, such as an untrusted certificate), and
-// with a clear error for bad TLS files or wrong credentials.
+// NewClient returns a Client of the etcd endpoints in machines. Like
+// go-kit's, it is lazy: it returns at once, without waiting for etcd, so a
+// service may start before etcd does; a Registrar then registers, and an
+// Instancer fills in, once etcd answers. It fails at once for no or
+// malformed endpoints and bad TLS files. Calls made while etcd is
+// unreachable fail within DialTimeout with an error naming the endpoints
+// (and a TLS problem, such as an untrusted certificate, when that is why).
+//
+// Fail-fast is opt-in, as in go-kit: with grpc.WithBlock() in
+// options.DialOptions, NewClient returns only once etcd has answered, or
+// fails within DialTimeout (plus at most a second to name a TLS problem)
+// naming the endpoints, the user whose credentials were refused, or the
+// TLS problem.
 //
 // As in go-kit, ctx is the client's lifetime, not a dial timeout: the client
 // closes when ctx ends (or at Close, whichever is first). Do not pass a
@@ -159,11 +176,45 @@ func NewEtcdClient(ctx context.Context, machines []string, options ClientOptions
 	if err != nil {
 		return nil, dialError(machines, options, err)
 	}
-	if err := probe(ctx, cli, options.DialTimeout); err != nil {
-		cli.Close()
-		return nil, dialError(machines, options, err)
+	if blocks(options.DialOptions) {
+		if err := probe(ctx, cli, options.DialTimeout); err != nil {
+			cli.Close()
+			return nil, dialError(machines, options, err)
+		}
 	}
 	return newEtcdClient(ctx, cli, true, options), nil
+}
+
+// blocks reports whether opts hold grpc.WithBlock() (or
+// grpc.WithReturnConnectionError(), which implies it). The etcd client dials
+// with grpc.NewClient, which ignores both, so NewClient keeps go-kit's
+// meaning of them itself. Dial options are opaque; each is recognised by
+// the function it applies, which is the same for every call of the option's
+// constructor.
+func blocks(opts []grpc.DialOption) bool {
+	for _, o := range opts {
+		f := dialOptionFunc(o)
+		if f != 0 && (f == dialOptionFunc(grpc.WithBlock()) || f == dialOptionFunc(grpc.WithReturnConnectionError())) {
+			return true
+		}
+	}
+	return false
+}
+
+// dialOptionFunc returns the code pointer of the function a grpc dial
+// option applies, or 0 if it is not such an option.
+func dialOptionFunc(o grpc.DialOption) uintptr {
+	v := reflect.ValueOf(o)
+	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
+		return 0
+	}
+	v = v.Elem()
+	for i := range v.NumField() {
+		if f := v.Field(i); f.Kind() == reflect.Func && !f.IsNil() {
+			return f.Pointer()
+		}
+	}
+	return 0
 }
 
 // FromClient wraps an existing clientv3 client. Closing the returned client
@@ -183,7 +234,9 @@ func newEtcdClient(parent context.Context, cli *clientv3.Client, owns bool, opti
 		cancel:  cancel,
 		leases:  make(map[leaseKey]*sharedLease),
 	}
-	c.reach = newReachability(cli, options.DialTimeout)
+	c.reach = newReachability(cli, options.DialTimeout, func() error {
+		return dialError(cli.Endpoints(), options, fmt.Errorf("%w: %w", ErrUnreachable, context.DeadlineExceeded))
+	})
 	c.wg.Add(2)
 	go func() {
 		defer c.wg.Done()
@@ -265,14 +318,14 @@ func probe(ctx context.Context, cli *clientv3.Client, timeout time.Duration) err
 func dialError(machines []string, o ClientOptions, err error) error {
 	switch {
 	case errors.Is(err, rpctypes.ErrAuthFailed):
-		return fmt.Errorf("etcdv3: connect to %v: authentication failed for user %q: %w", machines, o.Username, err)
+		return fmt.Errorf("etcdv3: etcd at %v: authentication failed for user %q: %w", machines, o.Username, err)
 	case errors.Is(err, context.DeadlineExceeded):
 		if tlsErr := tlsProblem(machines, o); tlsErr != nil {
-			return fmt.Errorf("etcdv3: connect to %v: %w (no endpoint answered within dial timeout %v: %w)", machines, tlsErr, o.DialTimeout, err)
+			return fmt.Errorf("etcdv3: etcd at %v: %w (no endpoint answered within dial timeout %v: %w)", machines, tlsErr, o.DialTimeout, err)
 		}
-		return fmt.Errorf("etcdv3: connect to %v: no endpoint answered within dial timeout %v: %w", machines, o.DialTimeout, err)
+		return fmt.Errorf("etcdv3: etcd at %v: no endpoint answered within dial timeout %v: %w", machines, o.DialTimeout, err)
 	}
-	return fmt.Errorf("etcdv3: connect to %v: %w", machines, err)
+	return fmt.Errorf("etcdv3: etcd at %v: %w", machines, err)
 }
 
 // EtcdClient returns the underlying clientv3 client.
@@ -307,9 +360,43 @@ func (c *EtcdClient) Close() error {
 	return nil
 }
 
-// requestContext bounds a go-kit style call, which takes no context.
+// requestContext bounds a go-kit style call, which takes no context, by the
+// request timeout; see bound.
 func (c *EtcdClient) requestContext() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(c.ctx, c.opts.RequestTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.RequestTimeout)
+	ctx, unbound := c.bound(ctx)
+	return ctx, func() { unbound(); cancel() }
+}
+
+// bound returns ctx, also ended when the client closes and when etcd has
+// been unreachable for longer than the dial timeout (at once if it already
+// is), so that no call waits on etcd without bound. callError then tells
+// why.
+func (c *EtcdClient) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(c.ctx, func() { cancel(errClosed) })
+	ctx, unbound := c.reach.bound(ctx)
+	return ctx, func() {
+		unbound()
+		stop()
+		cancel(context.Canceled)
+	}
+}
+
+// errClosed ends the calls of a closed client.
+var errClosed = errors.New("client closed")
+
+// callError returns err, or the reason ctx (from bound) ended when that is
+// what failed the call: etcd unreachable, naming the endpoints, or the
+// client closed.
+func callError(ctx context.Context, err error) error {
+	if err == nil || ctx.Err() == nil {
+		return err
+	}
+	if cause := context.Cause(ctx); errors.Is(cause, ErrUnreachable) || errors.Is(cause, errClosed) {
+		return cause
+	}
+	return err
 }
 
 // GetEntries implements Client: the values of all keys under prefix.
@@ -321,7 +408,7 @@ func (c *EtcdClient) GetEntries(prefix string) ([]string, error) {
 	}
 	_, kvs, err := (&etcdSource{c: c, prefix: prefix, timeout: c.opts.RequestTimeout}).Snapshot(ctx)
 	if err != nil {
-		return nil, err
+		return nil, err // Snapshot names the prefix and why
 	}
 	out := make([]string, len(kvs))
 	for i, kv := range kvs {

@@ -74,10 +74,12 @@ func ExampleRegistrar_Status() {
 	r.Deregister()
 	fmt.Println(r.Status().State)
 
-	bad := etcdv3.NewRegistrar(client, etcdv3.Service{Key: "/services/app/2", Value: "x:1", TTL: etcdv3.NewTTLOption(3*time.Second, 2*time.Second)}, log.NewNopLogger())
-	fmt.Println(bad.RegisterContext(context.Background()))
+	// As in go-kit, an empty key or value gives the bare sentinel.
+	bad := etcdv3.NewRegistrar(client, etcdv3.Service{Key: "/services/app/2"}, log.NewNopLogger())
+	err = bad.RegisterContext(context.Background())
+	fmt.Println(err, err == etcdv3.ErrNoValue)
 	// Output:
 	// registered <nil>
 	// deregistered
-	// etcdv3: register "/services/app/2": TTL 2s must be greater than heartbeat 3s
+	// no value provided true
 }

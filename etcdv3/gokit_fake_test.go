@@ -1,8 +1,11 @@
 package etcdv3
 
 import (
+	"bytes"
 	"errors"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -55,7 +58,7 @@ func TestInstancerAndRegistrarWorkWithAGoKitOnlyClient(t *testing.T) {
 func TestInstancerOnGoKitClientReportsErrorOnceAndRecovers(t *testing.T) {
 	f := newGoKitFake()
 	f.put("/p/a", "1:1")
-	in, err := newInstancer(t.Context(), f, "/p/", log.NewNopLogger(), time.Millisecond, 2*time.Millisecond)
+	in, err := newInstancer(t.Context(), f, "/p/", log.NewNopLogger(), true, time.Millisecond, 2*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,9 +128,118 @@ func TestTTLOptionRoundsUpToWholeSeconds(t *testing.T) {
 	for _, tc := range []struct {
 		ttl  time.Duration
 		want int64
-	}{{300 * time.Millisecond, 1}, {time.Second, 1}, {1200 * time.Millisecond, 2}, {9 * time.Second, 9}} {
-		if got := NewTTLOption(100*time.Millisecond, tc.ttl).leaseSeconds(); got != tc.want {
+	}{{700 * time.Millisecond, 1}, {time.Second, 1}, {1200 * time.Millisecond, 2}, {9 * time.Second, 9}} {
+		if got := NewTTLOption(MinHeartbeat, tc.ttl).leaseSeconds(); got != tc.want {
 			t.Errorf("TTL %v → %d s, want %d", tc.ttl, got, tc.want)
 		}
 	}
+}
+
+func TestNewTTLOptionRepairsAsGoKit(t *testing.T) {
+	for _, tc := range []struct {
+		heartbeat, ttl         time.Duration
+		wantHeartbeat, wantTTL time.Duration
+	}{
+		{3 * time.Second, 9 * time.Second, 3 * time.Second, 9 * time.Second},
+		{3 * time.Second, 0, 3 * time.Second, 9 * time.Second},
+		{3 * time.Second, 3 * time.Second, 3 * time.Second, 9 * time.Second},
+		{3 * time.Second, 2 * time.Second, 3 * time.Second, 9 * time.Second},
+		{0, time.Second, MinHeartbeat, time.Second},
+		{-time.Second, 0, MinHeartbeat, 3 * MinHeartbeat},
+		{MinHeartbeat, MinHeartbeat, MinHeartbeat, 3 * MinHeartbeat},
+		{200 * time.Millisecond, 2 * time.Second, MinHeartbeat, 2 * time.Second},
+	} {
+		o := NewTTLOption(tc.heartbeat, tc.ttl)
+		if o.Heartbeat() != tc.wantHeartbeat || o.TTL() != tc.wantTTL {
+			t.Errorf("NewTTLOption(%v, %v) = (%v, %v), want (%v, %v)", tc.heartbeat, tc.ttl, o.Heartbeat(), o.TTL(), tc.wantHeartbeat, tc.wantTTL)
+		}
+	}
+}
+
+func TestRegisterWarnsOfARepairedTTLNamingBothValues(t *testing.T) {
+	f := newGoKitFake()
+	defer f.close()
+	var buf syncBuffer
+	r := NewRegistrar(f, Service{Key: "/p/a", Value: "1:1", TTL: NewTTLOption(3*time.Second, 2*time.Second)}, log.NewLogfmtLogger(&buf))
+	r.Register()
+	defer r.Deregister()
+	got := buf.String()
+	for _, want := range []string{"level=warn", "heartbeat_given=3s", "ttl_given=2s", "heartbeat=3s", "ttl=9s"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("log %q lacks %q", got, want)
+		}
+	}
+	if n := strings.Count(got, "ttl_given"); n != 1 {
+		t.Errorf("repair logged %d times, want once: %q", n, got)
+	}
+}
+
+func TestRegistrarLogsWhatGoKitLogsWithItsKeysInItsOrder(t *testing.T) {
+	f := newGoKitFake()
+	defer f.close()
+	f.regErr = errors.New("etcd down")
+	var buf syncBuffer
+	r := NewRegistrar(f, Service{Key: "/p/a", Value: "1:1"}, log.NewLogfmtLogger(&buf))
+	r.Register()
+	if got, want := buf.String(), "key=/p/a value=1:1 err=\"etcd down\"\n"; got != want {
+		t.Fatalf("after a failed Register, log = %q, want %q", got, want)
+	}
+	itest.Eventually(t, 5*time.Second, "three register attempts", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.regs >= 3
+	})
+	if n := strings.Count(buf.String(), "\n"); n != 1 {
+		t.Fatalf("retries failing with the same error logged %d lines, want 1: %q", n, buf.String())
+	}
+	f.mu.Lock()
+	f.regErr = errors.New("etcd still down")
+	f.mu.Unlock()
+	itest.Eventually(t, 5*time.Second, "a warning when the error changes", func() bool {
+		return strings.Contains(buf.String(), "level=warn key=/p/a value=1:1 msg=\"register failed, retrying\" err=\"etcd still down\"")
+	})
+	f.mu.Lock()
+	f.regErr = nil
+	f.mu.Unlock()
+	itest.Eventually(t, 5*time.Second, "go-kit's register line", func() bool {
+		return strings.HasSuffix(buf.String(), "key=/p/a value=1:1 action=register\n")
+	})
+	r.Deregister()
+	if !strings.HasSuffix(buf.String(), "key=/p/a value=1:1 action=deregister\n") {
+		t.Fatalf("after Deregister, log = %q", buf.String())
+	}
+}
+
+func TestRegistrarDeregisterWithoutRegisterDeletesTheKeyAsGoKit(t *testing.T) {
+	f := newGoKitFake()
+	defer f.close()
+	f.put("/p/a", "1:1") // left by an earlier run of the service
+	var buf syncBuffer
+	r := NewRegistrar(f, Service{Key: "/p/a", Value: "1:1"}, log.NewLogfmtLogger(&buf))
+	r.Deregister()
+	if got, _ := f.GetEntries("/p/"); len(got) != 0 {
+		t.Fatalf("entries after Deregister without Register = %v, want none", got)
+	}
+	if got, want := buf.String(), "key=/p/a value=1:1 action=deregister\n"; got != want {
+		t.Fatalf("log = %q, want %q", got, want)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the registrar's retry goroutine and
+// the test to use at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -7,7 +7,6 @@ import (
 
 	"github.com/go-kit/kit/sd"
 	"github.com/go-kit/log"
-	"github.com/go-kit/log/level"
 
 	"github.com/etcdsd/etcdsd/internal/pipeline"
 )
@@ -24,29 +23,33 @@ import (
 // plain address, or a JSON object with an address); a value that does not
 // parse is logged once and left out, and the other instances are kept.
 type Instancer struct {
-	feed   *pipeline.Feed
+	cache  *pipeline.Feed // named as go-kit's, whose tests read s.cache.State()
 	mirror *pipeline.Mirror
 }
 
 var _ sd.Instancer = (*Instancer)(nil)
 
 // NewInstancer returns an etcd instancer. It reads the prefix, then watches
-// it for changes and updates the subscribers. It fails for an empty or
-// malformed prefix and when etcd cannot be read within the client's request
-// timeout.
+// it for changes and updates the subscribers. As go-kit's, it logs the
+// number of instances read ("prefix", "instances"), or the error ("prefix",
+// "err"). It fails only for a nil client or an empty or malformed prefix:
+// when etcd cannot be read (within the client's request timeout, or its
+// dial timeout while etcd is unreachable), the Instancer starts with that
+// error in its state and fills in once etcd answers.
 func NewInstancer(c Client, prefix string, logger log.Logger) (*Instancer, error) {
-	return NewInstancerContext(context.Background(), c, prefix, logger)
+	return newInstancer(context.Background(), c, prefix, logger, false, 0, 0)
 }
 
-// NewInstancerContext is NewInstancer with a context bounding the initial
-// read.
+// NewInstancerContext is NewInstancer failing fast: it returns an error when
+// the first read of the prefix fails within ctx.
 func NewInstancerContext(ctx context.Context, c Client, prefix string, logger log.Logger) (*Instancer, error) {
-	return newInstancer(ctx, c, prefix, logger, 0, 0)
+	return newInstancer(ctx, c, prefix, logger, true, 0, 0)
 }
 
-// newInstancer takes the bounds of the backoff between attempts to read
-// etcd again (0: the pipeline's defaults).
-func newInstancer(ctx context.Context, c Client, prefix string, logger log.Logger, minBackoff, maxBackoff time.Duration) (*Instancer, error) {
+// newInstancer takes whether a failed first read fails it, and the bounds
+// of the backoff between attempts to read etcd again (0: the pipeline's
+// defaults).
+func newInstancer(ctx context.Context, c Client, prefix string, logger log.Logger, failFast bool, minBackoff, maxBackoff time.Duration) (*Instancer, error) {
 	if c == nil {
 		return nil, fmt.Errorf("etcdv3: new instancer %q: nil client", prefix)
 	}
@@ -58,46 +61,55 @@ func newInstancer(ctx context.Context, c Client, prefix string, logger log.Logge
 	}
 	logger = log.With(logger, "prefix", prefix)
 	feed := pipeline.NewFeed(pipeline.WithLogger(logger))
-	m, err := pipeline.Start(ctx, source(c, prefix), feed, logger, minBackoff, maxBackoff)
-	if err != nil {
-		return nil, err // it names the prefix
+	if failFast {
+		m, err := pipeline.Start(ctx, source(c, prefix), feed, logger, minBackoff, maxBackoff)
+		if err != nil {
+			return nil, err // it names the prefix
+		}
+		logger.Log("instances", feed.Len())
+		return &Instancer{cache: feed, mirror: m}, nil
 	}
-	level.Debug(logger).Log("msg", "instancer started", "instances", feed.Len(), "rev", feed.Revision())
-	return &Instancer{feed: feed, mirror: m}, nil
+	m, err := pipeline.StartRetrying(ctx, source(c, prefix), feed, logger, minBackoff, maxBackoff)
+	if err != nil {
+		logger.Log("err", err)
+	} else {
+		logger.Log("instances", feed.Len())
+	}
+	return &Instancer{cache: feed, mirror: m}, nil
 }
 
 // Stop terminates the Instancer: it ends the watch, stops delivering to
 // subscribers and waits for every goroutine it started.
 func (s *Instancer) Stop() {
 	s.mirror.Stop()
-	s.feed.Stop()
+	s.cache.Stop()
 }
 
 // Register implements sd.Instancer. ch receives the current state before
 // Register returns, then one event per change.
 func (s *Instancer) Register(ch chan<- sd.Event) {
-	s.feed.Register(ch)
+	s.cache.Register(ch)
 }
 
 // Deregister implements sd.Instancer.
 func (s *Instancer) Deregister(ch chan<- sd.Event) {
-	s.feed.Deregister(ch)
+	s.cache.Deregister(ch)
 }
 
 // State returns the current instances (sorted, without duplicates) and the
 // current error, if etcd is unavailable.
 func (s *Instancer) State() sd.Event {
-	return s.feed.State()
+	return s.cache.State()
 }
 
 // Revision returns the etcd revision the Instancer reflects.
 func (s *Instancer) Revision() int64 {
-	return s.feed.Revision()
+	return s.cache.Revision()
 }
 
 // Feed returns the typed change feed under the Instancer, through which
 // etcdsd's endpointer and gRPC resolver apply changes by key instead of
 // diffing go-kit's full lists. It is for etcdsd's own packages.
 func (s *Instancer) Feed() *pipeline.Feed {
-	return s.feed
+	return s.cache
 }

@@ -75,11 +75,14 @@ func newSharedLease(c *EtcdClient, key leaseKey) *sharedLease {
 // the removal of the last key of this one.
 var errLeaseRetired = errors.New("lease retired")
 
-// RegisterContext is Register with a caller's context.
+// RegisterContext is Register with a caller's context. It returns within
+// ctx, and within the dial timeout while etcd is unreachable.
 func (c *EtcdClient) RegisterContext(ctx context.Context, s Service) error {
 	if err := s.validate(); err != nil {
 		return err
 	}
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
 	ttl := s.ttlOrDefault()
 	key := leaseKey{seconds: ttl.leaseSeconds(), heartbeat: ttl.heartbeat}
 	for {
@@ -92,7 +95,7 @@ func (c *EtcdClient) RegisterContext(ctx context.Context, s Service) error {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("etcdv3: register %q: %w", s.Key, err)
+			return fmt.Errorf("etcdv3: register %q: %w", s.Key, callError(ctx, err))
 		}
 		c.mu.Lock()
 		c.lastLease = int64(id)
@@ -101,11 +104,21 @@ func (c *EtcdClient) RegisterContext(ctx context.Context, s Service) error {
 	}
 }
 
-// DeregisterContext is Deregister with a caller's context.
+// DeregisterContext is Deregister with a caller's context. It returns
+// within ctx, and within the dial timeout while etcd is unreachable. A key
+// this client keeps alive is never put back once this is called, even if
+// the call fails: its lease is revoked, or else it expires within its TTL
+// (when other keys share the lease, the delete is retried until it
+// succeeds).
 func (c *EtcdClient) DeregisterContext(ctx context.Context, s Service) error {
+	if s.Key == "" {
+		return ErrNoKey
+	}
 	if err := ValidateKey(s.Key); err != nil {
 		return fmt.Errorf("etcdv3: deregister %q: %w", s.Key, err)
 	}
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
 	c.mu.Lock()
 	var owner *sharedLease
 	for _, l := range c.leases {
@@ -119,12 +132,12 @@ func (c *EtcdClient) DeregisterContext(ctx context.Context, s Service) error {
 		// Not kept alive by this client (or already deregistered): still
 		// make sure the key is gone, as go-kit's Deregister does.
 		if _, err := c.cli.Delete(ctx, s.Key); err != nil {
-			return fmt.Errorf("etcdv3: deregister %q: %w", s.Key, err)
+			return fmt.Errorf("etcdv3: deregister %q: %w", s.Key, callError(ctx, err))
 		}
 		return nil
 	}
 	if err := owner.remove(ctx, s.Key); err != nil {
-		return fmt.Errorf("etcdv3: deregister %q: %w", s.Key, err)
+		return fmt.Errorf("etcdv3: deregister %q: %w", s.Key, callError(ctx, err))
 	}
 	return nil
 }
@@ -150,7 +163,7 @@ func (c *EtcdClient) lease(key leaseKey) (*sharedLease, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return nil, errors.New("client closed")
+		return nil, errClosed
 	}
 	l, ok := c.leases[key]
 	if !ok {

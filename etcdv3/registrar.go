@@ -68,6 +68,13 @@ type registrationReporter interface {
 // reached at first, the Registrar retries with capped exponential backoff
 // until it succeeds or Deregister is called. Register twice is a no-op;
 // Deregister is idempotent.
+//
+// It logs what go-kit's logs, with the same keys in the same order: the
+// logger gets "key" and "value", then "err" for a failed Register or
+// Deregister, "action" "register" (with "lease" when the service has a
+// TTL option) or "action" "deregister" on success. A Register that failed
+// and is retried adds a warning when the error changes (and once a minute
+// while it persists) and the "action" "register" line once it succeeds.
 type Registrar struct {
 	client  Client
 	service Service
@@ -101,13 +108,15 @@ func NewRegistrar(client Client, service Service, logger log.Logger) *Registrar 
 
 // Register implements the sd.Registrar interface. Call it when you want your
 // service to be registered in etcd, typically at startup. It tries once
-// before returning; on failure it logs the error and keeps retrying in the
-// background until it succeeds or Deregister is called.
+// before returning (within the client's request timeout, and its dial
+// timeout while etcd is unreachable); on failure it logs the error and
+// keeps retrying in the background until it succeeds or Deregister is
+// called. Only an empty or malformed key or an empty value is not retried.
 func (r *Registrar) Register() {
 	r.opMu.Lock()
 	defer r.opMu.Unlock()
 	if err := r.start(); err != nil {
-		level.Error(r.logger).Log("action", "register", "err", err)
+		r.logger.Log("err", err)
 	}
 }
 
@@ -121,8 +130,9 @@ func (r *Registrar) RegisterContext(ctx context.Context) error {
 }
 
 func (r *Registrar) registerLocked(ctx context.Context) error {
-	if err := r.start(); err != nil && isPermanent(err) {
-		return err
+	var p permanent
+	if err := r.start(); errors.As(err, &p) {
+		return p.error // bare, as go-kit returns ErrNoKey and ErrNoValue
 	}
 	for {
 		r.mu.Lock()
@@ -165,31 +175,61 @@ func (r *Registrar) start() error {
 		r.setState(StateIdle, err)
 		return permanent{err}
 	}
-	err := r.client.Register(r.service)
+	r.service.TTL.warnRepaired(r.logger)
+	ctx, cancel := context.WithCancel(context.Background())
+	err := r.register(ctx, false)
 	if err == nil {
+		cancel()
 		r.registered()
 		return nil
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	r.mu.Lock()
 	r.cancel, r.done = cancel, done
 	r.mu.Unlock()
 	r.setState(StateRegistering, err)
-	go r.retry(ctx, done)
+	go r.retry(ctx, done, err)
 	return err
 }
 
-func (r *Registrar) retry(ctx context.Context, done chan struct{}) {
+// register makes one attempt: through the real client, bounded by ctx too
+// when retrying (so that Deregister stops an attempt in flight); through
+// any other Client, with go-kit's Register.
+func (r *Registrar) register(ctx context.Context, retrying bool) error {
+	ec, ok := r.client.(*EtcdClient)
+	if !ok {
+		return r.client.Register(r.service)
+	}
+	if !retrying {
+		return ec.Register(r.service)
+	}
+	ctx, cancel := context.WithTimeout(ctx, ec.opts.RequestTimeout)
+	defer cancel()
+	return ec.RegisterContext(ctx, r.service)
+}
+
+// retryLogEvery is how often a retry that keeps failing with the same error
+// is logged again.
+const retryLogEvery = time.Minute
+
+func (r *Registrar) retry(ctx context.Context, done chan struct{}, lastErr error) {
 	defer close(done)
 	b := backoff.New(100*time.Millisecond, r.service.ttlOrDefault().heartbeat)
+	logged := time.Now()
 	for b.Sleep(ctx) {
-		err := r.client.Register(r.service)
+		err := r.register(ctx, true)
 		if err == nil {
 			r.registered()
 			return
 		}
-		level.Warn(r.logger).Log("action", "register", "msg", "retrying", "err", err)
+		if ctx.Err() != nil {
+			return
+		}
+		if err.Error() != lastErr.Error() || time.Since(logged) >= retryLogEvery {
+			level.Warn(r.logger).Log("msg", "register failed, retrying", "err", err)
+			logged = time.Now()
+		}
+		lastErr = err
 		r.setState(StateRegistering, err)
 	}
 }
@@ -197,40 +237,40 @@ func (r *Registrar) retry(ctx context.Context, done chan struct{}) {
 func (r *Registrar) registered() {
 	r.setState(StateRegistered, nil)
 	if r.service.TTL != nil {
-		level.Info(r.logger).Log("action", "register", "lease", r.client.LeaseID())
+		r.logger.Log("action", "register", "lease", r.client.LeaseID())
 	} else {
-		level.Info(r.logger).Log("action", "register")
+		r.logger.Log("action", "register")
 	}
 }
 
 // Deregister implements the sd.Registrar interface. Call it when you want your
 // service to be deregistered from etcd, typically just prior to shutdown. It
-// stops any retrying, deletes the key and releases its lease. Errors are
+// stops any retrying, deletes the key and releases its lease, also when
+// Register was never called (as go-kit's). It returns within the client's
+// request timeout, and within its dial timeout while etcd is unreachable;
+// the key never comes back (see EtcdClient.DeregisterContext). Errors are
 // logged; DeregisterContext returns them.
 func (r *Registrar) Deregister() {
-	if err := r.DeregisterContext(context.Background()); err != nil {
-		level.Error(r.logger).Log("action", "deregister", "err", err)
+	ctx, cancel := context.WithCancel(context.Background())
+	if ec, ok := r.client.(*EtcdClient); ok {
+		ctx, cancel = ec.requestContext()
 	}
+	defer cancel()
+	if err := r.DeregisterContext(ctx); err != nil {
+		r.logger.Log("err", err)
+		return
+	}
+	r.logger.Log("action", "deregister")
 }
 
-// DeregisterContext is Deregister returning the error. It is idempotent and
-// a no-op before the first Register.
+// DeregisterContext is Deregister bounded by ctx, returning the error
+// instead of logging it. It is idempotent.
 func (r *Registrar) DeregisterContext(ctx context.Context) error {
 	r.opMu.Lock()
 	defer r.opMu.Unlock()
-	r.mu.Lock()
-	st := r.state
-	r.mu.Unlock()
-	if st == StateIdle || st == StateDeregistered {
-		return nil
-	}
 	r.stopRetrying()
 	r.setState(StateDeregistered, nil)
-	if err := r.leave(ctx); err != nil {
-		return err
-	}
-	level.Info(r.logger).Log("action", "deregister")
-	return nil
+	return r.leave(ctx)
 }
 
 // Pause takes the instance out of discovery (its key is deleted) while the
@@ -265,6 +305,8 @@ func (r *Registrar) Resume(ctx context.Context) error {
 	return r.registerLocked(ctx)
 }
 
+// leave deletes the key: bounded by ctx through the real client, with
+// go-kit's Deregister through any other Client.
 func (r *Registrar) leave(ctx context.Context) error {
 	var err error
 	if ec, ok := r.client.(*EtcdClient); ok {
@@ -330,8 +372,3 @@ func (r *Registrar) setState(s State, err error) {
 type permanent struct{ error }
 
 func (p permanent) Unwrap() error { return p.error }
-
-func isPermanent(err error) bool {
-	var p permanent
-	return errors.As(err, &p)
-}

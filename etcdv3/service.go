@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
 )
 
 // Default lease timing, as in go-kit: the key lives 9 s without a heartbeat,
@@ -27,14 +30,31 @@ type Service struct {
 type TTLOption struct {
 	heartbeat time.Duration
 	ttl       time.Duration
+	// asked holds the values given to NewTTLOption when they were
+	// repaired, so that Register can say so; zero when kept as given.
+	asked struct{ heartbeat, ttl time.Duration }
 }
 
-// NewTTLOption returns a TTLOption. Unlike go-kit's, it does not silently
-// change bad values: a heartbeat <= 0 or a ttl <= heartbeat makes Register
-// fail with an error naming both values. The ttl is rounded up to whole
-// seconds, the unit of etcd leases (never down to 0).
+// MinHeartbeat is the shortest heartbeat NewTTLOption keeps, as in go-kit.
+const MinHeartbeat = 500 * time.Millisecond
+
+// NewTTLOption returns a TTLOption. As go-kit's, it repairs values that
+// cannot work: a heartbeat of MinHeartbeat or less becomes MinHeartbeat, and
+// a ttl not greater than the heartbeat becomes three heartbeats. Register
+// logs a warning naming the values given and those used. The ttl is rounded
+// up to whole seconds, the unit of etcd leases (never down to 0).
 func NewTTLOption(heartbeat, ttl time.Duration) *TTLOption {
-	return &TTLOption{heartbeat: heartbeat, ttl: ttl}
+	o := &TTLOption{heartbeat: heartbeat, ttl: ttl}
+	if o.heartbeat <= MinHeartbeat {
+		o.heartbeat = MinHeartbeat
+	}
+	if o.ttl <= o.heartbeat {
+		o.ttl = 3 * o.heartbeat
+	}
+	if o.heartbeat != heartbeat || o.ttl != ttl {
+		o.asked.heartbeat, o.asked.ttl = heartbeat, ttl
+	}
+	return o
 }
 
 // Heartbeat returns the interval between keepalives.
@@ -43,22 +63,14 @@ func (o *TTLOption) Heartbeat() time.Duration { return o.heartbeat }
 // TTL returns the lease time to live.
 func (o *TTLOption) TTL() time.Duration { return o.ttl }
 
-// Validate reports whether the option can be used.
-func (o *TTLOption) Validate() error {
-	if err := o.check(); err != nil {
-		return fmt.Errorf("etcdv3: TTL option: %w", err)
+// warnRepaired logs, at warning level, that NewTTLOption repaired the
+// values it was given, naming them and the values used.
+func (o *TTLOption) warnRepaired(logger log.Logger) {
+	if o == nil || (o.asked.heartbeat == 0 && o.asked.ttl == 0) {
+		return
 	}
-	return nil
-}
-
-func (o *TTLOption) check() error {
-	if o.heartbeat <= 0 {
-		return fmt.Errorf("heartbeat %v must be positive", o.heartbeat)
-	}
-	if o.ttl <= o.heartbeat {
-		return fmt.Errorf("TTL %v must be greater than heartbeat %v", o.ttl, o.heartbeat)
-	}
-	return nil
+	level.Warn(logger).Log("msg", "TTL option repaired as go-kit does: ttl must exceed heartbeat, heartbeat must exceed "+MinHeartbeat.String(),
+		"heartbeat_given", o.asked.heartbeat, "ttl_given", o.asked.ttl, "heartbeat", o.heartbeat, "ttl", o.ttl)
 }
 
 // leaseSeconds is the TTL in whole seconds, rounded up.
@@ -74,15 +86,16 @@ func (s Service) ttlOrDefault() *TTLOption {
 	return s.TTL
 }
 
-// validate checks everything Register needs.
+// validate checks everything Register needs. As in go-kit, an empty key or
+// value gives the bare ErrNoKey or ErrNoValue.
 func (s Service) validate() error {
-	if err := ValidateKey(s.Key); err != nil {
-		return fmt.Errorf("etcdv3: register %q: %w", s.Key, err)
+	if s.Key == "" {
+		return ErrNoKey
 	}
 	if s.Value == "" {
-		return fmt.Errorf("etcdv3: register %q: %w", s.Key, ErrNoValue)
+		return ErrNoValue
 	}
-	if err := s.ttlOrDefault().check(); err != nil {
+	if err := ValidateKey(s.Key); err != nil {
 		return fmt.Errorf("etcdv3: register %q: %w", s.Key, err)
 	}
 	return nil

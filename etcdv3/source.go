@@ -34,13 +34,16 @@ type etcdSource struct {
 }
 
 // Snapshot implements pipeline.Source with one linearizable range read,
-// bounded by the request timeout.
+// bounded by the request timeout, and by the dial timeout while etcd is
+// unreachable.
 func (s *etcdSource) Snapshot(ctx context.Context) (int64, []pipeline.KV, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
+	ctx, unbound := s.c.bound(ctx)
+	defer unbound()
 	resp, err := s.c.cli.Get(ctx, s.prefix, clientv3.WithPrefix())
 	if err != nil {
-		return 0, nil, fmt.Errorf("etcdv3: read prefix %q: %w", s.prefix, err)
+		return 0, nil, fmt.Errorf("etcdv3: read prefix %q: %w", s.prefix, callError(ctx, err))
 	}
 	kvs := make([]pipeline.KV, len(resp.Kvs))
 	for i, kv := range resp.Kvs {

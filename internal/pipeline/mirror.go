@@ -51,6 +51,7 @@ type Mirror struct {
 	feed   *Feed
 	logger log.Logger
 	b      *backoff.Backoff
+	filled bool // the Feed has had a snapshot; owned by Start, then by run
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -61,6 +62,36 @@ type Mirror struct {
 // while etcd cannot be read (0: the defaults). It fails when the first read
 // fails.
 func Start(ctx context.Context, src Source, feed *Feed, logger log.Logger, minBackoff, maxBackoff time.Duration) (*Mirror, error) {
+	m := newMirror(src, feed, logger, minBackoff, maxBackoff)
+	rev, kvs, err := src.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	feed.Reset(rev, kvs, true)
+	m.filled = true
+	m.start()
+	return m, nil
+}
+
+// StartRetrying is Start for a source that may not answer yet (a lazy
+// client started before etcd): when the first read fails, the Feed reports
+// its error (Fail) and the Mirror keeps reading, with backoff, until it
+// fills the Feed; it never fails. It returns the first read's error, nil
+// when it succeeded.
+func StartRetrying(ctx context.Context, src Source, feed *Feed, logger log.Logger, minBackoff, maxBackoff time.Duration) (*Mirror, error) {
+	m := newMirror(src, feed, logger, minBackoff, maxBackoff)
+	rev, kvs, err := src.Snapshot(ctx)
+	if err == nil {
+		feed.Reset(rev, kvs, true)
+		m.filled = true
+	} else {
+		feed.Fail(err)
+	}
+	m.start()
+	return m, err
+}
+
+func newMirror(src Source, feed *Feed, logger log.Logger, minBackoff, maxBackoff time.Duration) *Mirror {
 	if logger == nil {
 		logger = log.NewNopLogger()
 	}
@@ -70,22 +101,19 @@ func Start(ctx context.Context, src Source, feed *Feed, logger log.Logger, minBa
 	if maxBackoff <= 0 {
 		maxBackoff = DefaultMaxBackoff
 	}
-	rev, kvs, err := src.Snapshot(ctx)
-	if err != nil {
-		return nil, err
-	}
-	feed.Reset(rev, kvs, true)
-	loopCtx, cancel := context.WithCancel(context.Background())
-	m := &Mirror{
+	return &Mirror{
 		src:    src,
 		feed:   feed,
 		logger: logger,
 		b:      backoff.New(minBackoff, maxBackoff),
-		cancel: cancel,
 		done:   make(chan struct{}),
 	}
-	go m.run(loopCtx)
-	return m, nil
+}
+
+func (m *Mirror) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	go m.run(ctx)
 }
 
 // Feed returns the Feed the Mirror keeps.
@@ -99,10 +127,11 @@ func (m *Mirror) Stop() {
 }
 
 // run alternates between watching and, when the watch breaks, reading a
-// fresh snapshot with backoff until one succeeds.
+// fresh snapshot with backoff until one succeeds. A Mirror whose first
+// read failed starts with the reading.
 func (m *Mirror) run(ctx context.Context) {
 	defer close(m.done)
-	failing := false
+	failing := !m.filled // the failed first read was reported
 	fail := func(err error) {
 		if !failing {
 			failing = true
@@ -110,6 +139,16 @@ func (m *Mirror) run(ctx context.Context) {
 		}
 	}
 	for {
+		if !m.filled {
+			if !m.b.Sleep(ctx) {
+				return
+			}
+			if !m.resync(ctx, fail) {
+				return
+			}
+			failing = false
+			continue
+		}
 		err := m.src.Watch(ctx, m.feed.Revision()+1, m.feed.Apply)
 		if ctx.Err() != nil {
 			return
@@ -126,21 +165,30 @@ func (m *Mirror) run(ctx context.Context) {
 				return
 			}
 		}
-		for {
-			rev, kvs, err := m.src.Snapshot(ctx)
-			if err == nil {
-				m.feed.Reset(rev, kvs, false)
-				failing = false
-				m.b.Reset()
-				break
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			fail(err)
-			if !m.b.Sleep(ctx) {
-				return
-			}
+		if !m.resync(ctx, fail) {
+			return
+		}
+		failing = false
+	}
+}
+
+// resync reads a fresh snapshot into the Feed, with backoff until one
+// succeeds; it returns false when ctx ends first.
+func (m *Mirror) resync(ctx context.Context, fail func(error)) bool {
+	for {
+		rev, kvs, err := m.src.Snapshot(ctx)
+		if err == nil {
+			m.feed.Reset(rev, kvs, !m.filled)
+			m.filled = true
+			m.b.Reset()
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		fail(err)
+		if !m.b.Sleep(ctx) {
+			return false
 		}
 	}
 }
