@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -188,34 +190,33 @@ func NewEtcdClient(ctx context.Context, machines []string, options ClientOptions
 // blocks reports whether opts hold grpc.WithBlock() (or
 // grpc.WithReturnConnectionError(), which implies it). The etcd client dials
 // with grpc.NewClient, which ignores both, so NewClient keeps go-kit's
-// meaning of them itself. Dial options are opaque; each is recognised by
-// the function it applies, which is the same for every call of the option's
-// constructor.
+// meaning of them itself. Dial options are opaque: each of these is grpc's
+// funcDialOption holding a closure of the option's constructor, recognised
+// by its name (the closure is copied where the constructor is inlined, so
+// its address differs from call to call, but its name ends the same).
+// TestBlocksRecognisesGRPCWithBlock guards this against a grpc upgrade.
 func blocks(opts []grpc.DialOption) bool {
 	for _, o := range opts {
-		f := dialOptionFunc(o)
-		if f != 0 && (f == dialOptionFunc(grpc.WithBlock()) || f == dialOptionFunc(grpc.WithReturnConnectionError())) {
-			return true
+		v := reflect.ValueOf(o)
+		if v.Kind() != reflect.Pointer || v.IsNil() {
+			continue
+		}
+		v = v.Elem()
+		if v.Type().PkgPath() != "google.golang.org/grpc" || v.Type().Name() != "funcDialOption" || v.NumField() != 1 {
+			continue
+		}
+		if f := v.Field(0); f.Kind() == reflect.Func && !f.IsNil() {
+			if fn := runtime.FuncForPC(f.Pointer()); fn != nil && blockingOption.MatchString(fn.Name()) {
+				return true
+			}
 		}
 	}
 	return false
 }
 
-// dialOptionFunc returns the code pointer of the function a grpc dial
-// option applies, or 0 if it is not such an option.
-func dialOptionFunc(o grpc.DialOption) uintptr {
-	v := reflect.ValueOf(o)
-	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
-		return 0
-	}
-	v = v.Elem()
-	for i := range v.NumField() {
-		if f := v.Field(i); f.Kind() == reflect.Func && !f.IsNil() {
-			return f.Pointer()
-		}
-	}
-	return 0
-}
+// blockingOption matches the closures of grpc.WithBlock and
+// grpc.WithReturnConnectionError, inlined or not.
+var blockingOption = regexp.MustCompile(`\.(WithBlock|WithReturnConnectionError)\.func\d+$`)
 
 // FromClient wraps an existing clientv3 client. Closing the returned client
 // stops what it started (keepalives, watches) but leaves cli open.

@@ -69,7 +69,7 @@ func (o *TTLOption) warnRepaired(logger log.Logger) {
 	if o == nil || (o.asked.heartbeat == 0 && o.asked.ttl == 0) {
 		return
 	}
-	level.Warn(logger).Log("msg", "TTL option repaired as go-kit does: ttl must exceed heartbeat, heartbeat must exceed "+MinHeartbeat.String(),
+	level.Warn(logger).Log("msg", "TTL option repaired as go-kit does",
 		"heartbeat_given", o.asked.heartbeat, "ttl_given", o.asked.ttl, "heartbeat", o.heartbeat, "ttl", o.ttl)
 }
 

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/etcdsd/etcdsd/catalog"
 	"github.com/etcdsd/etcdsd/etcdv3"
 )
@@ -87,9 +89,12 @@ func (f *commonFlags) endpointList() []string {
 
 func (f *commonFlags) json() bool { return f.output == "json" }
 
-// connect dials etcd, failing within --timeout when nothing answers.
+// connect dials etcd, failing within --timeout when nothing answers: a
+// command fails fast (grpc.WithBlock, go-kit's way to ask for it), where a
+// service's client waits for etcd.
 func (f *commonFlags) connect(ctx context.Context) (*etcdv3.EtcdClient, error) {
 	return etcdv3.NewEtcdClient(ctx, f.endpointList(), etcdv3.ClientOptions{
+		DialOptions:    []grpc.DialOption{grpc.WithBlock()},
 		CACert:         f.cacert,
 		Cert:           f.cert,
 		Key:            f.tlsKey,

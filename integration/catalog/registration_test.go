@@ -11,6 +11,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/go-kit/log"
+
 	"github.com/etcdsd/etcdsd/catalog"
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
@@ -90,8 +92,12 @@ func TestRegisterRejectsBadInputNamingIt(t *testing.T) {
 	if _, err := catalog.New(nil); err == nil {
 		t.Error("New(nil) succeeded")
 	}
-	if _, err := catalog.New(itestclient.New(t, srv.Endpoints()), catalog.WithTTL(time.Second, time.Second)); err == nil || !strings.Contains(err.Error(), "TTL 1s") {
-		t.Errorf("New with TTL == heartbeat: %v", err)
+	var logged strings.Builder
+	if _, err := catalog.New(itestclient.New(t, srv.Endpoints()), catalog.WithTTL(time.Second, time.Second), catalog.WithLogger(log.NewLogfmtLogger(&logged))); err != nil {
+		t.Errorf("New with TTL == heartbeat: %v, want it repaired as go-kit does", err)
+	}
+	if !strings.Contains(logged.String(), "ttl_given=1s") || !strings.Contains(logged.String(), "ttl=3s") {
+		t.Errorf("New with TTL == heartbeat logged %q, want a warning naming the values given and used", logged.String())
 	}
 }
 

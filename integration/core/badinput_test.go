@@ -11,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-kit/log"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
 	"github.com/etcdsd/etcdsd/internal/itest"
@@ -32,9 +36,6 @@ func TestBadInputGivesErrorsNamingTheValue(t *testing.T) {
 		{"empty value", etcdv3.Service{Key: "/s/a"}, "no value", etcdv3.ErrNoValue},
 		{"key with control characters", etcdv3.Service{Key: "/s/a\n", Value: "x:1"}, `"/s/a\n"`, etcdv3.ErrMalformedKey},
 		{"key with trailing space", etcdv3.Service{Key: "/s/a ", Value: "x:1"}, `"/s/a "`, etcdv3.ErrMalformedKey},
-		{"TTL equal to heartbeat", etcdv3.Service{Key: "/s/a", Value: "x:1", TTL: etcdv3.NewTTLOption(3*time.Second, 3*time.Second)}, "TTL 3s must be greater than heartbeat 3s", nil},
-		{"TTL below heartbeat", etcdv3.Service{Key: "/s/a", Value: "x:1", TTL: etcdv3.NewTTLOption(3*time.Second, time.Second)}, "TTL 1s must be greater than heartbeat 3s", nil},
-		{"zero heartbeat", etcdv3.Service{Key: "/s/a", Value: "x:1", TTL: etcdv3.NewTTLOption(0, time.Second)}, "heartbeat 0s must be positive", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := etcdv3.NewRegistrar(c, tc.service, itest.Logger(t)).RegisterContext(ctx)
@@ -44,8 +45,11 @@ func TestBadInputGivesErrorsNamingTheValue(t *testing.T) {
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %q does not name %q", err, tc.want)
 			}
-			if tc.is != nil && !errors.Is(err, tc.is) {
+			if !errors.Is(err, tc.is) {
 				t.Fatalf("error %q is not %v", err, tc.is)
+			}
+			if (tc.is == etcdv3.ErrNoKey || tc.is == etcdv3.ErrNoValue) && err != tc.is {
+				t.Fatalf("error %q is wrapped; go-kit returns %v bare", err, tc.is)
 			}
 			// The go-kit style methods log instead, and must not panic or hang.
 			r := etcdv3.NewRegistrar(c, tc.service, itest.Logger(t))
@@ -66,25 +70,93 @@ func TestBadInputGivesErrorsNamingTheValue(t *testing.T) {
 	}
 }
 
-func TestUnreachableEndpointFailsWithinDialTimeout(t *testing.T) {
+func TestRepairedTTLOptionRegistersWithGoKitsValuesAndAWarning(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	c := itestclient.New(t, srv.Endpoints())
+	var logged strings.Builder
+	r := etcdv3.NewRegistrar(c, etcdv3.Service{Key: "/s/a", Value: "x:1", TTL: etcdv3.NewTTLOption(3*time.Second, time.Second)}, log.NewLogfmtLogger(&logged))
+	if err := r.RegisterContext(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Deregister()
+	for _, want := range []string{"level=warn", "heartbeat_given=3s", "ttl_given=1s", "ttl=9s"} {
+		if !strings.Contains(logged.String(), want) {
+			t.Errorf("log %q lacks %q", logged.String(), want)
+		}
+	}
+	ttl, err := srv.Client(t).TimeToLive(context.Background(), clientv3.LeaseID(r.Status().LeaseID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl.GrantedTTL != 9 {
+		t.Fatalf("lease granted for %d s, want 9 (3 heartbeats, as go-kit repairs a TTL of 1s)", ttl.GrantedTTL)
+	}
+}
+
+// closedPort returns a loopback address nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
-	l.Close() // nothing listens there now
+	l.Close()
+	return addr
+}
+
+func TestNewClientIsLazyAndFirstUseFailsWithinDialTimeoutNamingTheEndpoint(t *testing.T) {
+	addr := closedPort(t)
 	const dialTimeout = 500 * time.Millisecond
 	start := time.Now()
-	_, err = etcdv3.NewClient(context.Background(), []string{addr}, etcdv3.ClientOptions{DialTimeout: dialTimeout})
-	took := time.Since(start)
-	if err == nil {
-		t.Fatal("NewClient to a closed port succeeded")
+	c, err := etcdv3.NewEtcdClient(context.Background(), []string{addr}, etcdv3.ClientOptions{DialTimeout: dialTimeout})
+	if err != nil {
+		t.Fatalf("NewClient with etcd down: %v; go-kit's client is lazy", err)
 	}
-	if !strings.Contains(err.Error(), addr) || !strings.Contains(err.Error(), "500ms") {
-		t.Fatalf("error %q does not name the endpoint and the timeout", err)
+	defer c.Close()
+	if took := time.Since(start); took > 200*time.Millisecond {
+		t.Fatalf("NewClient took %v; a lazy client returns at once", took)
 	}
-	if took > dialTimeout+time.Second {
-		t.Fatalf("NewClient took %v, want about the dial timeout %v", took, dialTimeout)
+	for name, call := range map[string]func() error{
+		"GetEntries": func() error { _, err := c.GetEntries("/s/"); return err },
+		"Register":   func() error { return c.Register(etcdv3.Service{Key: "/s/a", Value: "x:1"}) },
+		"Deregister": func() error { return c.Deregister(etcdv3.Service{Key: "/s/a"}) },
+	} {
+		start := time.Now()
+		err := call()
+		took := time.Since(start)
+		if err == nil {
+			t.Fatalf("%s with etcd down succeeded", name)
+		}
+		if !strings.Contains(err.Error(), addr) || !errors.Is(err, etcdv3.ErrUnreachable) {
+			t.Errorf("%s error %q does not name the endpoint or wrap ErrUnreachable", name, err)
+		}
+		if took > dialTimeout+time.Second {
+			t.Errorf("%s took %v, want at most about the dial timeout %v", name, took, dialTimeout)
+		}
+	}
+}
+
+func TestNewClientWithBlockFailsWithinDialTimeoutNamingTheEndpoint(t *testing.T) {
+	addr := closedPort(t)
+	const dialTimeout = 500 * time.Millisecond
+	for name, opt := range map[string]grpc.DialOption{"WithBlock": grpc.WithBlock(), "WithReturnConnectionError": grpc.WithReturnConnectionError()} {
+		start := time.Now()
+		c, err := etcdv3.NewClient(context.Background(), []string{addr}, etcdv3.ClientOptions{DialTimeout: dialTimeout, DialOptions: []grpc.DialOption{grpc.WithUserAgent("test"), opt}})
+		took := time.Since(start)
+		if err == nil {
+			c.(*etcdv3.EtcdClient).Close()
+			t.Fatalf("NewClient with %s to a closed port succeeded", name)
+		}
+		if c != nil {
+			t.Errorf("NewClient with %s returned a client with its error", name)
+		}
+		if !strings.Contains(err.Error(), addr) || !strings.Contains(err.Error(), "500ms") {
+			t.Fatalf("error %q does not name the endpoint and the timeout", err)
+		}
+		if took > dialTimeout+time.Second {
+			t.Fatalf("NewClient took %v, want about the dial timeout %v", took, dialTimeout)
+		}
 	}
 }
 
