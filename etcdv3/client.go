@@ -215,8 +215,9 @@ func blocks(opts []grpc.DialOption) bool {
 }
 
 // blockingOption matches the closures of grpc.WithBlock and
-// grpc.WithReturnConnectionError, inlined or not.
-var blockingOption = regexp.MustCompile(`\.(WithBlock|WithReturnConnectionError)\.func\d+$`)
+// grpc.WithReturnConnectionError, inlined or not: "grpc.WithBlock.func1",
+// "pkg.F.WithBlock.func1", or "pkg.F.func1.WithBlock.1" inside a closure.
+var blockingOption = regexp.MustCompile(`\.(WithBlock|WithReturnConnectionError)\.(func)?[0-9][0-9.]*$`)
 
 // FromClient wraps an existing clientv3 client. Closing the returned client
 // stops what it started (keepalives, watches) but leaves cli open.

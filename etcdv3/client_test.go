@@ -15,7 +15,8 @@ func blockingOptions() []grpc.DialOption {
 }
 
 func TestBlocksRecognisesGRPCWithBlock(t *testing.T) {
-	for i, o := range append(blockingOptions(), grpc.WithBlock(), grpc.WithReturnConnectionError()) {
+	inClosure := func() []grpc.DialOption { return []grpc.DialOption{grpc.WithBlock(), grpc.WithReturnConnectionError()} }()
+	for i, o := range append(append(blockingOptions(), inClosure...), grpc.WithBlock(), grpc.WithReturnConnectionError()) {
 		if !blocks([]grpc.DialOption{grpc.WithUserAgent("x"), o}) {
 			t.Errorf("option %d (WithBlock or WithReturnConnectionError) not recognised", i)
 		}

@@ -2,11 +2,13 @@ package etcdv3
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/go-kit/kit/sd"
 	"github.com/go-kit/log"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/etcdsd/etcdsd/internal/pipeline"
 )
@@ -32,8 +34,9 @@ var _ sd.Instancer = (*Instancer)(nil)
 // NewInstancer returns an etcd instancer. It reads the prefix, then watches
 // it for changes and updates the subscribers. As go-kit's, it logs the
 // number of instances read ("prefix", "instances"), or the error ("prefix",
-// "err"). It fails only for a nil client or an empty or malformed prefix:
-// when etcd cannot be read (within the client's request timeout, or its
+// "err"). It fails for a nil client, an empty or malformed prefix, and when
+// etcd refuses the read (a role that does not cover the prefix). When etcd
+// cannot be read (within the client's request timeout, or its
 // dial timeout while etcd is unreachable), the Instancer starts with that
 // error in its state and fills in once etcd answers.
 func NewInstancer(c Client, prefix string, logger log.Logger) (*Instancer, error) {
@@ -70,12 +73,24 @@ func newInstancer(ctx context.Context, c Client, prefix string, logger log.Logge
 		return &Instancer{cache: feed, mirror: m}, nil
 	}
 	m, err := pipeline.StartRetrying(ctx, source(c, prefix), feed, logger, minBackoff, maxBackoff)
+	if refused(err) {
+		m.Stop()
+		feed.Stop()
+		return nil, err
+	}
 	if err != nil {
 		logger.Log("err", err)
 	} else {
 		logger.Log("instances", feed.Len())
 	}
 	return &Instancer{cache: feed, mirror: m}, nil
+}
+
+// refused reports whether etcd answered a read with an error that retrying
+// cannot fix, such as a role that does not cover the prefix: NewInstancer
+// fails with it rather than retry forever.
+func refused(err error) bool {
+	return errors.Is(err, rpctypes.ErrPermissionDenied) || errors.Is(err, rpctypes.ErrAuthFailed)
 }
 
 // Stop terminates the Instancer: it ends the watch, stops delivering to

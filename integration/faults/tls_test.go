@@ -9,6 +9,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
@@ -54,22 +55,36 @@ func TestMutualTLSUntrustedCertificatesFailClearly(t *testing.T) {
 		{"server certificate of an untrusted CA", certs.ClientCert, certs.ClientKey, other.CA, "certificate", "unknown authority"},
 		{"client certificate of an untrusted CA", other.ClientCert, other.ClientKey, certs.CA, "certificate", "unknown certificate authority"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			start := time.Now()
-			_, err := etcdv3.NewClient(context.Background(), srv.Endpoints(), etcdv3.ClientOptions{
-				DialTimeout: dialTimeout, Cert: tc.cert, Key: tc.key, CACert: tc.ca, Logger: logs,
-			})
-			took := time.Since(start)
+		opts := etcdv3.ClientOptions{DialTimeout: dialTimeout, Cert: tc.cert, Key: tc.key, CACert: tc.ca, Logger: logs}
+		check := func(t *testing.T, what string, took time.Duration, err error) {
+			t.Helper()
 			if err == nil {
-				t.Fatal("NewClient succeeded")
+				t.Fatalf("%s succeeded", what)
 			}
-			t.Logf("error: %v", err)
+			t.Logf("%s error: %v", what, err)
 			if !strings.Contains(err.Error(), tc.want1) || !strings.Contains(err.Error(), tc.want2) {
-				t.Fatalf("err = %v; want it to name the problem (%q, %q)", err, tc.want1, tc.want2)
+				t.Fatalf("%s: err = %v; want it to name the problem (%q, %q)", what, err, tc.want1, tc.want2)
 			}
 			if took > 2*dialTimeout {
-				t.Fatalf("NewClient took %v to fail, want within the dial timeout %v", took, dialTimeout)
+				t.Fatalf("%s took %v to fail, want within the dial timeout %v", what, took, dialTimeout)
 			}
+		}
+		t.Run(tc.name+"/first use of a lazy client", func(t *testing.T) {
+			c, err := etcdv3.NewEtcdClient(context.Background(), srv.Endpoints(), opts)
+			if err != nil {
+				t.Fatalf("NewClient: %v; it is lazy", err)
+			}
+			defer c.Close()
+			start := time.Now()
+			_, err = c.GetEntries("/faults/tls-untrusted/")
+			check(t, "GetEntries", time.Since(start), err)
+		})
+		t.Run(tc.name+"/NewClient with grpc.WithBlock", func(t *testing.T) {
+			opts := opts
+			opts.DialOptions = []grpc.DialOption{grpc.WithBlock()}
+			start := time.Now()
+			_, err := etcdv3.NewClient(context.Background(), srv.Endpoints(), opts)
+			check(t, "NewClient", time.Since(start), err)
 		})
 	}
 }
