@@ -86,7 +86,7 @@ func TestRegistrarRetriesUntilRegisteredAndStopsOnDeregister(t *testing.T) {
 	f := newGoKitFake()
 	defer f.close()
 	f.regErr = errors.New("fake: etcd down")
-	r := NewRegistrar(f, Service{Key: "/p/a", Value: "1:1", TTL: NewTTLOption(20*time.Millisecond, time.Second)}, log.NewNopLogger())
+	r := NewRegistrar(f, Service{Key: "/p/a", Value: "1:1", TTL: NewTTLOption(MinHeartbeat, time.Second)}, log.NewNopLogger())
 	r.Register()
 	if st := r.Status(); st.State != StateRegistering || st.Err == nil {
 		t.Fatalf("status = %+v, want registering with the error", st)
@@ -110,7 +110,7 @@ func TestRegistrarDeregisterStopsRetrying(t *testing.T) {
 	f := newGoKitFake()
 	defer f.close()
 	f.regErr = errors.New("fake: etcd down")
-	r := NewRegistrar(f, Service{Key: "/p/a", Value: "1:1", TTL: NewTTLOption(10*time.Millisecond, time.Second)}, log.NewNopLogger())
+	r := NewRegistrar(f, Service{Key: "/p/a", Value: "1:1", TTL: NewTTLOption(MinHeartbeat, time.Second)}, log.NewNopLogger())
 	r.Register()
 	r.Deregister() // must stop the retry goroutine (goleak checks) and not hang
 	f.mu.Lock()

@@ -134,7 +134,7 @@ func TestInstancerSurvivesEtcdStoppedLongerThanTTL(t *testing.T) {
 	srv := etcdtest.NewServer(t)
 	c := itestclient.New(t, srv.Endpoints(), func(o *etcdv3.ClientOptions) { o.DialTimeout = 500 * time.Millisecond })
 	const prefix = "/services/restart/"
-	ttl := etcdv3.NewTTLOption(200*time.Millisecond, time.Second)
+	ttl := etcdv3.NewTTLOption(etcdv3.MinHeartbeat, time.Second)
 	reg := etcdv3.NewRegistrar(c, etcdv3.Service{Key: prefix + "a", Value: "127.0.0.1:1", TTL: ttl}, itest.Logger(t))
 	reg.Register()
 	defer reg.Deregister()

@@ -15,7 +15,7 @@ import (
 )
 
 // shortTTL keeps lease tests fast: a key lives 2 s without heartbeats.
-func shortTTL() *etcdv3.TTLOption { return etcdv3.NewTTLOption(200*time.Millisecond, 2*time.Second) }
+func shortTTL() *etcdv3.TTLOption { return etcdv3.NewTTLOption(etcdv3.MinHeartbeat, 2*time.Second) }
 
 func TestRegisterDiscoverDeregister(t *testing.T) {
 	srv := etcdtest.NewServer(t)

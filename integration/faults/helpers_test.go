@@ -19,7 +19,7 @@ import (
 const (
 	dialTimeout    = 400 * time.Millisecond
 	requestTimeout = time.Second
-	heartbeat      = 250 * time.Millisecond
+	heartbeat      = etcdv3.MinHeartbeat
 	ttl            = 2 * time.Second
 	// converge bounds how long the invariants may take to hold again after
 	// a fault heals: gRPC waits about 1 s before it dials again after a
