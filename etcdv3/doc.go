@@ -20,9 +20,18 @@
 //     while cut off are not replayed); while etcd is unreachable,
 //     subscribers get one sd.Event with Err and keep their instances. A
 //     subscriber that does not read never holds up the others.
-//   - Input: empty or malformed keys and prefixes, TTL <= heartbeat, bad TLS
-//     files, wrong credentials and unreachable endpoints give errors naming
-//     the bad value, within the dial timeout.
+//   - Input: empty or malformed keys and prefixes, bad TLS files, wrong
+//     credentials and unreachable endpoints give errors naming the bad
+//     value. Empty keys and values give go-kit's bare ErrNoKey and
+//     ErrNoValue, and NewTTLOption repairs a TTL <= heartbeat as go-kit's
+//     does, with a warning at Register naming both values.
+//   - No call blocks while etcd is down: as go-kit's, NewClient is lazy (a
+//     service may start before etcd; grpc.WithBlock() in DialOptions makes
+//     it fail fast), and every call that waits on etcd — Register,
+//     Deregister, their Context variants, GetEntries, Instancer.Stop,
+//     Close — returns within the request timeout or its context, and
+//     within the dial timeout once etcd is unreachable, naming the
+//     endpoints. A key deregistered during an outage never comes back.
 //
 // The fast path, a read at a revision and a watch from the next one, is
 // taken for the *EtcdClient that NewClient returns; any other Client, such

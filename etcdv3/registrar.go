@@ -122,7 +122,8 @@ func (r *Registrar) Register() {
 
 // RegisterContext registers, retrying with backoff until it succeeds or ctx
 // ends, and returns the error then. It returns at once, with the error, for
-// input that can never succeed (empty key or value, TTL <= heartbeat).
+// input that can never succeed: an empty key or value (the bare ErrNoKey or
+// ErrNoValue, as in go-kit) or a malformed key.
 func (r *Registrar) RegisterContext(ctx context.Context) error {
 	r.opMu.Lock()
 	defer r.opMu.Unlock()
