@@ -213,6 +213,15 @@ func (l *sharedLease) add(ctx context.Context, key, value string) (clientv3.Leas
 		id, err = l.regrantLocked(ctx, map[string]string{key: value})
 	}
 	if err != nil {
+		// etcd may have applied the put all the same (a timeout says
+		// nothing), and the other keys keep the lease alive: until a retry
+		// succeeds, the key is deleted at the next heartbeat that gets
+		// through, so a Deregister meanwhile cannot leave it behind.
+		l.mu.Lock()
+		if _, live := l.services[key]; !live {
+			l.orphans[key] = true
+		}
+		l.mu.Unlock()
 		return 0, err
 	}
 	l.mu.Lock()
