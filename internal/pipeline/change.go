@@ -9,6 +9,8 @@
 // grpcsd's resolver and pool, catalog's Watch and Instancer, and the CLI.
 package pipeline
 
+import "time"
+
 import (
 	"fmt"
 
@@ -78,4 +80,8 @@ type Batch struct {
 	// the Mirror retries with backoff. A later batch without Err clears it
 	// and brings the true state.
 	Err error
+	// At is when the Feed took the changes in (a watch response, a
+	// snapshot); a coalesced batch keeps the earliest, so that a consumer
+	// can tell how long a change took to reach it.
+	At time.Time
 }

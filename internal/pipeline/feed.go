@@ -5,7 +5,9 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
+	"github.com/go-kit/kit/metrics"
 	"github.com/go-kit/kit/sd"
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
@@ -57,6 +59,7 @@ type Feed struct {
 	parse   ParseFunc
 	logger  log.Logger
 	observe func(Batch)
+	metrics *Metrics
 
 	mu      sync.Mutex
 	state   map[string]entry
@@ -82,6 +85,28 @@ func WithObserver(observe func(Batch)) FeedOption { return func(f *Feed) { f.obs
 // WithLogger sets where malformed values are logged. Default: nowhere.
 func WithLogger(logger log.Logger) FeedOption { return func(f *Feed) { f.logger = logger } }
 
+// Metrics are what a Feed and the Mirror that fills it report, already
+// labelled by their creator (e.g. with the prefix). Nil fields, and a nil
+// *Metrics, report nothing and cost nothing.
+type Metrics struct {
+	// Instances is set to the number of instances after every batch.
+	Instances metrics.Gauge
+	// Resyncs counts fresh snapshots read after the first, with the label
+	// "cause": "compacted" (history compacted under the watch) or
+	// "outage" (the watch broke, or the first read failed).
+	Resyncs metrics.Counter
+	// WatchErrors counts watches that broke for another reason than
+	// compaction: no leader, etcd unreachable, closed by etcd.
+	WatchErrors metrics.Counter
+	// Update observes the seconds from the Feed taking a batch in (a watch
+	// response, a snapshot) to every consumer being handed it: the
+	// Subscriptions offered it, the observer run, go-kit channels told.
+	Update metrics.Histogram
+}
+
+// WithMetrics has the Feed, and the Mirror that fills it, report to m.
+func WithMetrics(m *Metrics) FeedOption { return func(f *Feed) { f.metrics = m } }
+
 // NewFeed returns an empty Feed.
 func NewFeed(opts ...FeedOption) *Feed {
 	f := &Feed{
@@ -104,6 +129,7 @@ func NewFeed(opts ...FeedOption) *Feed {
 // error is to be cleared. first marks the Feed's first content: the batch
 // is then a Reset as well.
 func (f *Feed) Reset(rev int64, kvs []KV, first bool) {
+	at := time.Now()
 	f.mu.Lock()
 	var changes []Change
 	fresh := make(map[string]struct{}, len(kvs))
@@ -131,7 +157,7 @@ func (f *Feed) Reset(rev int64, kvs []KV, first bool) {
 		}
 		return strings.Compare(a.Key, b.Key)
 	})
-	b := Batch{Rev: rev, Changes: changes, Reset: first, Resync: true}
+	b := Batch{Rev: rev, Changes: changes, Reset: first, Resync: true, At: at}
 	f.publishLocked(b, first || len(changes) > 0 || f.err != nil)
 }
 
@@ -140,6 +166,7 @@ func (f *Feed) Reset(rev int64, kvs []KV, first bool) {
 // of the value a key already has changes nothing, and a delete of an absent
 // key is dropped. Their Instance fields are ignored: values are parsed here.
 func (f *Feed) Apply(rev int64, raw []Change) {
+	at := time.Now()
 	f.mu.Lock()
 	changes := make([]Change, 0, len(raw))
 	for _, ch := range raw {
@@ -161,13 +188,14 @@ func (f *Feed) Apply(rev int64, raw []Change) {
 	if rev < f.rev {
 		rev = f.rev
 	}
-	f.publishLocked(Batch{Rev: rev, Changes: changes}, len(changes) > 0 || f.err != nil)
+	f.publishLocked(Batch{Rev: rev, Changes: changes, At: at}, len(changes) > 0 || f.err != nil)
 }
 
 // Publish applies changes whose Instance is already parsed, as an overlay
 // that computes instances (catalog's) has them: nothing is parsed again.
 // Unlike Apply, it takes changes at any revision.
 func (f *Feed) Publish(rev int64, changes []Change) {
+	at := time.Now()
 	f.mu.Lock()
 	out := make([]Change, 0, len(changes))
 	for _, ch := range changes {
@@ -184,7 +212,7 @@ func (f *Feed) Publish(rev int64, changes []Change) {
 			}
 		}
 	}
-	f.publishLocked(Batch{Rev: max(rev, f.rev), Changes: out}, len(out) > 0 || f.err != nil)
+	f.publishLocked(Batch{Rev: max(rev, f.rev), Changes: out, At: at}, len(out) > 0 || f.err != nil)
 }
 
 // Fail records that etcd cannot be read. Consumers get one batch with Err
@@ -193,8 +221,9 @@ func (f *Feed) Fail(err error) {
 	if err == nil {
 		return
 	}
+	at := time.Now()
 	f.mu.Lock()
-	f.publishLocked(Batch{Rev: f.rev, Err: err}, true)
+	f.publishLocked(Batch{Rev: f.rev, Err: err, At: at}, true)
 }
 
 // putLocked stores value under key and returns the change, if any. parsed
@@ -252,9 +281,18 @@ func (f *Feed) publishLocked(b Batch, send bool) {
 		s.offer(b)
 	}
 	f.events.publish(b.Err)
+	n := len(f.state)
 	f.mu.Unlock()
 	if f.observe != nil {
 		f.observe(b)
+	}
+	if m := f.metrics; m != nil {
+		if m.Instances != nil {
+			m.Instances.Set(float64(n))
+		}
+		if m.Update != nil && b.Err == nil {
+			m.Update.Observe(time.Since(b.At).Seconds())
+		}
 	}
 }
 

@@ -143,7 +143,7 @@ func (m *Mirror) run(ctx context.Context) {
 			if !m.b.Sleep(ctx) {
 				return
 			}
-			if !m.resync(ctx, fail) {
+			if !m.resync(ctx, fail, causeOutage) {
 				return
 			}
 			failing = false
@@ -153,9 +153,14 @@ func (m *Mirror) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		cause := causeCompacted
 		if errors.Is(err, ErrCompacted) {
 			level.Info(m.logger).Log("msg", "watch history compacted, reading a fresh snapshot", "rev", m.feed.Revision(), "err", err)
 		} else {
+			cause = causeOutage
+			if mt := m.feed.metrics; mt != nil && mt.WatchErrors != nil {
+				mt.WatchErrors.Add(1)
+			}
 			if err == nil {
 				err = errors.New("watch ended")
 			}
@@ -165,19 +170,28 @@ func (m *Mirror) run(ctx context.Context) {
 				return
 			}
 		}
-		if !m.resync(ctx, fail) {
+		if !m.resync(ctx, fail, cause) {
 			return
 		}
 		failing = false
 	}
 }
 
+// Causes of a resync, as Metrics.Resyncs labels them.
+const (
+	causeCompacted = "compacted"
+	causeOutage    = "outage"
+)
+
 // resync reads a fresh snapshot into the Feed, with backoff until one
 // succeeds; it returns false when ctx ends first.
-func (m *Mirror) resync(ctx context.Context, fail func(error)) bool {
+func (m *Mirror) resync(ctx context.Context, fail func(error), cause string) bool {
 	for {
 		rev, kvs, err := m.src.Snapshot(ctx)
 		if err == nil {
+			if mt := m.feed.metrics; mt != nil && mt.Resyncs != nil {
+				mt.Resyncs.With("cause", cause).Add(1)
+			}
 			m.feed.Reset(rev, kvs, !m.filled)
 			m.filled = true
 			m.b.Reset()

@@ -54,12 +54,19 @@ func (s *Subscription) offer(b Batch) {
 	p := &s.pending
 	if !s.dirty || b.Reset {
 		// Nothing pending, or b replaces everything: take b as it is.
-		*p = Batch{Rev: b.Rev, Reset: b.Reset, Resync: b.Resync, Err: b.Err}
+		at := b.At
+		if s.dirty && p.At.Before(at) {
+			at = p.At // b replaces what is pending, which waited longer
+		}
+		*p = Batch{Rev: b.Rev, Reset: b.Reset, Resync: b.Resync, Err: b.Err, At: at}
 		p.Changes = append([]Change(nil), b.Changes...)
 		s.index = nil
 	} else {
 		p.Rev, p.Err = b.Rev, b.Err
 		p.Resync = p.Resync || b.Resync
+		if p.At.IsZero() {
+			p.At = b.At
+		}
 		if s.index == nil {
 			s.index = make(map[string]int, len(p.Changes)+len(b.Changes))
 			for i, ch := range p.Changes {
