@@ -1,0 +1,144 @@
+package property
+
+import (
+	"strings"
+	"sync"
+
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+
+	"github.com/etcdsd/etcdsd/internal/pipeline"
+)
+
+// Overlay combines the Feed of the instances under a prefix with the
+// properties under its properties prefix into one output Feed, which
+// subscribers follow: a disabled instance is absent from it, and a weight
+// override changes only the typed Instance.Weight of its changes, never
+// the Value, so that go-kit subscribers and factories get exactly the value
+// registered (a weight change sends them nothing) while the endpointer and
+// the gRPC balancer read the weight.
+//
+// Feed the Instances Feed and the Properties Feed with a pipeline Mirror
+// each; the Overlay applies their batches as their observer, under one
+// lock, and publishes to Out. A change of the instances costs O(1) per
+// changed key; a change of the properties recomputes every instance, since
+// one may concern them all (properties change rarely).
+//
+// Errors of the instances' mirror reach the subscribers (once per outage;
+// they keep the last instances). Errors of the properties' mirror are only
+// logged: the instances are what subscribers wait for, and the properties
+// keep their last known values until they can be read again.
+type Overlay struct {
+	prefix, propsPrefix string
+	logger              log.Logger
+	out                 *pipeline.Feed
+
+	mu        sync.Mutex // serialises the two mirrors' observers
+	instances *pipeline.Feed
+	props     Overrides
+}
+
+// NewOverlay returns an Overlay of the instances under prefix and the
+// properties under propsPrefix (see Prefix).
+func NewOverlay(prefix, propsPrefix string, logger log.Logger) *Overlay {
+	if logger == nil {
+		logger = log.NewNopLogger()
+	}
+	return &Overlay{
+		prefix:      prefix,
+		propsPrefix: propsPrefix,
+		logger:      logger,
+		out:         pipeline.NewFeed(pipeline.WithLogger(logger)),
+		props:       make(Overrides),
+	}
+}
+
+// Out returns the output Feed: the instances with the properties applied.
+// Its owner stops it.
+func (o *Overlay) Out() *pipeline.Feed { return o.out }
+
+// Instances returns a new Feed for the mirror of the instances, whose
+// values parse decodes. Call it once, before that mirror starts.
+func (o *Overlay) Instances(parse pipeline.ParseFunc) *pipeline.Feed {
+	f := pipeline.NewFeed(pipeline.WithParser(parse), pipeline.WithLogger(o.logger), pipeline.WithObserver(o.applyInstances))
+	o.mu.Lock()
+	o.instances = f
+	o.mu.Unlock()
+	return f
+}
+
+// Properties returns a new Feed for the mirror of the properties: it
+// leaves out (and logs once) the malformed ones. Start that mirror after
+// the instances' one.
+func (o *Overlay) Properties() *pipeline.Feed {
+	logger := log.With(o.logger, "properties", o.propsPrefix)
+	return pipeline.NewFeed(pipeline.WithParser(Decode(o.propsPrefix)), pipeline.WithLogger(logger), pipeline.WithObserver(o.applyProps))
+}
+
+// applyInstances applies a batch of the registered instances.
+func (o *Overlay) applyInstances(b pipeline.Batch) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if b.Err != nil {
+		level.Warn(o.logger).Log("msg", "etcd unavailable, keeping last instances", "err", b.Err)
+		o.out.Fail(b.Err)
+		return
+	}
+	changes := make([]pipeline.Change, 0, len(b.Changes))
+	for _, ch := range b.Changes {
+		if ch.Op == pipeline.Delete {
+			changes = append(changes, ch)
+			continue
+		}
+		changes = append(changes, o.effective(ch))
+	}
+	o.out.Publish(b.Rev, changes)
+}
+
+// applyProps applies a batch of the properties, then recomputes every
+// instance.
+func (o *Overlay) applyProps(b pipeline.Batch) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if b.Err != nil {
+		level.Warn(o.logger).Log("msg", "cannot read the operator's properties, keeping the last ones", "properties", o.propsPrefix, "err", b.Err)
+		return
+	}
+	if b.Reset {
+		clear(o.props)
+	}
+	for _, ch := range b.Changes {
+		id, name, ok := ParseKey(o.propsPrefix, ch.Key)
+		if !ok {
+			continue
+		}
+		if ch.Op == pipeline.Delete {
+			delete(o.props, Ref{id, name})
+			continue
+		}
+		o.props[Ref{id, name}] = ch.Value
+	}
+	if o.instances == nil {
+		return
+	}
+	registered := o.instances.Contents()
+	changes := make([]pipeline.Change, 0, len(registered))
+	for _, ch := range registered {
+		ch.Rev = b.Rev // the change is the properties'
+		changes = append(changes, o.effective(ch))
+	}
+	o.out.Publish(b.Rev, changes)
+}
+
+// effective is the change of one registered instance under the properties:
+// a removal when it is disabled, else the change with the weight override
+// in its Instance. The Value stays the one registered.
+func (o *Overlay) effective(ch pipeline.Change) pipeline.Change {
+	id := strings.TrimPrefix(ch.Key, o.prefix)
+	inst, enabled := o.props.Apply(id, ch.Instance)
+	if !enabled {
+		return pipeline.Change{Op: pipeline.Delete, Key: ch.Key, Rev: ch.Rev}
+	}
+	ch.Instance = inst
+	return ch
+}
