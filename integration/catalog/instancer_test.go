@@ -12,6 +12,7 @@ import (
 	"github.com/etcdsd/etcdsd/grpcsd"
 	"github.com/etcdsd/etcdsd/internal/itest"
 	"github.com/etcdsd/etcdsd/internal/itest/itestclient"
+	"github.com/etcdsd/etcdsd/internal/pipeline"
 )
 
 func TestInstancerHonoursPropertiesLive(t *testing.T) {
@@ -38,11 +39,15 @@ func TestInstancerHonoursPropertiesLive(t *testing.T) {
 		t.Fatalf("plain value rewritten without an override: %v", ev.Instances)
 	}
 
-	// A weight override is written into the value.
+	// A weight override changes the typed weight of the Feed, never the
+	// value go-kit subscribers get.
 	if err := cat.SetProperty(ctx, svc, "b", catalog.PropWeight, "7"); err != nil {
 		t.Fatal(err)
 	}
 	itest.Eventually(t, time.Second, "weight 7 on b", func() bool { return weightOf(t, in, "10.0.0.2:80") == 7 })
+	if got := in.State().Instances; !slices.Contains(got, "10.0.0.3:80") || slices.ContainsFunc(got, func(v string) bool { return strings.Contains(v, `"weight":7`) }) {
+		t.Fatalf("go-kit values %v: want them as registered", got)
+	}
 	if err := cat.SetProperty(ctx, svc, "", catalog.PropWeight, "4"); err != nil { // service-wide
 		t.Fatal(err)
 	}
@@ -64,16 +69,16 @@ func TestInstancerHonoursPropertiesLive(t *testing.T) {
 	waitState(t, in, time.Second, "10.0.0.3:80")
 
 	// A malformed property written behind the catalog's back is ignored.
-	put(t, raw, "/etcdsd/properties/"+svc+"/_/disabled", "maybe")
+	put(t, raw, "/etcdsd/properties/services/"+svc+"/_/disabled", "maybe")
 	waitState(t, in, time.Second, "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80")
 }
 
-// weightOf returns the weight the Instancer gives the instance at address,
-// or -1 if it is absent.
-func weightOf(t testing.TB, in *catalog.Instancer, address string) int {
-	for _, v := range in.State().Instances {
-		if inst := parse(t, v); inst.Address == address {
-			return inst.Weight
+// weightOf returns the typed weight the Instancer's Feed gives the
+// instance at address, or -1 if it is absent.
+func weightOf(t testing.TB, in interface{ Feed() *pipeline.Feed }, address string) int {
+	for _, ch := range in.Feed().Contents() {
+		if ch.Instance.Address == address {
+			return ch.Instance.Weight
 		}
 	}
 	return -1
