@@ -10,6 +10,7 @@ import (
 	"github.com/go-kit/log/level"
 
 	"github.com/etcdsd/etcdsd/internal/pipeline"
+	"github.com/etcdsd/etcdsd/internal/property"
 )
 
 // Instancer yields instances stored in a certain etcd keyspace. Any kind of
@@ -23,9 +24,23 @@ import (
 // started. Each value is parsed once, as package instance defines it (a
 // plain address, or a JSON object with an address); a value that does not
 // parse is logged once and left out, and the other instances are kept.
+//
+// On the client NewClient returns, it honours the operator's properties
+// (etcdsd drain, undrain, set-weight; package catalog): the properties of
+// the instances under prefix P live under ClientOptions.PropertiesRoot
+// without its final "/" followed by P (/etcdsd/properties/services/app/ for
+// P /services/app/), those of the instance at key P+id under <id>/<name>,
+// and those of every instance under _/<name>. A disabled instance is left
+// out of its sd.Events and of its Feed; a weight override changes only the
+// typed weight of the Feed (read by etcdsd's endpointer and gRPC balancer),
+// never the value that sd.Events and go-kit factories receive. Another
+// Client (a fake with only go-kit's methods has no keys) gets the instances
+// as registered.
 type Instancer struct {
-	feed   *pipeline.Feed
-	mirror *pipeline.Mirror
+	// cache is what subscribers see: the instances, properties applied.
+	// (go-kit's own tests read s.cache.State().)
+	cache   *pipeline.Feed
+	mirrors []*pipeline.Mirror
 }
 
 var _ sd.Instancer = (*Instancer)(nil)
@@ -57,47 +72,70 @@ func newInstancer(ctx context.Context, c Client, prefix string, logger log.Logge
 		logger = log.NewNopLogger()
 	}
 	logger = log.With(logger, "prefix", prefix)
+	propsPrefix, withProps := propertiesPrefix(c, prefix)
+	var ov *property.Overlay
+	s := &Instancer{}
 	feed := pipeline.NewFeed(pipeline.WithLogger(logger))
+	s.cache = feed
+	if withProps {
+		ov = property.NewOverlay(prefix, propsPrefix, logger)
+		feed, s.cache = ov.Instances(pipeline.ParseValue), ov.Out()
+	}
 	m, err := pipeline.Start(ctx, source(c, prefix), feed, logger, minBackoff, maxBackoff)
 	if err != nil {
+		s.Stop()
 		return nil, err // it names the prefix
 	}
-	level.Debug(logger).Log("msg", "instancer started", "instances", feed.Len(), "rev", feed.Revision())
-	return &Instancer{feed: feed, mirror: m}, nil
+	s.mirrors = append(s.mirrors, m)
+	if withProps {
+		pm, err := followProperties(ctx, c, ov, propsPrefix, logger, minBackoff, maxBackoff)
+		if err != nil {
+			s.Stop()
+			return nil, err
+		}
+		if pm != nil {
+			s.mirrors = append(s.mirrors, pm)
+		}
+	}
+	level.Debug(logger).Log("msg", "instancer started", "instances", s.cache.Len(), "rev", s.cache.Revision())
+	return s, nil
 }
 
-// Stop terminates the Instancer: it ends the watch, stops delivering to
+// Stop terminates the Instancer: it ends the watches, stops delivering to
 // subscribers and waits for every goroutine it started.
 func (s *Instancer) Stop() {
-	s.mirror.Stop()
-	s.feed.Stop()
+	for _, m := range s.mirrors {
+		m.Stop()
+	}
+	s.cache.Stop()
 }
 
 // Register implements sd.Instancer. ch receives the current state before
 // Register returns, then one event per change.
 func (s *Instancer) Register(ch chan<- sd.Event) {
-	s.feed.Register(ch)
+	s.cache.Register(ch)
 }
 
 // Deregister implements sd.Instancer.
 func (s *Instancer) Deregister(ch chan<- sd.Event) {
-	s.feed.Deregister(ch)
+	s.cache.Deregister(ch)
 }
 
-// State returns the current instances (sorted, without duplicates) and the
-// current error, if etcd is unavailable.
+// State returns the current instances (sorted, without duplicates, drained
+// ones left out) and the current error, if etcd is unavailable.
 func (s *Instancer) State() sd.Event {
-	return s.feed.State()
+	return s.cache.State()
 }
 
 // Revision returns the etcd revision the Instancer reflects.
 func (s *Instancer) Revision() int64 {
-	return s.feed.Revision()
+	return s.cache.Revision()
 }
 
-// Feed returns the typed change feed under the Instancer, through which
-// etcdsd's endpointer and gRPC resolver apply changes by key instead of
-// diffing go-kit's full lists. It is for etcdsd's own packages.
+// Feed returns the typed change feed under the Instancer, properties
+// applied, through which etcdsd's endpointer and gRPC resolver apply
+// changes by key instead of diffing go-kit's full lists. It is for etcdsd's
+// own packages.
 func (s *Instancer) Feed() *pipeline.Feed {
-	return s.feed
+	return s.cache
 }
