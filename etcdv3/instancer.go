@@ -72,7 +72,10 @@ func newInstancer(ctx context.Context, c Client, prefix string, logger log.Logge
 		logger = log.NewNopLogger()
 	}
 	logger = log.With(logger, "prefix", prefix)
-	propsPrefix, withProps := propertiesPrefix(c, prefix)
+	propsPrefix, withProps, err := propertiesPrefix(c, prefix)
+	if err != nil {
+		return nil, err
+	}
 	var ov *property.Overlay
 	s := &Instancer{}
 	feed := pipeline.NewFeed(pipeline.WithLogger(logger))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/go-kit/log"
@@ -14,15 +15,37 @@ import (
 	"github.com/etcdsd/etcdsd/internal/property"
 )
 
+// checkPropertiesRoot validates ClientOptions.PropertiesRoot.
+func checkPropertiesRoot(root string) error {
+	if root == "" || root == property.Off {
+		return nil
+	}
+	if err := ValidatePrefix(root); err != nil {
+		return fmt.Errorf("etcdv3: properties root %q: %w", root, err)
+	}
+	if !strings.HasSuffix(root, "/") {
+		return fmt.Errorf("etcdv3: properties root %q must end with \"/\" (or be %q to turn properties off)", root, property.Off)
+	}
+	if root == "/" {
+		return fmt.Errorf("etcdv3: properties root %q would mix properties with the instances they concern", root)
+	}
+	return nil
+}
+
 // propertiesPrefix returns where the operator's properties of the
 // instances under prefix live, and whether c reads them: only the client
-// NewClient returns has keys to match them with.
-func propertiesPrefix(c Client, prefix string) (string, bool) {
-	if _, ok := c.(*EtcdClient); !ok {
-		return "", false
+// NewClient returns has keys to match them with, and its options may turn
+// them off. It fails for a bad root given to FromClient, which cannot.
+func propertiesPrefix(c Client, prefix string) (string, bool, error) {
+	ec, ok := c.(*EtcdClient)
+	if !ok {
+		return "", false, nil
 	}
-	root, on := property.Resolve("")
-	return property.Prefix(root, prefix), on
+	if err := checkPropertiesRoot(ec.opts.PropertiesRoot); err != nil {
+		return "", false, err
+	}
+	root, on := property.Resolve(ec.opts.PropertiesRoot)
+	return property.Prefix(root, prefix), on, nil
 }
 
 // followProperties starts the mirror of the properties under propsPrefix
@@ -38,4 +61,13 @@ func followProperties(ctx context.Context, c Client, ov *property.Overlay, props
 		return nil, fmt.Errorf("etcdv3: instancer: read the operator's properties: %w", err)
 	}
 	return m, nil
+}
+
+func init() {
+	property.ClientRoot = func(client any) string {
+		if ec, ok := client.(*EtcdClient); ok {
+			return ec.opts.PropertiesRoot
+		}
+		return ""
+	}
 }

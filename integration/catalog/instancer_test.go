@@ -9,6 +9,7 @@ import (
 
 	"github.com/etcdsd/etcdsd/catalog"
 	"github.com/etcdsd/etcdsd/etcdtest"
+	"github.com/etcdsd/etcdsd/etcdv3"
 	"github.com/etcdsd/etcdsd/grpcsd"
 	"github.com/etcdsd/etcdsd/internal/itest"
 	"github.com/etcdsd/etcdsd/internal/itest/itestclient"
@@ -131,5 +132,39 @@ func TestInstancerForPrefixServesGRPCResolvers(t *testing.T) {
 		if _, err := factory(context.Background(), prefix); err == nil || !strings.Contains(err.Error(), prefix) {
 			t.Errorf("prefix %q: err = %v, want one naming it", prefix, err)
 		}
+	}
+}
+
+// A program configures the properties root once, on its client: the
+// catalog writes properties where that client's etcdv3 Instancers read
+// them, unless WithPropertiesRoot says otherwise.
+func TestCatalogTakesItsPropertiesRootFromTheClient(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	c := itestclient.New(t, srv.Endpoints(), func(o *etcdv3.ClientOptions) { o.PropertiesRoot = "/ops/" })
+	cat := newCatalog(t, c)
+	if got := cat.PropertiesRoot(); got != "/ops/" {
+		t.Fatalf("catalog properties root %q, want the client's /ops/", got)
+	}
+	register(t, cat, catalog.Instance{Name: "rooted", ID: "a", Address: "10.0.0.1:80"})
+	register(t, cat, catalog.Instance{Name: "rooted", ID: "b", Address: "10.0.0.2:80"})
+	in, err := etcdv3.NewInstancer(c, cat.Root()+"rooted/", itest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Stop()
+	if err := cat.SetProperty(context.Background(), "rooted", "a", catalog.PropDisabled, "true"); err != nil {
+		t.Fatal(err)
+	}
+	if !itest.KeyExists(t, srv.Client(t), "/ops/services/rooted/a/disabled") {
+		t.Fatal("the drain is not under the client's root")
+	}
+	itest.Eventually(t, time.Second, "the etcdv3 Instancer drops a", func() bool { return len(in.State().Instances) == 1 })
+
+	if got := newCatalog(t, c, catalog.WithPropertiesRoot("/other/")).PropertiesRoot(); got != "/other/" {
+		t.Fatalf("WithPropertiesRoot: %q", got)
+	}
+	off := itestclient.New(t, srv.Endpoints(), func(o *etcdv3.ClientOptions) { o.PropertiesRoot = "-" })
+	if got := newCatalog(t, off).PropertiesRoot(); got != catalog.DefaultPropertiesRoot {
+		t.Fatalf("on a client with properties off: %q, want the default", got)
 	}
 }

@@ -146,3 +146,29 @@ func TestInstancerOfARoleThatCannotReadPropertiesServesInstancesAsRegistered(t *
 		t.Fatalf("no warning about the properties in %q", logs.all)
 	}
 }
+
+func TestInstancerReadsPropertiesUnderTheClientsRootOrNoneWithDash(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	const prefix = "/services/rooted/"
+	withRoot := func(root string) *etcdv3.EtcdClient {
+		return itestclient.New(t, srv.Endpoints(), func(o *etcdv3.ClientOptions) { o.PropertiesRoot = root })
+	}
+	def, ops, off := withRoot(""), withRoot("/ops/"), withRoot("-")
+	put(t, def.EtcdClient(), prefix+"a", "127.0.0.1:9001")
+	put(t, def.EtcdClient(), prefix+"b", "127.0.0.1:9002")
+	put(t, def.EtcdClient(), props(prefix)+"a/disabled", "true")
+	put(t, def.EtcdClient(), "/ops"+prefix+"b/disabled", "true")
+	for _, tc := range []struct {
+		name string
+		c    *etcdv3.EtcdClient
+		want []string
+	}{
+		{"default root", def, []string{"127.0.0.1:9002"}},
+		{"root /ops/", ops, []string{"127.0.0.1:9001"}},
+		{"properties off", off, []string{"127.0.0.1:9001", "127.0.0.1:9002"}},
+	} {
+		if got := newInstancer(t, tc.c, prefix).State(); got.Err != nil || !slices.Equal(got.Instances, tc.want) {
+			t.Errorf("%s: %+v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

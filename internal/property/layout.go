@@ -18,6 +18,13 @@ const Off = "-"
 // instance under a prefix.
 const ServiceWide = "_"
 
+// ClientRoot returns the properties root configured on an etcdv3 client
+// (its ClientOptions.PropertiesRoot; "" when unset or for another value).
+// Package etcdv3 sets it, so that catalog takes its default from the
+// client, the one place a program configures it, without etcdv3 exporting
+// its options.
+var ClientRoot = func(client any) string { return "" }
+
 // Resolve turns a configured properties root into the root to use and
 // whether properties are read at all: "" is DefaultRoot, Off is none.
 func Resolve(configured string) (root string, on bool) {
