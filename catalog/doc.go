@@ -11,7 +11,9 @@
 // The properties of the instances under a prefix P live under the
 // properties root (without its final "/") followed by P, which is where
 // etcdv3.NewInstancer of P reads them too: a drain set here takes effect in
-// a go-kit program that watches /services/<service>/ with etcdv3 alone.
+// a go-kit program that watches /services/<service>/ with etcdv3 alone. The
+// properties root is set once, in etcdv3.ClientOptions.PropertiesRoot; New
+// takes it from the client (WithPropertiesRoot overrides it).
 //
 // Services write instances through Register, which builds on
 // etcdv3.Registrar: shared leases, heartbeats and re-registration after a
