@@ -1,6 +1,7 @@
 package property
 
 import (
+	"slices"
 	"strings"
 	"sync"
 
@@ -25,9 +26,11 @@ import (
 // one may concern them all (properties change rarely).
 //
 // Errors of the instances' mirror reach the subscribers (once per outage;
-// they keep the last instances). Errors of the properties' mirror are only
-// logged: the instances are what subscribers wait for, and the properties
-// keep their last known values until they can be read again.
+// they keep the last instances), and the error stays until that mirror
+// recovers: properties read meanwhile are published with the instances
+// then. Errors of the properties' mirror are only logged: the instances are
+// what subscribers wait for, and the properties keep their last known
+// values until they can be read again.
 type Overlay struct {
 	prefix, propsPrefix string
 	logger              log.Logger
@@ -36,6 +39,9 @@ type Overlay struct {
 	mu        sync.Mutex // serialises the two mirrors' observers
 	instances *pipeline.Feed
 	props     Overrides
+	// failing: the instances' mirror reports an outage, which a publish
+	// would clear. stale: properties changed meanwhile, unpublished.
+	failing, stale bool
 }
 
 // NewOverlay returns an Overlay of the instances under prefix and the
@@ -81,16 +87,24 @@ func (o *Overlay) applyInstances(b pipeline.Batch) {
 	defer o.mu.Unlock()
 	if b.Err != nil {
 		level.Warn(o.logger).Log("msg", "etcd unavailable, keeping last instances", "err", b.Err)
+		o.failing = true
 		o.out.Fail(b.Err)
 		return
 	}
+	o.failing = false
 	changes := make([]pipeline.Change, 0, len(b.Changes))
 	for _, ch := range b.Changes {
 		if ch.Op == pipeline.Delete {
 			changes = append(changes, ch)
 			continue
 		}
-		changes = append(changes, o.effective(ch))
+		if !o.stale {
+			changes = append(changes, o.effective(ch))
+		}
+	}
+	if o.stale { // the Feed has applied b: its content is the whole truth
+		o.stale = false
+		changes = o.recompute(b.Rev, changes)
 	}
 	o.out.Publish(b.Rev, changes)
 }
@@ -121,13 +135,26 @@ func (o *Overlay) applyProps(b pipeline.Batch) {
 	if o.instances == nil {
 		return
 	}
+	if o.failing {
+		// Publishing would clear the outage the instances' mirror
+		// reported: subscribers get the properties with the instances,
+		// once it recovers.
+		o.stale = true
+		return
+	}
+	o.out.Publish(b.Rev, o.recompute(b.Rev, nil))
+}
+
+// recompute appends to changes every registered instance under the
+// properties, at revision rev.
+func (o *Overlay) recompute(rev int64, changes []pipeline.Change) []pipeline.Change {
 	registered := o.instances.Contents()
-	changes := make([]pipeline.Change, 0, len(registered))
+	changes = slices.Grow(changes, len(registered))
 	for _, ch := range registered {
-		ch.Rev = b.Rev // the change is the properties'
+		ch.Rev = rev
 		changes = append(changes, o.effective(ch))
 	}
-	o.out.Publish(b.Rev, changes)
+	return changes
 }
 
 // effective is the change of one registered instance under the properties:

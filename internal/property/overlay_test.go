@@ -201,3 +201,23 @@ func TestOverlayMatchesInstancesByKeyNotByValue(t *testing.T) {
 		t.Fatalf("output holds %d instances", got)
 	}
 }
+
+// After an outage the properties' mirror may recover before the
+// instances': subscribers keep the outage's error until the instances are
+// read again, and then get the properties changed meanwhile with them.
+func TestOverlayKeepsTheOutageUntilTheInstancesRecover(t *testing.T) {
+	o := newOverlay(t)
+	o.start(map[string]string{testPrefix + "a": "a:1", testPrefix + "b": "b:1"}, nil)
+	down := errors.New("etcd down")
+	o.instances.Fail(down)
+	o.props.Fail(down)
+
+	o.rev++
+	o.props.Reset(o.rev, []pipeline.KV{{Key: testProps + "a/disabled", Value: "true", ModRev: o.rev}}, false)
+	if ev := o.Out().State(); !errors.Is(ev.Err, down) || len(ev.Instances) != 2 {
+		t.Fatalf("state %+v after the properties recovered alone: want the outage, the last instances", ev)
+	}
+	o.rev++
+	o.instances.Reset(o.rev, []pipeline.KV{{Key: testPrefix + "a", Value: "a:1", ModRev: 1}, {Key: testPrefix + "b", Value: "b:1", ModRev: 1}}, false)
+	wantInstances(t, o.Out().State(), "b:1")
+}
