@@ -76,13 +76,15 @@ func newInstancer(ctx context.Context, c Client, prefix string, logger log.Logge
 	if err != nil {
 		return nil, err
 	}
-	var ov *property.Overlay
 	s := &Instancer{}
-	feed := pipeline.NewFeed(pipeline.WithLogger(logger))
-	s.cache = feed
+	var feed *pipeline.Feed // what the prefix's mirror fills
+	var ov *property.Overlay
 	if withProps {
 		ov = property.NewOverlay(prefix, propsPrefix, logger)
 		feed, s.cache = ov.Instances(pipeline.ParseValue), ov.Out()
+	} else {
+		feed = pipeline.NewFeed(pipeline.WithLogger(logger))
+		s.cache = feed
 	}
 	m, err := pipeline.Start(ctx, source(c, prefix), feed, logger, minBackoff, maxBackoff)
 	if err != nil {
