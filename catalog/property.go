@@ -13,10 +13,10 @@ const (
 	// PropDisabled takes an instance (or a whole service) out of rotation
 	// while its process keeps running: JSON true or false. An instance's
 	// own false wins over its service's true.
-	PropDisabled = property.Disabled
+	PropDisabled = "disabled"
 	// PropWeight overrides the instance's weight: a JSON integer in
 	// [1, instance.MaxWeight].
-	PropWeight = property.Weight
+	PropWeight = "weight"
 )
 
 // ErrBadProperty is wrapped by the error for a property name or value that

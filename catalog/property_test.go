@@ -6,7 +6,16 @@ import (
 	"testing"
 
 	"github.com/etcdsd/etcdsd/instance"
+	"github.com/etcdsd/etcdsd/internal/property"
 )
+
+// The names are spelled out for go doc; they are the ones the Instancers
+// honour.
+func TestPropertyNamesAreTheOverlays(t *testing.T) {
+	if PropDisabled != property.Disabled || PropWeight != property.Weight {
+		t.Fatalf("catalog's names %q, %q; the overlay's %q, %q", PropDisabled, PropWeight, property.Disabled, property.Weight)
+	}
+}
 
 func TestCheckPropertyValues(t *testing.T) {
 	for _, tc := range []struct {
