@@ -22,7 +22,7 @@ const (
 	// layout etcdv3's Instancers read too. It does not sit under
 	// DefaultRoot, so an Instancer of a service never sees properties as
 	// instances.
-	DefaultPropertiesRoot = property.DefaultRoot
+	DefaultPropertiesRoot = "/etcdsd/properties/"
 )
 
 // ErrBadName is wrapped by the error for a service name or instance id that

@@ -9,11 +9,14 @@ import (
 	"github.com/etcdsd/etcdsd/internal/property"
 )
 
-// The names are spelled out for go doc; they are the ones the Instancers
-// honour.
+// The names and the default root are spelled out for go doc; they are the
+// ones the Instancers use.
 func TestPropertyNamesAreTheOverlays(t *testing.T) {
 	if PropDisabled != property.Disabled || PropWeight != property.Weight {
 		t.Fatalf("catalog's names %q, %q; the overlay's %q, %q", PropDisabled, PropWeight, property.Disabled, property.Weight)
+	}
+	if DefaultPropertiesRoot != property.DefaultRoot {
+		t.Fatalf("catalog's default root %q, the Instancers' %q", DefaultPropertiesRoot, property.DefaultRoot)
 	}
 }
 
