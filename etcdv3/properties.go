@@ -55,6 +55,7 @@ func followProperties(ctx context.Context, c Client, ov *property.Overlay, props
 	m, err := pipeline.Start(ctx, source(c, propsPrefix), ov.Properties(), logger, minBackoff, maxBackoff)
 	if errors.Is(err, rpctypes.ErrPermissionDenied) {
 		level.Warn(logger).Log("msg", "cannot read the operator's properties; drains and weight overrides are not honoured", "properties", propsPrefix, "err", err)
+		ov.WithoutProperties()
 		return nil, nil
 	}
 	if err != nil {

@@ -20,10 +20,12 @@ import (
 // the gRPC balancer read the weight.
 //
 // Feed the Instances Feed and the Properties Feed with a pipeline Mirror
-// each; the Overlay applies their batches as their observer, under one
-// lock, and publishes to Out. A change of the instances costs O(1) per
-// changed key; a change of the properties recomputes every instance, since
-// one may concern them all (properties change rarely).
+// each, in either order (or call WithoutProperties instead of the second);
+// the Overlay applies their batches as their observer, under one lock, and
+// publishes to Out, nothing before the properties' first read. A change of
+// the instances costs O(1) per changed key; a change of the properties
+// recomputes every instance, since one may concern them all (properties
+// change rarely).
 //
 // Errors of the instances' mirror reach the subscribers (once per outage;
 // they keep the last instances), and the error stays until that mirror
@@ -39,9 +41,11 @@ type Overlay struct {
 	mu        sync.Mutex // serialises the two mirrors' observers
 	instances *pipeline.Feed
 	props     Overrides
-	// failing: the instances' mirror reports an outage, which a publish
-	// would clear. stale: properties changed meanwhile, unpublished.
-	failing, stale bool
+	// pending: the properties have not been read yet; the instances wait,
+	// so that a drained instance never reaches a subscriber. failing: the
+	// instances' mirror reports an outage, which a publish would clear.
+	// stale: what was read meanwhile is unpublished.
+	pending, failing, stale bool
 }
 
 // NewOverlay returns an Overlay of the instances under prefix and the
@@ -56,6 +60,7 @@ func NewOverlay(prefix, propsPrefix string, logger log.Logger) *Overlay {
 		logger:      logger,
 		out:         pipeline.NewFeed(pipeline.WithLogger(logger)),
 		props:       make(Overrides),
+		pending:     true,
 	}
 }
 
@@ -74,11 +79,32 @@ func (o *Overlay) Instances(parse pipeline.ParseFunc) *pipeline.Feed {
 }
 
 // Properties returns a new Feed for the mirror of the properties: it
-// leaves out (and logs once) the malformed ones. Start that mirror after
-// the instances' one.
+// leaves out (and logs once) the malformed ones. Out publishes no instance
+// before that mirror's first read, or WithoutProperties.
 func (o *Overlay) Properties() *pipeline.Feed {
 	logger := log.With(o.logger, "properties", o.propsPrefix)
 	return pipeline.NewFeed(pipeline.WithParser(Decode(o.propsPrefix)), pipeline.WithLogger(logger), pipeline.WithObserver(o.applyProps))
+}
+
+// WithoutProperties tells the Overlay that no mirror of the properties will
+// run (they cannot be read): the instances are published as registered.
+func (o *Overlay) WithoutProperties() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.pending = false
+	if o.instances != nil {
+		o.publishStale(o.instances.Revision())
+	}
+}
+
+// publishStale publishes every instance if something read was held back
+// and the instances' mirror is not failing.
+func (o *Overlay) publishStale(rev int64) {
+	if !o.stale || o.failing || o.pending || o.instances == nil {
+		return
+	}
+	o.stale = false
+	o.out.Publish(rev, o.recompute(rev, nil))
 }
 
 // applyInstances applies a batch of the registered instances.
@@ -92,6 +118,10 @@ func (o *Overlay) applyInstances(b pipeline.Batch) {
 		return
 	}
 	o.failing = false
+	if o.pending { // the Feed keeps b; it is published with the properties
+		o.stale = true
+		return
+	}
 	changes := make([]pipeline.Change, 0, len(b.Changes))
 	for _, ch := range b.Changes {
 		if ch.Op == pipeline.Delete {
@@ -132,17 +162,12 @@ func (o *Overlay) applyProps(b pipeline.Batch) {
 		}
 		o.props[Ref{id, name}] = ch.Value
 	}
-	if o.instances == nil {
-		return
-	}
-	if o.failing {
-		// Publishing would clear the outage the instances' mirror
-		// reported: subscribers get the properties with the instances,
-		// once it recovers.
-		o.stale = true
-		return
-	}
-	o.out.Publish(b.Rev, o.recompute(b.Rev, nil))
+	o.pending = false
+	// While the instances' mirror reports an outage, publishing would
+	// clear it: subscribers get the properties with the instances, once it
+	// recovers.
+	o.stale = true
+	o.publishStale(b.Rev)
 }
 
 // recompute appends to changes every registered instance under the

@@ -221,3 +221,33 @@ func TestOverlayKeepsTheOutageUntilTheInstancesRecover(t *testing.T) {
 	o.instances.Reset(o.rev, []pipeline.KV{{Key: testPrefix + "a", Value: "a:1", ModRev: 1}, {Key: testPrefix + "b", Value: "b:1", ModRev: 1}}, false)
 	wantInstances(t, o.Out().State(), "b:1")
 }
+
+// An Instancer may read its instances before its properties (or, started
+// before etcd answers, get them first): nothing is published until the
+// properties are read, so that a drained instance never shows.
+func TestOverlayHoldsTheInstancesUntilThePropertiesAreRead(t *testing.T) {
+	o := newOverlay(t)
+	o.instances.Reset(1, kvs(map[string]string{testPrefix + "a": "a:1", testPrefix + "b": "b:1"}), true)
+	o.rev = 1
+	o.put(testPrefix+"c", "c:1")
+	if n := o.Out().Len(); n != 0 {
+		t.Fatalf("%d instances published before the properties were read", n)
+	}
+	o.props.Fail(errors.New("etcd down")) // a failed read is no read
+	if n := o.Out().Len(); n != 0 {
+		t.Fatalf("%d instances published after the properties failed to be read", n)
+	}
+	o.rev++
+	o.props.Reset(o.rev, kvs(map[string]string{testProps + "b/disabled": "true"}), true)
+	wantInstances(t, o.Out().State(), "a:1", "c:1")
+}
+
+func TestOverlayWithoutPropertiesPublishesTheInstancesAsRegistered(t *testing.T) {
+	o := newOverlay(t)
+	o.instances.Reset(1, kvs(map[string]string{testPrefix + "a": "a:1"}), true)
+	o.rev = 1
+	o.WithoutProperties()
+	wantInstances(t, o.Out().State(), "a:1")
+	o.put(testPrefix+"b", "b:1")
+	wantInstances(t, o.Out().State(), "a:1", "b:1")
+}
