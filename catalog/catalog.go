@@ -11,6 +11,7 @@ import (
 	"github.com/etcdsd/etcdsd/etcdv3"
 	"github.com/etcdsd/etcdsd/instance"
 	"github.com/etcdsd/etcdsd/internal/pipeline"
+	"github.com/etcdsd/etcdsd/internal/property"
 )
 
 // Instance is a typed service instance, stored as the JSON value of
@@ -41,8 +42,11 @@ type config struct {
 func WithRoot(root string) Option { return func(c *config) { c.root = root } }
 
 // WithPropertiesRoot sets the prefix under which properties live, ending
-// with "/"; it must not contain, or sit under, the instances root. Default
-// DefaultPropertiesRoot.
+// with "/"; it must not contain, or sit under, the instances root. Default:
+// the client's etcdv3.ClientOptions.PropertiesRoot, so that the catalog
+// writes properties where the client's etcdv3 Instancers read them, or
+// DefaultPropertiesRoot when it is unset or "-" (the catalog's own
+// Instancer then still honours properties there).
 func WithPropertiesRoot(root string) Option { return func(c *config) { c.propsRoot = root } }
 
 // WithLogger sets the logger of the catalog and of what it starts. Default:
@@ -66,6 +70,9 @@ func New(c etcdv3.Client, opts ...Option) (*Catalog, error) {
 		return nil, fmt.Errorf("catalog: new: client %T: want the *etcdv3.EtcdClient of etcdv3.NewClient", c)
 	}
 	cfg := config{root: DefaultRoot, propsRoot: DefaultPropertiesRoot, logger: log.NewNopLogger()}
+	if root, on := property.Resolve(property.ClientRoot(client)); on {
+		cfg.propsRoot = root
+	}
 	for _, o := range opts {
 		o(&cfg)
 	}

@@ -4,9 +4,16 @@
 //
 // Key layout (roots configurable with WithRoot and WithPropertiesRoot):
 //
-//	/services/<service>/<id>                     instance, JSON value of package instance
-//	/etcdsd/properties/<service>/<id>/<name>     property of one instance, JSON value
-//	/etcdsd/properties/<service>/_/<name>        property of every instance of the service
+//	/services/<service>/<id>                              instance, JSON value of package instance
+//	/etcdsd/properties/services/<service>/<id>/<name>     property of one instance, JSON value
+//	/etcdsd/properties/services/<service>/_/<name>        property of every instance of the service
+//
+// The properties of the instances under a prefix P live under the
+// properties root (without its final "/") followed by P, which is where
+// etcdv3.NewInstancer of P reads them too: a drain set here takes effect in
+// a go-kit program that watches /services/<service>/ with etcdv3 alone. The
+// properties root is set once, in etcdv3.ClientOptions.PropertiesRoot; New
+// takes it from the client (WithPropertiesRoot overrides it).
 //
 // Services write instances through Register, which builds on
 // etcdv3.Registrar: shared leases, heartbeats and re-registration after a
@@ -16,8 +23,9 @@
 //
 // Readers use GetService and ListServices (keys only, paged) once, then
 // Watch for typed events, or NewInstancer for a go-kit sd.Instancer of one
-// service that leaves out disabled instances and applies weight overrides:
-// every endpointer and balancer built on an sd.Instancer honours the
-// operator's properties through it, within one watch event, and a gRPC
-// resolver does with grpcsd.WithInstancerFactory(cat.InstancerForPrefix).
+// service that leaves out disabled instances and applies weight overrides
+// to the typed weight (never to the value a go-kit factory receives): every
+// endpointer and balancer built on an sd.Instancer honours the operator's
+// properties through it, within one watch event, and a gRPC resolver does
+// with grpcsd.WithInstancerFactory(cat.InstancerForPrefix).
 package catalog

@@ -6,22 +6,24 @@ import (
 	"strings"
 
 	"github.com/etcdsd/etcdsd/etcdv3"
+	"github.com/etcdsd/etcdsd/internal/property"
 )
 
 // Default roots of the key layout.
 const (
 	// DefaultRoot holds the instances: <root><name>/<id>.
 	DefaultRoot = "/services/"
-	// DefaultPropertiesRoot holds the operator's properties:
-	// <root><name>/<id>/<property>, and <root><name>/_/<property> for the
-	// whole service. It does not sit under DefaultRoot, so an Instancer of
-	// a service never sees properties as instances.
+	// DefaultPropertiesRoot holds the operator's properties. Those of the
+	// instances under a prefix P live under the properties root, without
+	// its final "/", followed by P: for the instances of service <name>,
+	// <properties root><root without its leading "/"><name>/<id>/<property>,
+	// and .../<name>/_/<property> for the whole service; with the default
+	// roots, /etcdsd/properties/services/<name>/<id>/<property>. It is the
+	// layout etcdv3's Instancers read too. It does not sit under
+	// DefaultRoot, so an Instancer of a service never sees properties as
+	// instances.
 	DefaultPropertiesRoot = "/etcdsd/properties/"
 )
-
-// serviceWide is the id segment of a property that applies to every
-// instance of a service.
-const serviceWide = "_"
 
 // ErrBadName is wrapped by the error for a service name or instance id that
 // cannot be a key segment.
@@ -30,7 +32,8 @@ var ErrBadName = errors.New("bad name")
 // layout maps services, instances and properties to etcd keys.
 type layout struct {
 	root      string // instances, ends with "/"
-	propsRoot string // properties, ends with "/"
+	propsRoot string // the configured properties root, ends with "/"
+	props     string // the properties of the instances under root: property.Prefix(propsRoot, root)
 }
 
 func newLayout(root, propsRoot string) (layout, error) {
@@ -45,7 +48,7 @@ func newLayout(root, propsRoot string) (layout, error) {
 	if strings.HasPrefix(root, propsRoot) || strings.HasPrefix(propsRoot, root) {
 		return layout{}, fmt.Errorf("root %q and properties root %q must not contain each other", root, propsRoot)
 	}
-	return layout{root: root, propsRoot: propsRoot}, nil
+	return layout{root: root, propsRoot: propsRoot, props: property.Prefix(propsRoot, root)}, nil
 }
 
 // checkSegment reports whether s can be one segment of a key: a service
@@ -64,7 +67,7 @@ func checkSegment(what, s string) error {
 }
 
 func checkID(id string) error {
-	if id == serviceWide {
+	if id == property.ServiceWide {
 		return fmt.Errorf("%w: instance id %q is reserved for service-wide properties", ErrBadName, id)
 	}
 	return checkSegment("instance id", id)
@@ -74,13 +77,13 @@ func (l layout) instanceKey(service, id string) string { return l.root + service
 
 func (l layout) servicePrefix(service string) string { return l.root + service + "/" }
 
-func (l layout) propsPrefix(service string) string { return l.propsRoot + service + "/" }
+// propsPrefix is where the properties of service live: those of the
+// instances under servicePrefix, as etcdv3's Instancer of that prefix reads
+// them.
+func (l layout) propsPrefix(service string) string { return l.props + service + "/" }
 
 func (l layout) propertyKey(service, id, name string) string {
-	if id == "" {
-		id = serviceWide
-	}
-	return l.propsRoot + service + "/" + id + "/" + name
+	return property.Key(l.propsPrefix(service), id, name)
 }
 
 // parseInstanceKey splits <root><name>/<id>. The id is everything after
@@ -98,24 +101,17 @@ func (l layout) parseInstanceKey(key string) (service, id string, ok bool) {
 	return service, id, true
 }
 
-// parsePropertyKey splits <propsRoot><name>/<id>/<property>; id is "" for
-// a service-wide property.
+// parsePropertyKey splits <props><name>/<id>/<property>; id is "" for a
+// service-wide property.
 func (l layout) parsePropertyKey(key string) (service, id, name string, ok bool) {
-	rest, found := strings.CutPrefix(key, l.propsRoot)
+	rest, found := strings.CutPrefix(key, l.props)
 	if !found {
 		return "", "", "", false
 	}
-	service, rest, found = strings.Cut(rest, "/")
+	service, _, found = strings.Cut(rest, "/")
 	if !found || service == "" {
 		return "", "", "", false
 	}
-	i := strings.LastIndex(rest, "/")
-	if i <= 0 || i == len(rest)-1 {
-		return "", "", "", false
-	}
-	id, name = rest[:i], rest[i+1:]
-	if id == serviceWide {
-		id = ""
-	}
-	return service, id, name, true
+	id, name, ok = property.ParseKey(l.propsPrefix(service), key)
+	return service, id, name, ok
 }

@@ -6,9 +6,18 @@ import (
 	"testing"
 
 	"github.com/etcdsd/etcdsd/instance"
+	"github.com/etcdsd/etcdsd/internal/property"
 )
 
-var testLayout = layout{root: DefaultRoot, propsRoot: DefaultPropertiesRoot}
+var testLayout = mustLayout(DefaultRoot, DefaultPropertiesRoot)
+
+func mustLayout(root, propsRoot string) layout {
+	l, err := newLayout(root, propsRoot)
+	if err != nil {
+		panic(err)
+	}
+	return l
+}
 
 func TestNewLayoutRejectsBadRoots(t *testing.T) {
 	for _, tc := range []struct{ root, props, want string }{
@@ -34,8 +43,8 @@ func TestKeysRoundTrip(t *testing.T) {
 		t.Fatalf("parseInstanceKey(%q) = %q, %q, %v", key, s, id, ok)
 	}
 	for _, tc := range []struct{ id, key string }{
-		{"a-1", "/etcdsd/properties/app/a-1/weight"},
-		{"", "/etcdsd/properties/app/_/weight"},
+		{"a-1", "/etcdsd/properties/services/app/a-1/weight"},
+		{"", "/etcdsd/properties/services/app/_/weight"},
 	} {
 		key := testLayout.propertyKey("app", tc.id, PropWeight)
 		if key != tc.key {
@@ -48,13 +57,34 @@ func TestKeysRoundTrip(t *testing.T) {
 	}
 }
 
+// The properties of a service live where etcdv3's Instancer of the
+// service's prefix reads them: the properties root followed by that prefix.
+func TestPropertiesPrefixFollowsTheInstancesPrefix(t *testing.T) {
+	for _, tc := range []struct{ root, props, want string }{
+		{DefaultRoot, DefaultPropertiesRoot, "/etcdsd/properties/services/app/"},
+		{"/apps/", "/ops/props/", "/ops/props/apps/app/"},
+	} {
+		l := mustLayout(tc.root, tc.props)
+		if got := l.propsPrefix("app"); got != tc.want {
+			t.Errorf("roots %q, %q: properties of app under %q, want %q", tc.root, tc.props, got, tc.want)
+		}
+		if got, want := l.propsPrefix("app"), property.Prefix(tc.props, l.servicePrefix("app")); got != want {
+			t.Errorf("catalog's %q is not the Instancer's %q", got, want)
+		}
+	}
+}
+
 func TestParseKeysRefusesOtherShapes(t *testing.T) {
 	for _, k := range []string{"/other/app/1", "/services/app", "/services/app/", "/services//1"} {
 		if _, _, ok := testLayout.parseInstanceKey(k); ok {
 			t.Errorf("parseInstanceKey(%q) accepted", k)
 		}
 	}
-	for _, k := range []string{"/etcdsd/properties/app", "/etcdsd/properties/app/1", "/etcdsd/properties/app/1/", "/etcdsd/properties/app//w", "/x/app/1/w"} {
+	for _, k := range []string{
+		"/etcdsd/properties/services/app", "/etcdsd/properties/services/app/1", "/etcdsd/properties/services/app/1/",
+		"/etcdsd/properties/services/app//w", "/x/app/1/w",
+		"/etcdsd/properties/app/1/w", // the layout before the properties prefix followed the instances'
+	} {
 		if _, _, _, ok := testLayout.parsePropertyKey(k); ok {
 			t.Errorf("parsePropertyKey(%q) accepted", k)
 		}

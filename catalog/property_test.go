@@ -6,7 +6,19 @@ import (
 	"testing"
 
 	"github.com/etcdsd/etcdsd/instance"
+	"github.com/etcdsd/etcdsd/internal/property"
 )
+
+// The names and the default root are spelled out for go doc; they are the
+// ones the Instancers use.
+func TestPropertyNamesAreTheOverlays(t *testing.T) {
+	if PropDisabled != property.Disabled || PropWeight != property.Weight {
+		t.Fatalf("catalog's names %q, %q; the overlay's %q, %q", PropDisabled, PropWeight, property.Disabled, property.Weight)
+	}
+	if DefaultPropertiesRoot != property.DefaultRoot {
+		t.Fatalf("catalog's default root %q, the Instancers' %q", DefaultPropertiesRoot, property.DefaultRoot)
+	}
+}
 
 func TestCheckPropertyValues(t *testing.T) {
 	for _, tc := range []struct {
@@ -95,11 +107,11 @@ func FuzzDecodeInstance(f *testing.F) {
 // decoder: it must never panic; what it accepts must be a valid property
 // that the Instancer can apply.
 func FuzzDecodeProperty(f *testing.F) {
-	f.Add("/etcdsd/properties/app/a-1/disabled", "true")
-	f.Add("/etcdsd/properties/app/_/weight", "5")
-	f.Add("/etcdsd/properties/app/a-1/weight", "1e3")
-	f.Add("/etcdsd/properties/app/a/b/weight", " 7 ")
-	f.Add("/etcdsd/properties/app/a-1/owner", `{"team":`)
+	f.Add("/etcdsd/properties/services/app/a-1/disabled", "true")
+	f.Add("/etcdsd/properties/services/app/_/weight", "5")
+	f.Add("/etcdsd/properties/services/app/a-1/weight", "1e3")
+	f.Add("/etcdsd/properties/services/app/a/b/weight", " 7 ")
+	f.Add("/etcdsd/properties/services/app/a-1/owner", `{"team":`)
 	f.Fuzz(func(t *testing.T, key, value string) {
 		p, err := testLayout.decodeProperty(key, value)
 		if err != nil {
@@ -108,8 +120,7 @@ func FuzzDecodeProperty(f *testing.F) {
 		if p.Service == "" || p.Name == "" || p.Value != value {
 			t.Fatalf("decoded %+v from %q=%q", p, key, value)
 		}
-		o := overrides{propRef{p.ID, p.Name}: p.Value}
-		inst, _ := o.apply(Instance{ID: p.ID, Address: "x"})
+		inst, _ := Effective(Instance{Name: p.Service, ID: p.ID, Address: "x"}, []Property{p})
 		if inst.Weight < 0 || inst.Weight > instance.MaxWeight {
 			t.Fatalf("property %+v gives weight %d", p, inst.Weight)
 		}

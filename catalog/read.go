@@ -120,7 +120,7 @@ func (c *Catalog) Instances(ctx context.Context, namePrefix string) ([]Instance,
 // service is empty), sorted by service, id (service-wide first) and name.
 // Malformed ones are logged and skipped.
 func (c *Catalog) Properties(ctx context.Context, service string) ([]Property, error) {
-	prefix := c.layout.propsRoot
+	prefix := c.layout.props
 	if service != "" {
 		if err := checkSegment("service name", service); err != nil {
 			return nil, fmt.Errorf("catalog: properties: %w", err)

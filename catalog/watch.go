@@ -118,7 +118,7 @@ func (c *Catalog) Watch(ctx context.Context, opts ...WatchOption) (<-chan Event,
 	for _, o := range opts {
 		o(&cfg)
 	}
-	instPrefix, propsPrefix := c.layout.root+cfg.namePrefix, c.layout.propsRoot+cfg.namePrefix
+	instPrefix, propsPrefix := c.layout.root+cfg.namePrefix, c.layout.props+cfg.namePrefix
 	if cfg.exact {
 		if err := checkSegment("service name", cfg.namePrefix); err != nil {
 			return nil, fmt.Errorf("catalog: watch: %w", err)

@@ -33,8 +33,10 @@
 // The factory receives the instance's address (instance.Instance.Address),
 // not the whole value: for a plain value they are the same string, as in
 // go-kit; for a JSON value it is the "address" field. Endpoints are cached by
-// address, so a change of version, metadata or weight in a value re-routes
-// on the next event without reconnecting, and an endpoint's io.Closer is
+// address, so a change of version, metadata or weight in a value, or an
+// operator's weight override (which etcdv3's and catalog's Instancers pass
+// as the typed weight, leaving the value alone), re-routes on the next
+// event without reconnecting, and an endpoint's io.Closer is
 // closed once no instance has its address any more and its in-flight calls
 // have returned.
 //

@@ -10,6 +10,7 @@ import (
 
 	"github.com/etcdsd/etcdsd/instance"
 	"github.com/etcdsd/etcdsd/internal/itest"
+	"github.com/etcdsd/etcdsd/internal/pipeline"
 )
 
 func TestValueChangeOfOneKeyKeepsOtherEndpoints(t *testing.T) {
@@ -268,4 +269,47 @@ func TestPlainAndJSONValuesOfOneAddressShareTheEndpoint(t *testing.T) {
 			t.Fatalf("b:1 closed %d times at Close, want 1", c)
 		}
 	})
+}
+
+// An overlay of the operator's properties (etcdv3's and catalog's
+// Instancers) changes an instance's weight in the Feed and keeps its value:
+// the Weighted strategy follows, through the same endpoint.
+func TestWeightChangeWithTheSameValueReweighsThroughTheSameEndpoint(t *testing.T) {
+	f := newFleet()
+	src := source(t).(*feedSource)
+	e := newEndpointer(t, src, f, WithStrategy(Weighted), WithSeed(7))
+	publish := func(key, value string, weight int) {
+		src.rev++
+		src.f.Publish(src.rev, []pipeline.Change{{Op: pipeline.Put, Key: key, Value: value, Instance: instance.Instance{Address: value, Weight: weight}, Rev: src.rev}})
+	}
+	publish("a", "a:1", 0)
+	publish("b", "b:1", 0)
+	waitLen(t, e, 2)
+
+	publish("a", "a:1", 9) // a plain value, weighted by an override
+	itest.Eventually(t, 5*time.Second, "a:1 with weight 9", func() bool {
+		return slices.ContainsFunc(e.Instances(), func(in instance.Instance) bool { return in.Address == "a:1" && in.Weight == 9 })
+	})
+	const n = 20000
+	got := countPicks(t, e, context.Background(), n)
+	if x := chiSquare(got, map[string]float64{"a:1": 0.9, "b:1": 0.1}, n); x > 10.83 { // df 1
+		t.Fatalf("chi-square %.1f > 10.83: %v, want a:b = 9:1", x, got)
+	}
+	if f.factoryCalls("a:1") != 1 || f.get("a:1").closes.Load() != 0 {
+		t.Fatalf("a:1: factory called %d times, closed %d times; want the endpoint kept", f.factoryCalls("a:1"), f.get("a:1").closes.Load())
+	}
+
+	publish("a", "a:1", 0) // the override cleared
+	itest.Eventually(t, 5*time.Second, "a:1 plain again", func() bool {
+		return slices.ContainsFunc(e.Instances(), func(in instance.Instance) bool { return in.Address == "a:1" && in.Weight == 0 })
+	})
+	src.del("a")
+	waitLen(t, e, 1)
+	itest.Eventually(t, 5*time.Second, "a:1 closed", func() bool { return f.get("a:1").closes.Load() == 1 })
+	e.mu.Lock()
+	live := liveEntries(e)
+	e.mu.Unlock()
+	if len(live) != 1 || live["b:1"] == nil {
+		t.Fatalf("endpoints %v, want only b:1's", live)
+	}
 }

@@ -76,6 +76,7 @@ func (e *Endpointer) apply(b pipeline.Batch) {
 		switch ch.Op {
 		case pipeline.Put:
 			if old != nil && old.value == ch.Value {
+				e.reweigh(old, ch.Instance.Weight)
 				continue
 			}
 			e.acquire(ch.Value, &ch.Instance, old)
@@ -89,6 +90,28 @@ func (e *Endpointer) apply(b pipeline.Batch) {
 		}
 	}
 	e.commit()
+}
+
+// reweigh gives m the weight of a change that kept its value: an overlay
+// of the operator's properties changes the weight of an instance, never
+// its value. Keys holding the same value share one member, whose weight is
+// that of the last such change. A member whose weight changes is routed
+// again at commit, through the same endpoint.
+func (e *Endpointer) reweigh(m *member, weight int) {
+	in := m.instance()
+	if in.Weight == weight {
+		return
+	}
+	if m.routed {
+		e.unroute(m) // with the groups of the old weight
+	}
+	in.Weight = weight
+	if in.IsPlain(m.value) {
+		m.inst = nil
+	} else {
+		m.inst = &in
+	}
+	e.touch(m)
 }
 
 // update applies one sd.Event from an Instancer without a Feed: the

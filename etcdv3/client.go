@@ -103,6 +103,14 @@ type ClientOptions struct {
 	// Logger receives the client's key-value logs (lease loss and
 	// re-registration, among others). Default: no logging.
 	Logger log.Logger
+
+	// PropertiesRoot is where the operator's properties (etcdsd drain,
+	// set-weight; package catalog) live, ending with "/": this client's
+	// Instancers of prefix P read them under the root, without its final
+	// "/", followed by P. "-" turns them off: the Instancers serve the
+	// instances as registered. catalog.New takes it as its default
+	// properties root. Default "/etcdsd/properties/".
+	PropertiesRoot string
 }
 
 // EtcdClient is the Client returned by NewClient. Beyond the go-kit methods
@@ -158,6 +166,9 @@ func NewClient(ctx context.Context, machines []string, options ClientOptions) (C
 func NewEtcdClient(ctx context.Context, machines []string, options ClientOptions) (*EtcdClient, error) {
 	options = withDefaults(options)
 	if err := checkEndpoints(machines); err != nil {
+		return nil, err
+	}
+	if err := checkPropertiesRoot(options.PropertiesRoot); err != nil {
 		return nil, err
 	}
 	tlsConf, err := tlsConfig(options)

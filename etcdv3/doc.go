@@ -20,6 +20,10 @@
 //     while cut off are not replayed); while etcd is unreachable,
 //     subscribers get one sd.Event with Err and keep their instances. A
 //     subscriber that does not read never holds up the others.
+//   - Operator controls: an instance drained with the etcdsd CLI (or package
+//     catalog) leaves the Instancer's events within one watch event, and a
+//     weight override reaches etcdsd's endpointer and gRPC balancer as the
+//     typed weight; the value a go-kit factory receives never changes.
 //   - Input: empty or malformed keys and prefixes, bad TLS files, wrong
 //     credentials and unreachable endpoints give errors naming the bad
 //     value. Empty keys and values give go-kit's bare ErrNoKey and
@@ -33,10 +37,12 @@
 //     within the dial timeout once etcd is unreachable, naming the
 //     endpoints. A key deregistered during an outage never comes back.
 //
-// The fast path, a read at a revision and a watch from the next one, is
-// taken for the *EtcdClient that NewClient returns; any other Client, such
-// as a test fake that implements only the five methods, still works with
-// NewRegistrar and NewInstancer, through GetEntries and WatchPrefix.
+// The fast path, a read at a revision and a watch from the next one, and
+// the operator's properties are for the *EtcdClient that NewClient
+// returns; any other Client, such as a test fake that implements only the
+// five methods, still works with NewRegistrar and NewInstancer, through
+// GetEntries and WatchPrefix, without properties (it has no keys to match
+// them with).
 //
 // A client's goroutines end with Close (or when the context given to
 // NewClient ends); an Instancer's with Stop.

@@ -15,16 +15,18 @@ type goKitFake struct {
 	failGets int   // GetEntries calls left to fail
 	regErr   error // returned by Register while set
 	regs     int
+	read     map[string]bool // prefixes GetEntries was asked for
 	quit     chan struct{}
 }
 
 func newGoKitFake() *goKitFake {
-	return &goKitFake{kv: map[string]string{}, quit: make(chan struct{})}
+	return &goKitFake{kv: map[string]string{}, read: map[string]bool{}, quit: make(chan struct{})}
 }
 
 func (f *goKitFake) GetEntries(prefix string) ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.read[prefix] = true
 	if f.failGets > 0 {
 		f.failGets--
 		return nil, errors.New("fake: etcd down")

@@ -55,6 +55,30 @@ func TestInstancerAndRegistrarWorkWithAGoKitOnlyClient(t *testing.T) {
 	waitEvent(t, ch)
 }
 
+// A go-kit style Client has no keys, so the operator's properties, which
+// name instances by key, are not read: its instances come as registered.
+func TestInstancerOnAGoKitOnlyClientReadsNoProperties(t *testing.T) {
+	f := newGoKitFake()
+	f.put("/p/a", "1:1")
+	f.put("/etcdsd/properties/p/a/disabled", "true")
+	in, err := NewInstancer(f, "/p/", log.NewNopLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.close()
+	defer in.Stop()
+	if got := in.State().Instances; !slices.Equal(got, []string{"1:1"}) {
+		t.Fatalf("instances %v, want the one registered", got)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for prefix := range f.read {
+		if prefix != "/p/" {
+			t.Fatalf("the Instancer read %q through the fake", prefix)
+		}
+	}
+}
+
 func TestInstancerOnGoKitClientReportsErrorOnceAndRecovers(t *testing.T) {
 	f := newGoKitFake()
 	f.put("/p/a", "1:1")

@@ -11,6 +11,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/etcdsd/etcdsd/internal/pipeline"
+	"github.com/etcdsd/etcdsd/internal/property"
 )
 
 // Instancer yields instances stored in a certain etcd keyspace. Any kind of
@@ -24,9 +25,23 @@ import (
 // started. Each value is parsed once, as package instance defines it (a
 // plain address, or a JSON object with an address); a value that does not
 // parse is logged once and left out, and the other instances are kept.
+//
+// On the client NewClient returns, it honours the operator's properties
+// (etcdsd drain, undrain, set-weight; package catalog): the properties of
+// the instances under prefix P live under ClientOptions.PropertiesRoot
+// without its final "/" followed by P (/etcdsd/properties/services/app/ for
+// P /services/app/), those of the instance at key P+id under <id>/<name>,
+// and those of every instance under _/<name>. A disabled instance is left
+// out of its sd.Events and of its Feed; a weight override changes only the
+// typed weight of the Feed (read by etcdsd's endpointer and gRPC balancer),
+// never the value that sd.Events and go-kit factories receive. Another
+// Client (a fake with only go-kit's methods has no keys) gets the instances
+// as registered.
 type Instancer struct {
-	cache  *pipeline.Feed // named as go-kit's, whose tests read s.cache.State()
-	mirror *pipeline.Mirror
+	// cache is what subscribers see: the instances, properties applied.
+	// (go-kit's own tests read s.cache.State().)
+	cache   *pipeline.Feed
+	mirrors []*pipeline.Mirror
 }
 
 var _ sd.Instancer = (*Instancer)(nil)
@@ -63,27 +78,47 @@ func newInstancer(ctx context.Context, c Client, prefix string, logger log.Logge
 		logger = log.NewNopLogger()
 	}
 	logger = log.With(logger, "prefix", prefix)
-	feed := pipeline.NewFeed(pipeline.WithLogger(logger))
-	if failFast {
-		m, err := pipeline.Start(ctx, source(c, prefix), feed, logger, minBackoff, maxBackoff)
-		if err != nil {
-			return nil, err // it names the prefix
-		}
-		logger.Log("instances", feed.Len())
-		return &Instancer{cache: feed, mirror: m}, nil
-	}
-	m, err := pipeline.StartRetrying(ctx, source(c, prefix), feed, logger, minBackoff, maxBackoff)
-	if refused(err) {
-		m.Stop()
-		feed.Stop()
+	propsPrefix, withProps, err := propertiesPrefix(c, prefix)
+	if err != nil {
 		return nil, err
+	}
+	start := pipeline.StartRetrying
+	if failFast {
+		start = pipeline.Start
+	}
+	s := &Instancer{}
+	var feed *pipeline.Feed // what the prefix's mirror fills
+	if withProps {
+		ov := property.NewOverlay(prefix, propsPrefix, logger)
+		feed, s.cache = ov.Instances(pipeline.ParseValue), ov.Out()
+		// The properties first: the overlay holds the instances until it
+		// has read them, so that the first state already honours them.
+		pm, err := followProperties(ctx, start, c, ov, propsPrefix, logger, minBackoff, maxBackoff)
+		if err != nil {
+			s.Stop()
+			return nil, err
+		}
+		if pm != nil {
+			s.mirrors = append(s.mirrors, pm)
+		}
+	} else {
+		feed = pipeline.NewFeed(pipeline.WithLogger(logger))
+		s.cache = feed
+	}
+	m, err := start(ctx, source(c, prefix), feed, logger, minBackoff, maxBackoff)
+	if m != nil {
+		s.mirrors = append(s.mirrors, m)
+	}
+	if err != nil && (failFast || refused(err)) {
+		s.Stop()
+		return nil, err // it names the prefix
 	}
 	if err != nil {
 		logger.Log("err", err)
 	} else {
-		logger.Log("instances", feed.Len())
+		logger.Log("instances", s.cache.Len())
 	}
-	return &Instancer{cache: feed, mirror: m}, nil
+	return s, nil
 }
 
 // refused reports whether etcd answered a read with an error that retrying
@@ -93,10 +128,12 @@ func refused(err error) bool {
 	return errors.Is(err, rpctypes.ErrPermissionDenied) || errors.Is(err, rpctypes.ErrAuthFailed)
 }
 
-// Stop terminates the Instancer: it ends the watch, stops delivering to
+// Stop terminates the Instancer: it ends the watches, stops delivering to
 // subscribers and waits for every goroutine it started.
 func (s *Instancer) Stop() {
-	s.mirror.Stop()
+	for _, m := range s.mirrors {
+		m.Stop()
+	}
 	s.cache.Stop()
 }
 
@@ -111,8 +148,8 @@ func (s *Instancer) Deregister(ch chan<- sd.Event) {
 	s.cache.Deregister(ch)
 }
 
-// State returns the current instances (sorted, without duplicates) and the
-// current error, if etcd is unavailable.
+// State returns the current instances (sorted, without duplicates, drained
+// ones left out) and the current error, if etcd is unavailable.
 func (s *Instancer) State() sd.Event {
 	return s.cache.State()
 }
@@ -122,9 +159,10 @@ func (s *Instancer) Revision() int64 {
 	return s.cache.Revision()
 }
 
-// Feed returns the typed change feed under the Instancer, through which
-// etcdsd's endpointer and gRPC resolver apply changes by key instead of
-// diffing go-kit's full lists. It is for etcdsd's own packages.
+// Feed returns the typed change feed under the Instancer, properties
+// applied, through which etcdsd's endpointer and gRPC resolver apply
+// changes by key instead of diffing go-kit's full lists. It is for etcdsd's
+// own packages.
 func (s *Instancer) Feed() *pipeline.Feed {
 	return s.cache
 }

@@ -40,9 +40,9 @@ func WithLogger(logger log.Logger) Option {
 }
 
 // WithInstancerFactory makes the resolvers follow the Instancers made by f
-// instead of an etcdv3.Instancer on the Builder's client: for example an
-// overlay that removes drained instances or rewrites weights. A Builder
-// with a factory needs no client.
+// instead of an etcdv3.Instancer on the Builder's client (which already
+// honours the operator's drains and weights): for example the catalog's,
+// cat.InstancerForPrefix. A Builder with a factory needs no client.
 func WithInstancerFactory(f InstancerFactory) Option {
 	return func(c *builderConfig) { c.factory = f }
 }

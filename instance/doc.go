@@ -10,5 +10,6 @@
 // callers can skip it and keep the other instances; Encode writes the JSON
 // form. etcdsd parses each value once, when it arrives from etcd, with
 // Parse, and every consumer (Instancer, endpointer, gRPC resolver and pool,
-// catalog) sees the same result.
+// catalog) sees the same result. AddressFactory lets a go-kit sd.Factory
+// that expects an address ("host:port") serve JSON values too.
 package instance

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/etcdsd/etcdsd/catalog"
 )
@@ -17,12 +18,37 @@ type propertyChange struct {
 	Property string `json:"property"`
 	// Value is the JSON value set, or empty when the property was cleared.
 	Value string `json:"value,omitempty"`
+	// HonouredBy and NotHonouredBy say which clients apply the change.
+	HonouredBy    []string `json:"honouredBy"`
+	NotHonouredBy []string `json:"notHonouredBy"`
 }
+
+// Who applies the operator's properties: etcdsd's Instancers on the client
+// etcdv3.NewClient returns, and what is built on them. go-kit's own
+// sd/etcdv3 and any other Client (a fake has no keys) read none.
+var (
+	honouredBy = []string{
+		"etcdsd etcdv3.NewInstancer on the client of etcdv3.NewClient",
+		"etcdsd catalog Instancer",
+		"what is built on those: go-kit sd.NewEndpointer and lb, etcdsd endpointer, grpcsd resolver",
+	}
+	weightHonouredBy = []string{
+		"the typed weight of etcdsd's etcdv3 (client of etcdv3.NewClient) and catalog Instancers",
+		"what reads it: etcdsd endpointer (Weighted strategy), grpcsd balancer",
+	}
+	notHonouredBy = []string{
+		"go-kit's own sd/etcdv3",
+		"an etcdsd Instancer on another etcdv3.Client (such as a test fake)",
+	}
+	weightNotHonouredBy = append([]string{
+		"go-kit sd.NewEndpointer and lb (no weights; the value their factory receives never changes)",
+	}, notHonouredBy...)
+)
 
 // runDrain takes an instance out of rotation.
 func runDrain(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	return propertyCommand(ctx, args, stdout, "drain",
-		"Take an instance out of rotation while its process keeps running: every Instancer of\npackage catalog (hence endpointers and balancers on it) drops it within one watch event.",
+		"Take an instance out of rotation while its process keeps running: etcdsd's etcdv3 and\ncatalog Instancers on the real client (hence go-kit's sd.NewEndpointer and lb, etcdsd's\nendpointer and grpcsd on them) drop it within one watch event; go-kit's own sd/etcdv3 does not.",
 		func(string) (string, error) { return "true", nil })
 }
 
@@ -36,7 +62,7 @@ func runUndrain(ctx context.Context, args []string, stdout, _ io.Writer) error {
 // runSetWeight overrides an instance's weight.
 func runSetWeight(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	return propertyCommand(ctx, args, stdout, "set-weight",
-		"Override an instance's weight (its relative share of traffic), or remove the override\nwith --clear.",
+		"Override an instance's weight (its relative share of traffic), or remove the override\nwith --clear. etcdsd's endpointer (Weighted) and gRPC balancer follow it on etcdsd's etcdv3\nand catalog Instancers; the value go-kit factories receive never changes.",
 		func(weight string) (string, error) {
 			if weight == "" {
 				return "", nil
@@ -108,8 +134,12 @@ func propertyCommand(ctx context.Context, args []string, stdout io.Writer, name,
 	if err != nil {
 		return err
 	}
+	yes, no := honouredBy, notHonouredBy
+	if prop == catalog.PropWeight {
+		yes, no = weightHonouredBy, weightNotHonouredBy
+	}
 	if f.json() {
-		return writeJSON(stdout, propertyChange{Service: service, ID: id, Property: prop, Value: v})
+		return writeJSON(stdout, propertyChange{Service: service, ID: id, Property: prop, Value: v, HonouredBy: yes, NotHonouredBy: no})
 	}
 	switch {
 	case name == "drain":
@@ -121,6 +151,7 @@ func propertyCommand(ctx context.Context, args []string, stdout io.Writer, name,
 	default:
 		fmt.Fprintf(stdout, "set the weight of %s/%s to %s\n", service, id, v)
 	}
+	fmt.Fprintf(stdout, "  honoured by: %s\n  not by: %s\n", strings.Join(yes, "; "), strings.Join(no, "; "))
 	return nil
 }
 

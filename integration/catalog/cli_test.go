@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -116,10 +117,17 @@ func TestCLIServicesAndListAgainstEtcd(t *testing.T) {
 		t.Fatalf("services -o json = %q (%v)", r.stdout, err)
 	}
 
-	if r := etcdsd(t, "set-weight", "api", "api-1", "5", ep).ok(t); !strings.Contains(r.stdout, "set the weight of api/api-1 to 5") {
-		t.Fatalf("set-weight: %q", r.stdout)
+	r = etcdsd(t, "set-weight", "api", "api-1", "5", ep).ok(t)
+	if !strings.Contains(r.stdout, "set the weight of api/api-1 to 5") || !strings.Contains(r.stdout, "etcdsd endpointer (Weighted strategy)") ||
+		!strings.Contains(r.stdout, "the value their factory receives never changes") {
+		t.Fatalf("set-weight: %q, want who honours it", r.stdout)
 	}
-	etcdsd(t, "drain", "api", "api-2", ep).ok(t)
+	r = etcdsd(t, "drain", "api", "api-2", ep).ok(t)
+	for _, want := range []string{"drained api/api-2: out of rotation", "honoured by: etcdsd etcdv3.NewInstancer on the client of etcdv3.NewClient", "not by: go-kit's own sd/etcdv3"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Fatalf("drain: %q, want %q", r.stdout, want)
+		}
+	}
 	r = etcdsd(t, "list", "api", ep).ok(t)
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	if len(lines) != 3 ||
@@ -156,8 +164,12 @@ func TestCLIServicesAndListAgainstEtcd(t *testing.T) {
 		t.Fatalf("drain of a missing instance: exit %d, %q", r.code, r.stderr)
 	}
 	r = etcdsd(t, "drain", "--force", "api", "api-9", "-o", "json", ep).ok(t)
-	var change map[string]string
-	if err := json.Unmarshal([]byte(r.stdout), &change); err != nil || change["property"] != "disabled" || change["value"] != "true" {
+	var change struct {
+		Property, Value           string
+		HonouredBy, NotHonouredBy []string
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &change); err != nil || change.Property != "disabled" || change.Value != "true" ||
+		len(change.HonouredBy) == 0 || !slices.Contains(change.NotHonouredBy, "go-kit's own sd/etcdv3") {
 		t.Fatalf("drain -o json = %q (%v)", r.stdout, err)
 	}
 	etcdsd(t, "set-weight", "--clear", "api", "api-1", ep).ok(t)

@@ -132,7 +132,7 @@ func TestGetServiceInstancesAndProperties(t *testing.T) {
 	if fmt.Sprint(props) != fmt.Sprint(want) {
 		t.Fatalf("Properties = %+v, want %+v", props, want)
 	}
-	if !itest.KeyExists(t, raw, "/etcdsd/properties/get/_/disabled") {
+	if !itest.KeyExists(t, raw, "/etcdsd/properties/services/get/_/disabled") {
 		t.Fatal("service-wide property not at its documented key")
 	}
 	if err := cat.ClearProperty(ctx, "get", "", catalog.PropDisabled); err != nil {

@@ -71,8 +71,8 @@ func TestWatchSendsTypedEventsInOrderWithRevisions(t *testing.T) {
 	}
 	revs := []int64{
 		put(t, raw, cat.InstanceKey(svc, "a"), `{"address":"10.0.0.1:81","version":"v2"}`),
-		put(t, raw, "/etcdsd/properties/"+svc+"/_/disabled", "true"),
-		del(t, raw, "/etcdsd/properties/"+svc+"/_/disabled"),
+		put(t, raw, "/etcdsd/properties/services/"+svc+"/_/disabled", "true"),
+		del(t, raw, "/etcdsd/properties/services/"+svc+"/_/disabled"),
 		del(t, raw, cat.InstanceKey(svc, "old")),
 	}
 	wants := []want{

@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-kit/kit/sd"
 
+	"github.com/etcdsd/etcdsd/instance"
 	"github.com/etcdsd/etcdsd/internal/itest"
 )
 
@@ -230,4 +231,31 @@ func (f *Feed) subscribers() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return len(f.events.subs)
+}
+
+// An overlay (etcdsd's properties) may publish a key's value again with a
+// different parsed instance, such as a weight override: Subscriptions get
+// the typed change, go-kit subscribers, whose values did not change, get
+// nothing.
+func TestFeedPublishOfTheSameValueWithAnotherInstanceSendsGoKitNothing(t *testing.T) {
+	c := NewFeed()
+	defer c.Stop()
+	c.Publish(1, []Change{{Op: Put, Key: "/a", Value: "a:1", Instance: instance.Instance{Address: "a:1"}}})
+	ch := make(chan sd.Event, 4)
+	c.Register(ch)
+	recv(t, ch)
+	sub := c.Subscribe()
+	defer sub.Close()
+	sub.Take()
+
+	c.Publish(2, []Change{{Op: Put, Key: "/a", Value: "a:1", Instance: instance.Instance{Address: "a:1", Weight: 5}}})
+	b := sub.Take()
+	if len(b.Changes) != 1 || b.Changes[0].Instance.Weight != 5 || b.Changes[0].Value != "a:1" || b.Changes[0].Prev != "a:1" {
+		t.Fatalf("subscription batch %+v, want the put of a:1 with weight 5", b)
+	}
+	noEvent(t, ch)
+	c.Publish(3, []Change{{Op: Put, Key: "/a", Value: "a:1", Instance: instance.Instance{Address: "a:1", Weight: 5}}})
+	if b := sub.Take(); len(b.Changes) != 0 {
+		t.Fatalf("the same instance again gave %+v", b)
+	}
 }
