@@ -280,7 +280,7 @@ func TestWeightChangeWithTheSameValueReweighsThroughTheSameEndpoint(t *testing.T
 	e := newEndpointer(t, src, f, WithStrategy(Weighted), WithSeed(7))
 	publish := func(key, value string, weight int) {
 		src.rev++
-		src.f.Publish(src.rev, []pipeline.Change{{Op: pipeline.Put, Key: key, Value: value, Instance: instance.Instance{Address: value, Weight: weight}, Rev: src.rev}})
+		src.f.Publish(src.rev, time.Time{}, []pipeline.Change{{Op: pipeline.Put, Key: key, Value: value, Instance: instance.Instance{Address: value, Weight: weight}, Rev: src.rev}})
 	}
 	publish("a", "a:1", 0)
 	publish("b", "b:1", 0)

@@ -104,6 +104,10 @@ type ClientOptions struct {
 	// re-registration, among others). Default: no logging.
 	Logger log.Logger
 
+	// Metrics receive the client's go-kit metrics: registrations, leases
+	// and Instancers. Default: none, at no cost.
+	Metrics *Metrics
+
 	// PropertiesRoot is where the operator's properties (etcdsd drain,
 	// set-weight; package catalog) live, ending with "/": this client's
 	// Instancers of prefix P read them under the root, without its final

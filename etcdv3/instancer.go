@@ -86,11 +86,15 @@ func newInstancer(ctx context.Context, c Client, prefix string, logger log.Logge
 	if failFast {
 		start = pipeline.Start
 	}
+	var outMetrics, mirrorMetrics *pipeline.Metrics
+	if ec, ok := c.(*EtcdClient); ok {
+		outMetrics, mirrorMetrics = ec.opts.Metrics.instancerMetrics(prefix)
+	}
 	s := &Instancer{}
 	var feed *pipeline.Feed // what the prefix's mirror fills
 	if withProps {
-		ov := property.NewOverlay(prefix, propsPrefix, logger)
-		feed, s.cache = ov.Instances(pipeline.ParseValue), ov.Out()
+		ov := property.NewOverlay(prefix, propsPrefix, logger, pipeline.WithMetrics(outMetrics))
+		feed, s.cache = ov.Instances(pipeline.ParseValue, pipeline.WithMetrics(mirrorMetrics)), ov.Out()
 		// The properties first: the overlay holds the instances until it
 		// has read them, so that the first state already honours them.
 		pm, err := followProperties(ctx, start, c, ov, propsPrefix, logger, minBackoff, maxBackoff)
@@ -102,7 +106,10 @@ func newInstancer(ctx context.Context, c Client, prefix string, logger log.Logge
 			s.mirrors = append(s.mirrors, pm)
 		}
 	} else {
-		feed = pipeline.NewFeed(pipeline.WithLogger(logger))
+		if outMetrics != nil {
+			outMetrics.Resyncs, outMetrics.WatchErrors = mirrorMetrics.Resyncs, mirrorMetrics.WatchErrors
+		}
+		feed = pipeline.NewFeed(pipeline.WithLogger(logger), pipeline.WithMetrics(outMetrics))
 		s.cache = feed
 	}
 	m, err := start(ctx, source(c, prefix), feed, logger, minBackoff, maxBackoff)

@@ -210,7 +210,9 @@ func (l *sharedLease) add(ctx context.Context, key, value string) (clientv3.Leas
 	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		// The lease expired or was revoked since the last heartbeat: take
 		// a new one now, with this key and the others on it.
-		id, err = l.regrantLocked(ctx, map[string]string{key: value})
+		if id, err = l.regrantLocked(ctx, map[string]string{key: value}); err == nil {
+			l.c.opts.Metrics.reregistered()
+		}
 	}
 	if err != nil {
 		// etcd may have applied the put all the same (a timeout says
@@ -391,6 +393,7 @@ func (l *sharedLease) heartbeat(ctx context.Context) error {
 			level.Warn(l.logger).Log("msg", "lease keepalive failed, retrying", "lease", fmt.Sprintf("%x", int64(id)), "err", err)
 		}
 	}
+	l.c.opts.Metrics.keepaliveFailed()
 	l.setHealth(err)
 	return err
 }
@@ -427,6 +430,7 @@ func (l *sharedLease) recover(ctx context.Context) {
 	for {
 		err := l.regrant(ctx)
 		if err == nil {
+			l.c.opts.Metrics.reregistered()
 			level.Info(l.logger).Log("msg", "registered again on a new lease", "lease", fmt.Sprintf("%x", int64(l.currentID())), "keys", l.count())
 			l.setHealth(nil)
 			return

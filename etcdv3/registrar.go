@@ -79,6 +79,7 @@ type Registrar struct {
 	client  Client
 	service Service
 	logger  log.Logger
+	metrics *Metrics // the real client's, or nil
 
 	// opMu serialises Register, Deregister, Pause and Resume, so that a
 	// first attempt in flight cannot put a key back after Deregister.
@@ -98,12 +99,17 @@ func NewRegistrar(client Client, service Service, logger log.Logger) *Registrar 
 	if logger == nil {
 		logger = log.NewNopLogger()
 	}
-	return &Registrar{
+	r := &Registrar{
 		client:  client,
 		service: service,
 		logger:  log.With(logger, "key", service.Key, "value", service.Value),
 		changed: make(chan struct{}),
 	}
+	if ec, ok := client.(*EtcdClient); ok {
+		r.metrics = ec.opts.Metrics
+	}
+	r.metrics.registrationMoved(StateIdle, StateIdle, false)
+	return r
 }
 
 // Register implements the sd.Registrar interface. Call it when you want your
@@ -364,6 +370,7 @@ func (r *Registrar) stopRetrying() {
 func (r *Registrar) setState(s State, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.metrics.registrationMoved(r.state, s, true)
 	r.state, r.lastErr = s, err
 	close(r.changed)
 	r.changed = make(chan struct{})

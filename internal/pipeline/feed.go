@@ -192,10 +192,13 @@ func (f *Feed) Apply(rev int64, raw []Change) {
 }
 
 // Publish applies changes whose Instance is already parsed, as an overlay
-// that computes instances (catalog's) has them: nothing is parsed again.
-// Unlike Apply, it takes changes at any revision.
-func (f *Feed) Publish(rev int64, changes []Change) {
-	at := time.Now()
+// that computes instances has them: nothing is parsed again. Unlike Apply,
+// it takes changes at any revision. at is when they were taken in upstream
+// (the Batch.At the overlay received); zero means now.
+func (f *Feed) Publish(rev int64, at time.Time, changes []Change) {
+	if at.IsZero() {
+		at = time.Now()
+	}
 	f.mu.Lock()
 	out := make([]Change, 0, len(changes))
 	for _, ch := range changes {

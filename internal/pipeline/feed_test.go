@@ -240,7 +240,7 @@ func (f *Feed) subscribers() int {
 func TestFeedPublishOfTheSameValueWithAnotherInstanceSendsGoKitNothing(t *testing.T) {
 	c := NewFeed()
 	defer c.Stop()
-	c.Publish(1, []Change{{Op: Put, Key: "/a", Value: "a:1", Instance: instance.Instance{Address: "a:1"}}})
+	c.Publish(1, time.Time{}, []Change{{Op: Put, Key: "/a", Value: "a:1", Instance: instance.Instance{Address: "a:1"}}})
 	ch := make(chan sd.Event, 4)
 	c.Register(ch)
 	recv(t, ch)
@@ -248,13 +248,13 @@ func TestFeedPublishOfTheSameValueWithAnotherInstanceSendsGoKitNothing(t *testin
 	defer sub.Close()
 	sub.Take()
 
-	c.Publish(2, []Change{{Op: Put, Key: "/a", Value: "a:1", Instance: instance.Instance{Address: "a:1", Weight: 5}}})
+	c.Publish(2, time.Time{}, []Change{{Op: Put, Key: "/a", Value: "a:1", Instance: instance.Instance{Address: "a:1", Weight: 5}}})
 	b := sub.Take()
 	if len(b.Changes) != 1 || b.Changes[0].Instance.Weight != 5 || b.Changes[0].Value != "a:1" || b.Changes[0].Prev != "a:1" {
 		t.Fatalf("subscription batch %+v, want the put of a:1 with weight 5", b)
 	}
 	noEvent(t, ch)
-	c.Publish(3, []Change{{Op: Put, Key: "/a", Value: "a:1", Instance: instance.Instance{Address: "a:1", Weight: 5}}})
+	c.Publish(3, time.Time{}, []Change{{Op: Put, Key: "/a", Value: "a:1", Instance: instance.Instance{Address: "a:1", Weight: 5}}})
 	if b := sub.Take(); len(b.Changes) != 0 {
 		t.Fatalf("the same instance again gave %+v", b)
 	}

@@ -158,15 +158,15 @@ func TestFeedPublishTrustsParsedInstancesAndSkipsNoChange(t *testing.T) {
 	take(t, sub)
 	c := Change{Op: Put, Key: "/a", Value: `{"address":"a:1"}`, Rev: 1}
 	c.Instance.Address, c.Instance.Weight = "a:1", 5 // as an overlay computed it
-	f.Publish(1, []Change{c})
+	f.Publish(1, time.Time{}, []Change{c})
 	b := take(t, sub)
 	if len(b.Changes) != 1 || b.Changes[0].Instance.Weight != 5 {
 		t.Fatalf("published %+v, want the given instance as it is", b.Changes)
 	}
-	f.Publish(2, []Change{c})
+	f.Publish(2, time.Time{}, []Change{c})
 	notReady(t, sub)
 	c.Instance.Weight = 1 // same value, another instance: a change
-	f.Publish(3, []Change{c})
+	f.Publish(3, time.Time{}, []Change{c})
 	if b := take(t, sub); len(b.Changes) != 1 || b.Changes[0].Instance.Weight != 1 {
 		t.Fatalf("published %+v, want the weight change", b.Changes)
 	}

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
@@ -49,8 +50,9 @@ type Overlay struct {
 }
 
 // NewOverlay returns an Overlay of the instances under prefix and the
-// properties under propsPrefix (see Prefix).
-func NewOverlay(prefix, propsPrefix string, logger log.Logger) *Overlay {
+// properties under propsPrefix (see Prefix). outOpts configure Out (e.g.
+// its metrics).
+func NewOverlay(prefix, propsPrefix string, logger log.Logger, outOpts ...pipeline.FeedOption) *Overlay {
 	if logger == nil {
 		logger = log.NewNopLogger()
 	}
@@ -58,7 +60,7 @@ func NewOverlay(prefix, propsPrefix string, logger log.Logger) *Overlay {
 		prefix:      prefix,
 		propsPrefix: propsPrefix,
 		logger:      logger,
-		out:         pipeline.NewFeed(pipeline.WithLogger(logger)),
+		out:         pipeline.NewFeed(append([]pipeline.FeedOption{pipeline.WithLogger(logger)}, outOpts...)...),
 		props:       make(Overrides),
 		pending:     true,
 	}
@@ -69,9 +71,10 @@ func NewOverlay(prefix, propsPrefix string, logger log.Logger) *Overlay {
 func (o *Overlay) Out() *pipeline.Feed { return o.out }
 
 // Instances returns a new Feed for the mirror of the instances, whose
-// values parse decodes. Call it once, before that mirror starts.
-func (o *Overlay) Instances(parse pipeline.ParseFunc) *pipeline.Feed {
-	f := pipeline.NewFeed(pipeline.WithParser(parse), pipeline.WithLogger(o.logger), pipeline.WithObserver(o.applyInstances))
+// values parse decodes; opts configure it too (e.g. the mirror's metrics).
+// Call it once, before that mirror starts.
+func (o *Overlay) Instances(parse pipeline.ParseFunc, opts ...pipeline.FeedOption) *pipeline.Feed {
+	f := pipeline.NewFeed(append([]pipeline.FeedOption{pipeline.WithParser(parse), pipeline.WithLogger(o.logger), pipeline.WithObserver(o.applyInstances)}, opts...)...)
 	o.mu.Lock()
 	o.instances = f
 	o.mu.Unlock()
@@ -93,18 +96,19 @@ func (o *Overlay) WithoutProperties() {
 	defer o.mu.Unlock()
 	o.pending = false
 	if o.instances != nil {
-		o.publishStale(o.instances.Revision())
+		o.publishStale(o.instances.Revision(), time.Time{})
 	}
 }
 
 // publishStale publishes every instance if something read was held back
-// and the instances' mirror is not failing.
-func (o *Overlay) publishStale(rev int64) {
+// and the instances' mirror is not failing; at is when what triggers it
+// was taken in (zero: now).
+func (o *Overlay) publishStale(rev int64, at time.Time) {
 	if !o.stale || o.failing || o.pending || o.instances == nil {
 		return
 	}
 	o.stale = false
-	o.out.Publish(rev, o.recompute(rev, nil))
+	o.out.Publish(rev, at, o.recompute(rev, nil))
 }
 
 // applyInstances applies a batch of the registered instances.
@@ -136,7 +140,7 @@ func (o *Overlay) applyInstances(b pipeline.Batch) {
 		o.stale = false
 		changes = o.recompute(b.Rev, changes)
 	}
-	o.out.Publish(b.Rev, changes)
+	o.out.Publish(b.Rev, b.At, changes)
 }
 
 // applyProps applies a batch of the properties, then recomputes every
@@ -167,7 +171,7 @@ func (o *Overlay) applyProps(b pipeline.Batch) {
 	// clear it: subscribers get the properties with the instances, once it
 	// recovers.
 	o.stale = true
-	o.publishStale(b.Rev)
+	o.publishStale(b.Rev, b.At)
 }
 
 // recompute appends to changes every registered instance under the

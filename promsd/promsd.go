@@ -1,0 +1,71 @@
+// Package promsd exposes etcdsd's metrics to Prometheus through go-kit's
+// metrics/prometheus: one call makes every metric of a Client (and its
+// Registrars and Instancers), registered on the Registerer you serve.
+//
+//	reg := prometheus.NewRegistry()
+//	client, err := etcdv3.NewEtcdClient(ctx, endpoints, etcdv3.ClientOptions{Metrics: promsd.ClientMetrics(reg, "etcdsd")})
+//	http.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+//
+// Any other go-kit metrics backend (expvar, StatsD, …) works as well: fill
+// etcdv3.Metrics with its Counters, Gauges and Histograms.
+package promsd
+
+import (
+	kitprometheus "github.com/go-kit/kit/metrics/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/etcdsd/etcdsd/etcdv3"
+)
+
+// UpdateBuckets are the buckets of the update-time histograms, in seconds:
+// 100 µs to about 26 s.
+var UpdateBuckets = prometheus.ExponentialBuckets(0.0001, 4, 10)
+
+// ClientMetrics returns every etcdv3 metric as a Prometheus one named
+// <namespace>_<name>, registered on reg. It panics, as
+// prometheus.MustRegister does, when reg already has one of these names:
+// call it once per Registerer and namespace.
+//
+//	<namespace>_registrations{state}              gauge: Registrars per state
+//	<namespace>_reregistrations_total             lost leases granted again, keys put back
+//	<namespace>_keepalive_failures_total          failed lease heartbeats
+//	<namespace>_instances{prefix}                 gauge: instances per watched prefix
+//	<namespace>_resyncs_total{prefix,cause}       fresh snapshots: cause compacted or outage
+//	<namespace>_watch_errors_total{prefix}        watches that broke, compaction aside
+//	<namespace>_instancer_update_seconds{prefix}  histogram: watch response to subscribers
+func ClientMetrics(reg prometheus.Registerer, namespace string) *etcdv3.Metrics {
+	f := factory{reg: reg, namespace: namespace}
+	return &etcdv3.Metrics{
+		Registrations:     f.gauge("registrations", "Registrars per state.", "state"),
+		Reregistrations:   f.counter("reregistrations_total", "Lost leases granted again with their keys put back."),
+		KeepaliveFailures: f.counter("keepalive_failures_total", "Failed lease heartbeats: etcd unreachable or the lease gone."),
+		Instances:         f.gauge("instances", "Instances per watched prefix, operator properties applied.", "prefix"),
+		Resyncs:           f.counter("resyncs_total", "Fresh snapshots read after the first, by cause: compacted or outage.", "prefix", "cause"),
+		WatchErrors:       f.counter("watch_errors_total", "Watches that broke for another reason than compaction.", "prefix"),
+		UpdateSeconds:     f.histogram("instancer_update_seconds", "Seconds from a watch response to the Instancer's subscribers being handed it.", "prefix"),
+	}
+}
+
+// factory makes metrics registered on reg under namespace.
+type factory struct {
+	reg       prometheus.Registerer
+	namespace string
+}
+
+func (f factory) counter(name, help string, labels ...string) *kitprometheus.Counter {
+	v := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: f.namespace, Name: name, Help: help}, labels)
+	f.reg.MustRegister(v)
+	return kitprometheus.NewCounter(v)
+}
+
+func (f factory) gauge(name, help string, labels ...string) *kitprometheus.Gauge {
+	v := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: f.namespace, Name: name, Help: help}, labels)
+	f.reg.MustRegister(v)
+	return kitprometheus.NewGauge(v)
+}
+
+func (f factory) histogram(name, help string, labels ...string) *kitprometheus.Histogram {
+	v := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: f.namespace, Name: name, Help: help, Buckets: UpdateBuckets}, labels)
+	f.reg.MustRegister(v)
+	return kitprometheus.NewHistogram(v)
+}
