@@ -17,8 +17,11 @@ import (
 	"github.com/go-kit/kit/sd"
 	"github.com/go-kit/kit/sd/lb"
 	"github.com/go-kit/log"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/etcdsd/etcdsd/etcdv3"
+	"github.com/etcdsd/etcdsd/promsd"
 )
 
 // demoPrefix is where the demo's services register.
@@ -74,6 +77,10 @@ type demo struct {
 	endpoint  *sd.DefaultEndpointer
 	step      int
 	grpcOnly  bool
+	metrics   *etcdv3.Metrics      // every client's, served at /metrics
+	registry  *prometheus.Registry // what /metrics serves
+	metricsAt string               // the /metrics URL
+	server    *http.Server         // serves /metrics
 }
 
 func (d *demo) say(format string, args ...any) {
@@ -103,6 +110,10 @@ func (d *demo) run(ctx context.Context) error {
 		d.section("Route gRPC calls by version")
 		return runGRPCDemo(ctx, d.out, d.endpoints)
 	}
+	if err := d.serveMetrics(); err != nil {
+		return err
+	}
+	d.say("Metrics of every client: %s (Prometheus text format).", d.metricsAt)
 
 	d.section("Register three HTTP services")
 	// Each service gets its own client, as separate processes would.
@@ -158,6 +169,11 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 
+	d.section("Read the metrics")
+	if err := d.showMetrics(ctx); err != nil {
+		return err
+	}
+
 	d.section("Shut down")
 	d.say("Deregistering every service, stopping the Instancer and closing the clients.")
 	fmt.Fprintln(d.out, "\nDemo finished: registered, discovered, balanced, failed over, recovered and routed by version.")
@@ -203,7 +219,7 @@ func shortErr(err error) string {
 }
 
 func (d *demo) newClient(ctx context.Context) (*etcdv3.EtcdClient, error) {
-	c, err := etcdv3.NewEtcdClient(ctx, d.endpoints, etcdv3.ClientOptions{DialTimeout: time.Second, RequestTimeout: 2 * time.Second})
+	c, err := etcdv3.NewEtcdClient(ctx, d.endpoints, etcdv3.ClientOptions{DialTimeout: time.Second, RequestTimeout: 2 * time.Second, Metrics: d.metrics})
 	if err != nil {
 		return nil, err
 	}
@@ -299,6 +315,9 @@ func (d *demo) cleanup() {
 	for _, c := range d.clients {
 		c.Close()
 	}
+	if d.server != nil {
+		d.server.Close()
+	}
 	if d.etcd != nil {
 		d.etcd.Close()
 	}
@@ -360,4 +379,48 @@ func httpFactory(instance string) (endpoint.Endpoint, io.Closer, error) {
 		}
 		return string(body), nil
 	}, nil, nil
+}
+
+// serveMetrics serves the metrics of every client the demo makes at
+// /metrics on a free loopback port.
+func (d *demo) serveMetrics() error {
+	d.registry = prometheus.NewRegistry()
+	d.metrics = promsd.ClientMetrics(d.registry, "etcdsd")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("serve metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(d.registry, promhttp.HandlerOpts{}))
+	d.server = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	d.metricsAt = "http://" + l.Addr().String() + "/metrics"
+	go d.server.Serve(l) // ends with Close, in cleanup
+	return nil
+}
+
+// showMetrics reads /metrics as a scraper would and tells what it says of
+// the registrations and the Instancer.
+func (d *demo) showMetrics(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.metricsAt, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("read metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("read metrics: %w", err)
+	}
+	d.say("GET %s says, among others:", d.metricsAt)
+	for line := range strings.SplitSeq(string(body), "\n") {
+		for _, name := range []string{"etcdsd_registrations{", "etcdsd_instances{", "etcdsd_resyncs_total{", "etcdsd_watch_errors_total{"} {
+			if strings.HasPrefix(line, name) {
+				d.say("  %s", line)
+			}
+		}
+	}
+	return nil
 }

@@ -31,6 +31,9 @@ func TestDemoNarratesTheWholeJobAndExitsZero(t *testing.T) {
 		"6 requests answered by: greeter-1×2, greeter-3×2, greeter-4×2.",
 		"Route gRPC calls by version",
 		`6 requests with grpcsd.WithVersion(ctx, "v2") went only to v2: app-3 6.`,
+		"Metrics of every client: http://127.0.0.1:",
+		`etcdsd_registrations{state="registered"} 3`,
+		`etcdsd_resyncs_total{cause="outage",prefix="/etcdsd-demo/services/greeter/"} 1`,
 		"Demo finished",
 	} {
 		if !strings.Contains(out.String(), line) {
