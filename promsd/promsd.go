@@ -55,6 +55,9 @@ type factory struct {
 func (f factory) counter(name, help string, labels ...string) *kitprometheus.Counter {
 	v := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: f.namespace, Name: name, Help: help}, labels)
 	f.reg.MustRegister(v)
+	if len(labels) == 0 {
+		v.WithLabelValues() // exported at 0 from the start, not at the first event
+	}
 	return kitprometheus.NewCounter(v)
 }
 
