@@ -30,6 +30,7 @@ type Endpointer struct {
 	endpoint  endpoint.Endpoint // e.call, made once
 	// sleep waits between attempts; tests replace it before the first call.
 	sleep func(ctx context.Context, d time.Duration) error
+	od    *outliers // nil without ejection
 
 	// What picks read, without a lock.
 	all         *group
@@ -106,6 +107,9 @@ func New(instancer sd.Instancer, factory sd.Factory, logger log.Logger, opts ...
 		},
 	}
 	e.endpoint = e.call
+	if cfg.ejectAfter > 0 {
+		e.od = newOutliers(&e.cfg, &e.logger)
+	}
 	e.all = newGroup(e.rng, nil, false)
 	e.versionList.Store(new([]string))
 	if cfg.subsetSize > 0 {
@@ -157,14 +161,15 @@ func (e *Endpointer) Endpoint() endpoint.Endpoint {
 }
 
 // Pick chooses one instance for a request with ctx's selector and returns
-// its endpoint, without retry. The endpoint counts its calls in flight for
-// LeastLoaded.
+// its endpoint, without retry; an ejected instance is skipped (see
+// WithEjection). The endpoint counts its calls in flight for LeastLoaded
+// and its failures for ejection.
 func (e *Endpointer) Pick(ctx context.Context) (endpoint.Endpoint, error) {
 	g, s, err := e.candidates(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return s.at(g.index(s, e.cfg.strategy, e.rng)).entry.Load().endpoint, nil
+	return g.pick(s, e.cfg.strategy, e.rng, nil).endpoint, nil
 }
 
 // Endpoints implements go-kit's sd.Endpointer: one endpoint per distinct
