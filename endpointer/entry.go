@@ -10,7 +10,8 @@ import (
 	"github.com/go-kit/log/level"
 )
 
-// entry is the endpoint of one instance address: the factory's result, the number of calls in flight through
+// entry is the endpoint of one instance address: the factory's result
+// (with the instance middleware), the number of calls in flight through
 // it, whether it has been retired, and its ejection state. It is 80 bytes,
 // plus the closing state when the factory gave an io.Closer: the
 // Endpointer keeps one per address.

@@ -3,6 +3,8 @@ package endpointer
 import (
 	"fmt"
 	"time"
+
+	"github.com/go-kit/kit/endpoint"
 )
 
 // Defaults of the options.
@@ -34,6 +36,7 @@ type config struct {
 	retryable   func(error) bool
 	seed        uint64
 	seeded      bool
+	middleware  endpoint.Middleware // nil: none
 
 	ejectAfter         int // 0: no ejection
 	ejectionTime       time.Duration
@@ -207,6 +210,26 @@ func WithEjectionHook(hook func(Ejection)) Option {
 			return fmt.Errorf("%w: ejection hook is nil", ErrInvalid)
 		}
 		c.ejectionHook = hook
+		return nil
+	}
+}
+
+// WithInstanceMiddleware wraps the endpoint of each instance address with
+// mw once, when the factory makes it, so that per-instance state such as
+// a circuit breaker (go-kit's circuitbreaker.Gobreaker) lives as long as
+// the endpoint. Several are applied in the order given, the first
+// outermost, as endpoint.Chain does. The wrapped endpoint's errors are
+// what retries and ejection see. Default: none.
+func WithInstanceMiddleware(mw endpoint.Middleware) Option {
+	return func(c *config) error {
+		if mw == nil {
+			return fmt.Errorf("%w: instance middleware is nil", ErrInvalid)
+		}
+		if outer := c.middleware; outer != nil {
+			c.middleware = func(next endpoint.Endpoint) endpoint.Endpoint { return outer(mw(next)) }
+		} else {
+			c.middleware = mw
+		}
 		return nil
 	}
 }

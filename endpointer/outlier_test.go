@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-kit/kit/endpoint"
+
 	"github.com/etcdsd/etcdsd/internal/itest"
 )
 
@@ -398,6 +400,68 @@ func TestPickWithEjectedInstancesDoesNotAllocate(t *testing.T) {
 	}
 }
 
+func TestInstanceMiddlewareWrapsEachEndpointOnce(t *testing.T) {
+	f := newFleet()
+	var made atomic.Int32
+	var order []string
+	var mu sync.Mutex
+	tag := func(name string) endpoint.Middleware {
+		return func(next endpoint.Endpoint) endpoint.Endpoint {
+			if name == "outer" {
+				made.Add(1)
+			}
+			return func(ctx context.Context, req any) (any, error) {
+				mu.Lock()
+				order = append(order, name)
+				mu.Unlock()
+				return next(ctx, req)
+			}
+		}
+	}
+	src := source(t, "a", "b")
+	e := newEndpointer(t, src, f, WithInstanceMiddleware(tag("outer")), WithInstanceMiddleware(tag("inner")))
+	for range 10 {
+		call(t, e, context.Background())
+	}
+	if n := made.Load(); n != 2 {
+		t.Fatalf("middleware applied %d times for 2 addresses and 10 calls, want 2", n)
+	}
+	if got := strings.Join(order[:4], ","); got != "outer,inner,outer,inner" {
+		t.Fatalf("order %s, want the first given outermost", got)
+	}
+	set(src, "a", "b", "c")
+	waitLen(t, e, 3)
+	if n := made.Load(); n != 3 {
+		t.Fatalf("middleware applied %d times after a third address, want 3", n)
+	}
+}
+
+func TestInstanceMiddlewareErrorsAreRetriedAndEjected(t *testing.T) {
+	f := newFleet()
+	errOpen := errors.New("breaker open")
+	var rec ejections
+	open := func(next endpoint.Endpoint) endpoint.Endpoint {
+		return func(ctx context.Context, req any) (any, error) {
+			resp, err := next(ctx, req)
+			if resp == "a" {
+				return nil, errOpen
+			}
+			return resp, err
+		}
+	}
+	e := newEndpointer(t, source(t, "a", "b", "c"), f, WithInstanceMiddleware(open), WithEjectionHook(rec.hook))
+	recordSleeps(e)
+	fakeClock(e)
+	for range 30 {
+		if got := call(t, e, context.Background()); got == "a" {
+			t.Fatal("answered through an open breaker")
+		}
+	}
+	if got := rec.list(); len(got) != 1 || got[0].Address != "a" || !errors.Is(got[0].Err, errOpen) {
+		t.Fatalf("ejections %+v, want a for the middleware's error", got)
+	}
+}
+
 func TestEjectionOptionsRejectBadValues(t *testing.T) {
 	for _, tc := range []struct {
 		opt  Option
@@ -409,6 +473,7 @@ func TestEjectionOptionsRejectBadValues(t *testing.T) {
 		{WithEjection(5, time.Second, 101), "max ejection percent 101: must be within [1, 100]"},
 		{WithEjectOn(nil), "eject-on hook is nil"},
 		{WithEjectionHook(nil), "ejection hook is nil"},
+		{WithInstanceMiddleware(nil), "instance middleware is nil"},
 	} {
 		_, err := New(source(t, "a"), newFleet().factory, nil, tc.opt)
 		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {

@@ -297,6 +297,9 @@ func (e *Endpointer) route(m *member) {
 			e.failed[m] = struct{}{}
 			return
 		}
+		if e.cfg.middleware != nil {
+			ep = e.cfg.middleware(ep)
+		}
 		en = newEntry(addr, ep, closer, e.od, &e.logger)
 	}
 	if m.inst != nil {
