@@ -16,21 +16,21 @@ import (
 // plus the closing state when the factory gave an io.Closer: the
 // Endpointer keeps one per address.
 type entry struct {
-	ep       endpoint.Endpoint
+	// What picks read first, on one cache line.
 	endpoint endpoint.Endpoint // e.call, made once so that picks do not allocate
-	closing  *closing          // nil when the factory gave no io.Closer
-	od       *outliers         // nil without ejection
-	address  string
-
+	// until is when the entry's ejection ends, on od's clock, while it is
+	// ejected; -until once it is back; 0 if it was never ejected.
+	until    atomic.Int64
 	inflight atomic.Int32
 	flags    atomic.Uint32 // retired, closed
-	refs     int32         // routed members with this address; the writer's
+
+	ep      endpoint.Endpoint
+	closing *closing  // nil when the factory gave no io.Closer
+	od      *outliers // nil without ejection
+	address string
+	refs    int32 // routed members with this address; the writer's
 	// fails counts the calls that failed in a row.
-	fails atomic.Int32
-	// until is when the entry's ejection ends, on od's clock, while it is
-	// ejected or until the first pick after that; -until once a pick has
-	// seen it back; 0 if it was never ejected. Picks read only this.
-	until     atomic.Int64
+	fails     atomic.Int32
 	ejections int32 // guarded by od.mu
 }
 
@@ -67,23 +67,8 @@ func (e *entry) call(ctx context.Context, request any) (any, error) {
 	return response, err
 }
 
-// ejected reports whether picks skip the entry. The first pick after an
-// ejection ends brings the entry back. now is read from the clock on the
-// first need and kept for the caller's next entries.
-func (e *entry) ejected(now *int64) bool {
-	u := e.until.Load()
-	if u <= 0 {
-		return false
-	}
-	if *now == 0 {
-		*now = e.od.now()
-	}
-	if *now < u {
-		return true
-	}
-	e.until.CompareAndSwap(u, -u)
-	return false
-}
+// ejected reports whether picks skip the entry.
+func (e *entry) ejected() bool { return e.until.Load() > 0 }
 
 func (e *entry) done() {
 	if e.inflight.Add(-1) == 0 && e.flags.Load()&retiredFlag != 0 {

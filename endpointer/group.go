@@ -219,7 +219,7 @@ func (s *slots) weighted(x, y uint64) uint64 {
 func (g *group) pick(s *slots, st Strategy, r *rng, avoid *entry) *entry {
 	i := g.index(s, st, r)
 	e := s.at(i).entry.Load()
-	if e.until.Load() <= 0 && (e != avoid || s.n == 1) {
+	if !e.ejected() && (e != avoid || s.n == 1) {
 		return e
 	}
 	return g.repick(s, st, r, avoid, i)
@@ -237,23 +237,18 @@ const repickDraws = 4
 // does: a pick never fails for it, and the share of ejected addresses is
 // capped over all of them, not per group.
 func (g *group) repick(s *slots, st Strategy, r *rng, avoid *entry, first uint64) *entry {
-	var now int64
-	n := s.n
-	// Its ejection may be over.
-	if e := s.at(first).entry.Load(); (e != avoid || n == 1) && !e.ejected(&now) {
-		return e
-	}
 	for range repickDraws {
-		if e := s.at(g.index(s, st, r)).entry.Load(); e != avoid && !e.ejected(&now) {
+		if e := s.at(g.index(s, st, r)).entry.Load(); e != avoid && !e.ejected() {
 			return e
 		}
 	}
+	n := s.n
 	start := bounded(uint32(r.next()), n)
 	var back *entry
 	for k := range n {
 		e := s.at((start + k) % n).entry.Load()
 		switch {
-		case e.ejected(&now):
+		case e.ejected():
 		case e != avoid:
 			return e
 		default:

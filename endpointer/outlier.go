@@ -37,7 +37,8 @@ type Ejection struct {
 // outliers ejects the instances whose calls fail several times in a row,
 // as Envoy's consecutive-5xx outlier detection does, within a share of
 // all the addresses the Endpointer routes to. The ejection state lives in
-// each entry (fails, until, ejections); picks read only entry.until.
+// each entry (fails, until, ejections); picks read only entry.until, and
+// a timer brings the entry back, so that picks never read the clock.
 type outliers struct {
 	consecutive int32
 	base        time.Duration
@@ -45,17 +46,24 @@ type outliers struct {
 	isFailure   func(error) bool
 	hook        func(Ejection) // nil: none
 	logger      *log.Logger    // the Endpointer's
-	// now is a monotonic clock in nanoseconds, > 0; tests replace it
-	// before the first call.
-	now func() int64
+	// now is a monotonic clock in nanoseconds, > 0, and after runs f
+	// after d unless stopped; tests replace both before the first call.
+	now   func() int64
+	after func(d time.Duration, f func()) (stop func() bool)
 
 	// live is the number of routed addresses, kept by the writer.
 	live atomic.Int64
 
 	mu sync.Mutex
 	// ejected holds the entries ejected and perhaps back already, or
-	// retired; swept before each ejection.
-	ejected []*entry
+	// retired, with their timers; swept before each ejection.
+	ejected []ejected
+	closed  bool
+}
+
+type ejected struct {
+	en   *entry
+	stop func() bool
 }
 
 func newOutliers(c *config, logger *log.Logger) *outliers {
@@ -68,7 +76,19 @@ func newOutliers(c *config, logger *log.Logger) *outliers {
 		hook:        c.ejectionHook,
 		logger:      logger,
 		now:         func() int64 { return int64(time.Since(epoch)) + 1 },
+		after:       func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop },
 	}
+}
+
+// close stops the timers; no ejection happens after it.
+func (o *outliers) close() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.closed = true
+	for _, x := range o.ejected {
+		x.stop()
+	}
+	o.ejected = nil
 }
 
 // observe counts the outcome of a call through en: a success resets its
@@ -97,36 +117,43 @@ func (o *outliers) observe(ctx context.Context, en *entry, err error) {
 	}
 }
 
-// eject takes en out of picks unless it is out already, it is retired, or
-// the share of ejected addresses would exceed the limit: then its count of
-// failures stays, and the next failure tries again.
+// eject takes en out of picks unless it is out already, it is retired, the
+// Endpointer is closed, or the share of ejected addresses would exceed the
+// limit: then its count of failures stays, and the next failure tries
+// again.
 func (o *outliers) eject(en *entry, fails int32, err error) {
 	o.mu.Lock()
-	now := o.now()
 	last := en.until.Load()
-	if last > now || en.flags.Load()&retiredFlag != 0 {
+	if last > 0 || o.closed || en.flags.Load()&retiredFlag != 0 {
 		o.mu.Unlock()
 		return
 	}
-	o.ejected = slices.DeleteFunc(o.ejected, func(x *entry) bool {
-		return x.until.Load() <= now || x.flags.Load()&retiredFlag != 0
+	o.ejected = slices.DeleteFunc(o.ejected, func(x ejected) bool {
+		if x.en.flags.Load()&retiredFlag != 0 {
+			x.stop()
+			return true
+		}
+		return x.en.until.Load() <= 0
 	})
 	if int64(len(o.ejected)+1) > o.live.Load()*o.maxPercent/100 {
 		o.mu.Unlock()
 		return
 	}
+	now := o.now()
 	count := en.ejections
-	if last != 0 {
-		// The last ejection ended at |last|: one less for every base time
+	if last < 0 {
+		// The last ejection ended at -last: one less for every base time
 		// in service since.
-		count -= int32(min((now-max(last, -last))/int64(o.base), int64(count)))
+		count -= int32(min((now+last)/int64(o.base), int64(count)))
 	}
 	count++
 	en.ejections = count
 	d := o.base * time.Duration(min(count, maxEjectionMultiplier))
-	en.until.Store(now + int64(d))
+	until := now + int64(d)
+	en.until.Store(until)
 	en.fails.Store(0)
-	o.ejected = append(o.ejected, en)
+	stop := o.after(d, func() { en.until.CompareAndSwap(until, -until) })
+	o.ejected = append(o.ejected, ejected{en: en, stop: stop})
 	o.mu.Unlock()
 
 	level.Warn(*o.logger).Log("msg", "instance ejected after consecutive failures", "address", en.address,

@@ -15,12 +15,76 @@ import (
 	"github.com/etcdsd/etcdsd/internal/itest"
 )
 
-// fakeClock replaces e's ejection clock; it starts at 1 ns.
-func fakeClock(e *Endpointer) *atomic.Int64 {
-	var now atomic.Int64
-	now.Store(1)
-	e.od.now = now.Load
-	return &now
+// clock is a fake ejection clock and its timers, which Add runs when they
+// are due, in the caller's goroutine.
+type clock struct {
+	mu     sync.Mutex
+	now    int64
+	timers []*timer
+}
+
+type timer struct {
+	at            int64
+	f             func()
+	stopped, done bool
+}
+
+// fakeClock replaces e's ejection clock and timers; it starts at 1 ns.
+func fakeClock(e *Endpointer) *clock {
+	c := &clock{now: 1}
+	e.od.now = c.Load
+	e.od.after = c.after
+	return c
+}
+
+func (c *clock) Load() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) after(d time.Duration, f func()) func() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &timer{at: c.now + int64(d), f: f}
+	c.timers = append(c.timers, t)
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		pending := !t.stopped && !t.done
+		t.stopped = true
+		return pending
+	}
+}
+
+// Add moves the clock on by d nanoseconds and runs the timers due.
+func (c *clock) Add(d int64) {
+	c.mu.Lock()
+	c.now += d
+	var due []*timer
+	for _, t := range c.timers {
+		if !t.stopped && !t.done && t.at <= c.now {
+			t.done = true
+			due = append(due, t)
+		}
+	}
+	c.mu.Unlock()
+	for _, t := range due {
+		t.f()
+	}
+}
+
+// pending returns the number of timers neither run nor stopped.
+func (c *clock) pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, t := range c.timers {
+		if !t.stopped && !t.done {
+			n++
+		}
+	}
+	return n
 }
 
 // ejections records what the ejection hook is told.
@@ -479,5 +543,45 @@ func TestEjectionOptionsRejectBadValues(t *testing.T) {
 		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("err = %v, want ErrInvalid naming %q", err, tc.want)
 		}
+	}
+}
+
+func TestEjectedInstanceComesBackOnItsOwnTimer(t *testing.T) {
+	f := newFleet()
+	a := f.get("a")
+	a.fail.Store(true)
+	var rec ejections
+	e := newEndpointer(t, source(t, "a", "b"), f, WithEjection(1, 50*time.Millisecond, 50), WithEjectionHook(rec.hook))
+	for len(rec.list()) == 0 {
+		once(e, context.Background(), 1)
+	}
+	ejected := time.Now()
+	a.fail.Store(false)
+	calls := a.calls.Load()
+	itest.Eventually(t, 5*time.Second, "a picked again", func() bool {
+		once(e, context.Background(), 2)
+		return a.calls.Load() > calls
+	})
+	if took := time.Since(ejected); took < 50*time.Millisecond {
+		t.Fatalf("a back %v after an ejection of 50ms", took)
+	}
+}
+
+func TestCloseStopsTheEjectionTimers(t *testing.T) {
+	f := newFleet()
+	f.get("a").fail.Store(true)
+	f.get("b").fail.Store(true)
+	e, err := New(source(t, "a", "b", "c", "d"), f.factory, nil, WithEjection(1, time.Hour, 50))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := fakeClock(e)
+	once(e, context.Background(), 8)
+	if n := c.pending(); n != 2 {
+		t.Fatalf("%d ejection timers, want 2", n)
+	}
+	e.Close()
+	if n := c.pending(); n != 0 {
+		t.Fatalf("%d ejection timers left after Close", n)
 	}
 }
