@@ -141,10 +141,10 @@ func (o *outliers) eject(en *entry, fails int32, err error) {
 	}
 	now := o.now()
 	count := en.ejections
-	if last < 0 {
+	if back := now + last; last < 0 && back > 0 {
 		// The last ejection ended at -last: one less for every base time
 		// in service since.
-		count -= int32(min((now+last)/int64(o.base), int64(count)))
+		count -= int32(min(back/int64(o.base), int64(count)))
 	}
 	count++
 	en.ejections = count
