@@ -174,6 +174,36 @@ func BenchmarkPick(b *testing.B) {
 	b.Run("pick=random/impl=gokit", gokit(lb.NewRandom(fixedEndpoints(benchInstances), 1)))
 	b.Run("pick=leastloaded/impl=etcdsd", etcdsd(LeastLoaded, bg))
 	b.Run("pick=weighted/impl=etcdsd", etcdsd(Weighted, bg))
+	// One instance in ten ejected: a pick that draws one draws again.
+	for _, st := range []struct {
+		name string
+		st   Strategy
+	}{{"roundrobin", RoundRobin}, {"random", Random}, {"leastloaded", LeastLoaded}, {"weighted", Weighted}} {
+		b.Run("pick="+st.name+"+10%-ejected/impl=etcdsd", func(b *testing.B) {
+			e := benchEndpointer(b, st.st)
+			ejectEvery(e, 10)
+			b.ReportAllocs()
+			for b.Loop() {
+				ep, err := e.Pick(bg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				sink = ep
+			}
+		})
+	}
+}
+
+// ejectEvery ejects one instance of e in every n, for the benchmark's
+// duration (no timer brings them back).
+func ejectEvery(e *Endpointer, n int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i, m := range e.sortedMembers() {
+		if i%n == 0 {
+			m.entry.Load().until.Store(e.od.now() + int64(time.Hour))
+		}
+	}
 }
 
 // BenchmarkPickParallel picks from every core at once: the shared counter

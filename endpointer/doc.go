@@ -40,6 +40,17 @@
 // closed once no instance has its address any more and its in-flight calls
 // have returned.
 //
+// An instance whose endpoint fails five times in a row is ejected: picks
+// skip it for 30 s times the number of its ejections (at most 300 s), as
+// Envoy's outlier detection does, while never more than half of the
+// addresses are ejected at once; a request whose candidates are all
+// ejected still reaches one. WithEjection tunes this, WithEjectOn decides
+// which errors are failures, WithEjectionHook reports each ejection, and
+// WithoutEjection turns it off. WithInstanceMiddleware wraps each
+// instance's endpoint once, for per-instance state such as go-kit's
+// circuitbreaker.Gobreaker.
+//
 // An Endpointer is also a go-kit sd.Endpointer, so it mixes with go-kit's lb
-// package. Close stops it and closes every endpoint.
+// package (which does not skip ejected instances). Close stops it and
+// closes every endpoint.
 package endpointer

@@ -139,3 +139,36 @@ func ExampleWithSubset_badInput() {
 	// Output:
 	// endpointer: new: invalid argument: subset size 0: must be > 0
 }
+
+// Each instance gets its own middleware, made once with its endpoint. Here
+// it counts the calls per address; go-kit's
+// circuitbreaker.Gobreaker(gobreaker.NewCircuitBreaker(...)) plugs in the
+// same way and gives each instance its own breaker: an open breaker fails
+// the attempt at once, the call is retried on another instance, and its
+// errors count towards ejecting the instance.
+func ExampleWithInstanceMiddleware() {
+	var src sd.FixedInstancer = []string{"10.0.0.1:80", "10.0.0.2:80"}
+	calls := map[string]int{}
+	perInstance := func(next endpoint.Endpoint) endpoint.Endpoint {
+		n := 0 // this instance's own state
+		return func(ctx context.Context, req any) (any, error) {
+			n++
+			resp, err := next(ctx, req)
+			calls[resp.(string)] = n
+			return resp, err
+		}
+	}
+	users, err := endpointer.New(src, fakeFactory, nil, endpointer.WithInstanceMiddleware(perInstance))
+	if err != nil {
+		panic(err)
+	}
+	defer users.Close()
+	for range 10 {
+		if _, err := users.Endpoint()(context.Background(), nil); err != nil {
+			panic(err)
+		}
+	}
+	fmt.Println(calls)
+	// Output:
+	// map[10.0.0.1:80:5 10.0.0.2:80:5]
+}

@@ -213,17 +213,57 @@ func (s *slots) weighted(x, y uint64) uint64 {
 	return bi<<blockShift | s.blocks[bi].alias.pick(y)
 }
 
-// pick returns a candidate of s chosen by st, other than avoid when s has
-// another one. s must not be empty.
+// pick returns a candidate of s chosen by st that is not ejected and not
+// avoid, when s has one (see repick). s must not be empty. avoid may be
+// nil.
 func (g *group) pick(s *slots, st Strategy, r *rng, avoid *entry) *entry {
 	i := g.index(s, st, r)
+	e := s.at(i).entry.Load()
+	if !e.ejected() && (e != avoid || s.n == 1) {
+		return e
+	}
+	return g.repick(s, st, r, avoid, i)
+}
+
+// repickDraws is how many more draws by the strategy repick makes before
+// it scans the candidates.
+const repickDraws = 4
+
+// repick is pick's slow path, when the candidate at first is ejected or is
+// avoid (the instance that just failed). It draws again by the strategy a
+// few times, then scans from a random place, for a candidate that is
+// neither; failing that, it takes avoid if avoid is not ejected. When
+// every candidate is ejected it ignores ejection, as Envoy's panic mode
+// does: a pick never fails for it, and the share of ejected addresses is
+// capped over all of them, not per group.
+func (g *group) repick(s *slots, st Strategy, r *rng, avoid *entry, first uint64) *entry {
+	for range repickDraws {
+		if e := s.at(g.index(s, st, r)).entry.Load(); e != avoid && !e.ejected() {
+			return e
+		}
+	}
 	n := s.n
-	if e := s.at(i).entry.Load(); e != avoid || n == 1 {
+	start := bounded(uint32(r.next()), n)
+	var back *entry
+	for k := range n {
+		e := s.at((start + k) % n).entry.Load()
+		switch {
+		case e.ejected():
+		case e != avoid:
+			return e
+		default:
+			back = e
+		}
+	}
+	if back != nil {
+		return back
+	}
+	if e := s.at(first).entry.Load(); e != avoid || n == 1 {
 		return e
 	}
 	// Another candidate, uniformly, so that a retry never lands on the
 	// instance that just failed.
-	return s.at((i + 1 + bounded(uint32(r.next()), n-1)) % n).entry.Load()
+	return s.at((first + 1 + bounded(uint32(r.next()), n-1)) % n).entry.Load()
 }
 
 // fastmod returns a % n for magic = 2^64/n rounded up, with two

@@ -3,6 +3,8 @@ package endpointer
 import (
 	"fmt"
 	"time"
+
+	"github.com/go-kit/kit/endpoint"
 )
 
 // Defaults of the options.
@@ -10,6 +12,13 @@ const (
 	DefaultMaxAttempts = 3
 	DefaultBackoffBase = 10 * time.Millisecond
 	DefaultBackoffMax  = time.Second
+
+	// DefaultEjectAfter, DefaultEjectionTime and DefaultMaxEjectionPercent
+	// are those of WithEjection, Envoy's defaults but for the share (Envoy
+	// ejects 10 %, or at least one instance).
+	DefaultEjectAfter         = 5
+	DefaultEjectionTime       = 30 * time.Second
+	DefaultMaxEjectionPercent = 50
 )
 
 // Option configures an Endpointer. An option given a bad value makes New
@@ -27,6 +36,13 @@ type config struct {
 	retryable   func(error) bool
 	seed        uint64
 	seeded      bool
+	middleware  endpoint.Middleware // nil: none
+
+	ejectAfter         int // 0: no ejection
+	ejectionTime       time.Duration
+	maxEjectionPercent int
+	ejectOn            func(error) bool
+	ejectionHook       func(Ejection)
 }
 
 func defaultConfig() config {
@@ -36,6 +52,11 @@ func defaultConfig() config {
 		backoffBase: DefaultBackoffBase,
 		backoffMax:  DefaultBackoffMax,
 		retryable:   func(error) bool { return true },
+
+		ejectAfter:         DefaultEjectAfter,
+		ejectionTime:       DefaultEjectionTime,
+		maxEjectionPercent: DefaultMaxEjectionPercent,
+		ejectOn:            func(error) bool { return true },
 	}
 }
 
@@ -121,6 +142,94 @@ func WithRetryable(retryable func(error) bool) Option {
 func WithSeed(seed uint64) Option {
 	return func(c *config) error {
 		c.seed, c.seeded = seed, true
+		return nil
+	}
+}
+
+// WithEjection sets passive outlier ejection, which is on by default: an
+// instance whose endpoint fails consecutive times in a row (see
+// WithEjectOn) is skipped by picks for baseTime times the number of times
+// it has been ejected, at most ten base times; every base time it then
+// spends back in service takes one off that number. At most maxPercent of
+// the addresses the Endpointer routes to (within the subset, if any) are
+// ejected at once, rounded down (so the only instance is never ejected
+// below 100 %).
+// When every candidate of a request is ejected, the pick ignores ejection.
+// A success resets the count of failures; so does an ejection. Default 5
+// failures, 30 s, 50 %.
+func WithEjection(consecutive int, baseTime time.Duration, maxPercent int) Option {
+	return func(c *config) error {
+		if consecutive < 1 {
+			return fmt.Errorf("%w: ejection after %d failures: must be >= 1", ErrInvalid, consecutive)
+		}
+		if baseTime <= 0 || baseTime > time.Duration(1<<62)/maxEjectionMultiplier {
+			return fmt.Errorf("%w: ejection time %v: must be > 0 and at most %v", ErrInvalid, baseTime, time.Duration(1<<62)/maxEjectionMultiplier)
+		}
+		if maxPercent < 1 || maxPercent > 100 {
+			return fmt.Errorf("%w: max ejection percent %d: must be within [1, 100]", ErrInvalid, maxPercent)
+		}
+		c.ejectAfter, c.ejectionTime, c.maxEjectionPercent = consecutive, baseTime, maxPercent
+		return nil
+	}
+}
+
+// WithoutEjection turns passive outlier ejection off: failing instances
+// are picked as often as the others until they leave the Instancer.
+func WithoutEjection() Option {
+	return func(c *config) error {
+		c.ejectAfter = 0
+		return nil
+	}
+}
+
+// WithEjectOn sets the hook that decides whether an error of an
+// instance's endpoint is a failure of the instance, for ejection. It is not
+// asked when the error is context.Canceled or the call's context was
+// cancelled: such a call counts for nothing. An error it rejects is an
+// answer from a live instance and resets the count, as a success does.
+// Default: every other error is a failure, a deadline included (an
+// instance that does not answer in time is the outlier to eject); reject,
+// for example, the errors your endpoint decodes from a well-formed answer.
+func WithEjectOn(isFailure func(error) bool) Option {
+	return func(c *config) error {
+		if isFailure == nil {
+			return fmt.Errorf("%w: eject-on hook is nil", ErrInvalid)
+		}
+		c.ejectOn = isFailure
+		return nil
+	}
+}
+
+// WithEjectionHook sets a function told of each ejection, in the goroutine
+// of the call whose failure caused it, so that it must return quickly
+// (count it in a metric). Ejections are also logged at warn level.
+// Default: none.
+func WithEjectionHook(hook func(Ejection)) Option {
+	return func(c *config) error {
+		if hook == nil {
+			return fmt.Errorf("%w: ejection hook is nil", ErrInvalid)
+		}
+		c.ejectionHook = hook
+		return nil
+	}
+}
+
+// WithInstanceMiddleware wraps the endpoint of each instance address with
+// mw once, when the factory makes it, so that per-instance state such as
+// a circuit breaker (go-kit's circuitbreaker.Gobreaker) lives as long as
+// the endpoint. Several are applied in the order given, the first
+// outermost, as endpoint.Chain does. The wrapped endpoint's errors are
+// what retries and ejection see. Default: none.
+func WithInstanceMiddleware(mw endpoint.Middleware) Option {
+	return func(c *config) error {
+		if mw == nil {
+			return fmt.Errorf("%w: instance middleware is nil", ErrInvalid)
+		}
+		if outer := c.middleware; outer != nil {
+			c.middleware = func(next endpoint.Endpoint) endpoint.Endpoint { return outer(mw(next)) }
+		} else {
+			c.middleware = mw
+		}
 		return nil
 	}
 }

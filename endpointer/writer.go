@@ -320,13 +320,19 @@ func (e *Endpointer) route(m *member) {
 			e.failed[m] = struct{}{}
 			return
 		}
-		en = newEntry(addr, ep, closer, &e.logger)
+		if e.cfg.middleware != nil {
+			ep = e.cfg.middleware(ep)
+		}
+		en = newEntry(addr, ep, closer, e.od, &e.logger)
 	}
 	if m.inst != nil {
 		e.entries[addr] = en // shared with a plain member, it must be found here too
 	}
 	delete(e.failed, m)
 	en.refs++
+	if en.refs == 1 && e.od != nil {
+		e.od.live.Add(1)
+	}
 	m.entry.Store(en)
 	m.routed = true
 	e.all.add(m, &e.writer)
@@ -347,6 +353,9 @@ func (e *Endpointer) unroute(m *member) {
 	en := m.entry.Load()
 	en.refs--
 	if en.refs == 0 {
+		if e.od != nil {
+			e.od.live.Add(-1)
+		}
 		addr := m.address()
 		e.leaving = append(e.leaving, leaving{address: addr, en: en})
 		// Until commit, a member routed in this batch with the same

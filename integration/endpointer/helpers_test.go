@@ -31,6 +31,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	runInstanceIfChild()
 	goleak.VerifyTestMain(m)
 }
 
@@ -39,9 +40,10 @@ var ttl = etcdv3.NewTTLOption(500*time.Millisecond, 2*time.Second)
 
 // env is one test's etcd, client and prefix.
 type env struct {
-	t      *testing.T
-	client *etcdv3.EtcdClient
-	prefix string
+	t         *testing.T
+	endpoints []string // etcd's
+	client    *etcdv3.EtcdClient
+	prefix    string
 }
 
 // newEnv starts an embedded etcd and a client closed before it stops
@@ -56,7 +58,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatalf("new etcd client: %v", err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return &env{t: t, client: c, prefix: "/services/" + strings.ReplaceAll(t.Name(), "/", "-") + "/"}
+	return &env{t: t, endpoints: srv.Endpoints(), client: c, prefix: "/services/" + strings.ReplaceAll(t.Name(), "/", "-") + "/"}
 }
 
 // reply is what every service answers.
@@ -133,9 +135,10 @@ func (s *service) stop() {
 // through it.
 type client struct {
 	*endpointer.Endpointer
-	mu       sync.Mutex
-	failures map[string]int // address → failed calls
-	closed   map[string]int // address → endpoint closes
+	mu        sync.Mutex
+	failures  map[string]int         // address → failed calls
+	failTimes map[string][]time.Time // address → when each failed call returned
+	closed    map[string]int         // address → endpoint closes
 }
 
 // newClient builds an Instancer and an Endpointer whose factory makes go-kit
@@ -148,7 +151,7 @@ func (e *env) newClient(opts ...endpointer.Option) *client {
 		e.t.Fatalf("new instancer: %v", err)
 	}
 	e.t.Cleanup(in.Stop)
-	c := &client{failures: map[string]int{}, closed: map[string]int{}}
+	c := &client{failures: map[string]int{}, failTimes: map[string][]time.Time{}, closed: map[string]int{}}
 	factory := func(address string) (endpoint.Endpoint, io.Closer, error) {
 		u, err := url.Parse("http://" + address + "/")
 		if err != nil {
@@ -169,8 +172,10 @@ func (e *env) newClient(opts ...endpointer.Option) *client {
 		counted := func(ctx context.Context, req any) (any, error) {
 			resp, err := ep(ctx, req)
 			if err != nil {
+				now := time.Now()
 				c.mu.Lock()
 				c.failures[address]++
+				c.failTimes[address] = append(c.failTimes[address], now)
 				c.mu.Unlock()
 			}
 			return resp, err
@@ -197,6 +202,20 @@ func (c *client) failuresAt(addr string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.failures[addr]
+}
+
+// failuresSince returns the failed calls to addr that returned at or
+// after t0, and when the last one did.
+func (c *client) failuresSince(addr string, t0 time.Time) (n int, last time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, at := range c.failTimes[addr] {
+		if !at.Before(t0) {
+			n++
+			last = at
+		}
+	}
+	return n, last
 }
 
 func (c *client) closesOf(addr string) int {

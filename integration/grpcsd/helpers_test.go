@@ -38,7 +38,8 @@ type server struct {
 	name    string
 	addr    string
 	s       *grpc.Server
-	accepts *atomic.Int64 // connections accepted
+	health  *health.Server // its status, SERVING until set otherwise
+	accepts *atomic.Int64  // connections accepted
 }
 
 // countingListener counts the connections it accepts.
@@ -68,7 +69,8 @@ func startServer(t testing.TB, name string) *server {
 		}
 		return h(ctx, req)
 	}))
-	healthpb.RegisterHealthServer(s, health.NewServer())
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(s, hs)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -78,7 +80,7 @@ func startServer(t testing.TB, name string) *server {
 		s.Stop()
 		<-done
 	})
-	return &server{name: name, addr: lis.Addr().String(), s: s, accepts: lis.n}
+	return &server{name: name, addr: lis.Addr().String(), s: s, health: hs, accepts: lis.n}
 }
 
 // value is the JSON instance value of the server with version v.
