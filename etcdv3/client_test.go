@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 these tests check that NewClient recognises the deprecated options go-kit programs pass
+
 package etcdv3
 
 import (

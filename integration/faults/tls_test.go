@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 go-kit programs pass grpc.WithBlock to make NewClient fail fast; these tests check it does
+
 package faults
 
 import (
