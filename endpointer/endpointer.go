@@ -167,8 +167,10 @@ func (e *Endpointer) Endpoint() endpoint.Endpoint {
 func (e *Endpointer) Pick(ctx context.Context) (endpoint.Endpoint, error) {
 	g, s, err := e.candidates(ctx)
 	if err != nil {
+		e.cfg.metrics.countPickErr(err)
 		return nil, err
 	}
+	count(e.cfg.metrics.Picks)
 	// group.pick, with its fast path written out: it is too large to be
 	// inlined, and the call costs picks about 2 ns.
 	i := g.index(s, e.cfg.strategy, e.rng)

@@ -43,6 +43,8 @@ type config struct {
 	maxEjectionPercent int
 	ejectOn            func(error) bool
 	ejectionHook       func(Ejection)
+
+	metrics Metrics
 }
 
 func defaultConfig() config {

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-kit/kit/metrics"
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
 )
@@ -44,8 +45,9 @@ type outliers struct {
 	base        time.Duration
 	maxPercent  int64
 	isFailure   func(error) bool
-	hook        func(Ejection) // nil: none
-	logger      *log.Logger    // the Endpointer's
+	hook        func(Ejection)  // nil: none
+	ejections   metrics.Counter // nil: none
+	logger      *log.Logger     // the Endpointer's
 	// now is a monotonic clock in nanoseconds, > 0, and after runs f
 	// after d unless stopped; tests replace both before the first call.
 	now   func() int64
@@ -74,6 +76,7 @@ func newOutliers(c *config, logger *log.Logger) *outliers {
 		maxPercent:  int64(c.maxEjectionPercent),
 		isFailure:   c.ejectOn,
 		hook:        c.ejectionHook,
+		ejections:   c.metrics.Ejections,
 		logger:      logger,
 		now:         func() int64 { return int64(time.Since(epoch)) + 1 },
 		after:       func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop },
@@ -158,6 +161,9 @@ func (o *outliers) eject(en *entry, fails int32, err error) {
 
 	level.Warn(*o.logger).Log("msg", "instance ejected after consecutive failures", "address", en.address,
 		"failures", fails, "ejections", count, "for", d, "err", err)
+	if o.ejections != nil {
+		o.ejections.Add(1)
+	}
 	if o.hook != nil {
 		o.hook(Ejection{Address: en.address, Failures: int(fails), Count: int(count), Duration: d, Err: err})
 	}

@@ -21,15 +21,22 @@ func (e *Endpointer) call(ctx context.Context, request any) (any, error) {
 		errs []error
 		last *entry
 	)
+	m := &e.cfg.metrics
 	for attempt := 1; ; attempt++ {
 		en, err := e.pick(ctx, last)
 		if err != nil {
+			m.countPickErr(err)
 			return nil, e.fail(errs, err)
+		}
+		count(m.Picks)
+		if attempt > 1 {
+			count(m.Retries)
 		}
 		response, err := en.call(ctx, request)
 		if err == nil {
 			return response, nil
 		}
+		count(m.Failures)
 		errs = append(errs, err)
 		if attempt >= e.cfg.maxAttempts {
 			return nil, e.fail(errs, nil)

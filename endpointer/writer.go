@@ -3,6 +3,7 @@ package endpointer
 import (
 	"cmp"
 	"slices"
+	"time"
 
 	"github.com/go-kit/kit/sd"
 	"github.com/go-kit/log/level"
@@ -90,6 +91,9 @@ func (e *Endpointer) apply(b pipeline.Batch) {
 		}
 	}
 	e.commit()
+	if h := e.cfg.metrics.UpdateSeconds; h != nil && !b.At.IsZero() && b.Err == nil {
+		h.Observe(time.Since(b.At).Seconds())
+	}
 }
 
 // reweigh gives m the weight of a change that kept its value: an overlay

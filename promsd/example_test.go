@@ -7,10 +7,13 @@ import (
 	"net/http/httptest"
 	"strings"
 
+	"github.com/go-kit/kit/endpoint"
+	"github.com/go-kit/kit/sd"
 	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/etcdsd/etcdsd/endpointer"
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
 	"github.com/etcdsd/etcdsd/promsd"
@@ -61,4 +64,35 @@ func ExampleClientMetrics() {
 	// etcdsd_instances{prefix="/services/app/"} 1
 	// etcdsd_registrations{state="idle"} 0
 	// etcdsd_registrations{state="registered"} 1
+}
+
+// ExampleEndpointerMetrics labels the metrics of each Endpointer with its
+// service.
+func ExampleEndpointerMetrics() {
+	reg := prometheus.NewRegistry()
+	m := promsd.EndpointerMetrics(reg, "etcdsd", "service")
+	factory := func(string) (endpoint.Endpoint, io.Closer, error) { return endpoint.Nop, nil, nil }
+	users, err := endpointer.New(sd.FixedInstancer{"10.0.0.1:80", "10.0.0.2:80"}, factory, log.NewNopLogger(),
+		endpointer.WithMetrics(m.With("service", "users")))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer users.Close()
+	for range 3 {
+		users.Endpoint()(context.Background(), nil)
+	}
+	users.Endpoint()(endpointer.WithVersion(context.Background(), "v2"), nil)
+
+	families, _ := reg.Gather()
+	for _, f := range families {
+		for _, metric := range f.GetMetric() {
+			if c := metric.GetCounter(); c != nil {
+				fmt.Printf("%s{service=%q} %v\n", f.GetName(), metric.GetLabel()[0].GetValue(), c.GetValue())
+			}
+		}
+	}
+	// Output:
+	// etcdsd_endpointer_no_match_total{service="users"} 1
+	// etcdsd_endpointer_picks_total{service="users"} 3
 }

@@ -1,6 +1,7 @@
 // Package promsd exposes etcdsd's metrics to Prometheus through go-kit's
 // metrics/prometheus: one call makes every metric of a Client (and its
-// Registrars and Instancers), registered on the Registerer you serve.
+// Registrars and Instancers), another those of Endpointers, registered on
+// the Registerer you serve.
 //
 //	reg := prometheus.NewRegistry()
 //	client, err := etcdv3.NewEtcdClient(ctx, endpoints, etcdv3.ClientOptions{Metrics: promsd.ClientMetrics(reg, "etcdsd")})
@@ -14,6 +15,7 @@ import (
 	kitprometheus "github.com/go-kit/kit/metrics/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/etcdsd/etcdsd/endpointer"
 	"github.com/etcdsd/etcdsd/etcdv3"
 )
 
@@ -46,14 +48,43 @@ func ClientMetrics(reg prometheus.Registerer, namespace string) *etcdv3.Metrics 
 	}
 }
 
+// EndpointerMetrics returns every endpointer metric as a Prometheus one
+// named <namespace>_endpointer_<name>, with the label names given,
+// registered on reg. Give each Endpointer its label values with
+// Metrics.With, e.g. for labelNames "service":
+//
+//	m := promsd.EndpointerMetrics(reg, "etcdsd", "service")
+//	users, err := endpointer.New(instancer, factory, logger, endpointer.WithMetrics(m.With("service", "users")))
+//
+// It panics, as prometheus.MustRegister does, when reg already has one of
+// these names.
+//
+//	<namespace>_endpointer_picks_total            instances picked for an attempt
+//	<namespace>_endpointer_failures_total         attempts whose instance failed
+//	<namespace>_endpointer_retries_total          attempts after a request's first
+//	<namespace>_endpointer_no_match_total         requests with no instance to pick
+//	<namespace>_endpointer_ejections_total        instances ejected
+//	<namespace>_endpointer_update_seconds         histogram: watch response to picks seeing it
+func EndpointerMetrics(reg prometheus.Registerer, namespace string, labelNames ...string) endpointer.Metrics {
+	f := factory{reg: reg, namespace: namespace, subsystem: "endpointer"}
+	return endpointer.Metrics{
+		Picks:         f.counter("picks_total", "Instances picked for a request attempt.", labelNames...),
+		Failures:      f.counter("failures_total", "Attempts whose instance's endpoint returned an error.", labelNames...),
+		Retries:       f.counter("retries_total", "Attempts after a request's first.", labelNames...),
+		NoMatch:       f.counter("no_match_total", "Requests that found no instance to pick.", labelNames...),
+		Ejections:     f.counter("ejections_total", "Instances ejected after consecutive failures.", labelNames...),
+		UpdateSeconds: f.histogram("update_seconds", "Seconds from a watch response to the endpointer's picks seeing it.", labelNames...),
+	}
+}
+
 // factory makes metrics registered on reg under namespace.
 type factory struct {
-	reg       prometheus.Registerer
-	namespace string
+	reg                  prometheus.Registerer
+	namespace, subsystem string
 }
 
 func (f factory) counter(name, help string, labels ...string) *kitprometheus.Counter {
-	v := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: f.namespace, Name: name, Help: help}, labels)
+	v := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: f.namespace, Subsystem: f.subsystem, Name: name, Help: help}, labels)
 	f.reg.MustRegister(v)
 	if len(labels) == 0 {
 		v.WithLabelValues() // exported at 0 from the start, not at the first event
@@ -62,13 +93,13 @@ func (f factory) counter(name, help string, labels ...string) *kitprometheus.Cou
 }
 
 func (f factory) gauge(name, help string, labels ...string) *kitprometheus.Gauge {
-	v := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: f.namespace, Name: name, Help: help}, labels)
+	v := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: f.namespace, Subsystem: f.subsystem, Name: name, Help: help}, labels)
 	f.reg.MustRegister(v)
 	return kitprometheus.NewGauge(v)
 }
 
 func (f factory) histogram(name, help string, labels ...string) *kitprometheus.Histogram {
-	v := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: f.namespace, Name: name, Help: help, Buckets: UpdateBuckets}, labels)
+	v := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: f.namespace, Subsystem: f.subsystem, Name: name, Help: help, Buckets: UpdateBuckets}, labels)
 	f.reg.MustRegister(v)
 	return kitprometheus.NewHistogram(v)
 }
