@@ -34,8 +34,8 @@ type Instancer struct {
 
 var _ sd.Instancer = (*Instancer)(nil)
 
-// NewInstancer returns an Instancer of service. It reads the instances,
-// then the properties, so that the first state already honours them. It
+// NewInstancer returns an Instancer of service. It reads the properties,
+// then the instances, so that the first state already honours them. It
 // fails for a bad name and when etcd cannot be read within ctx
 // (etcdv3.DefaultRequestTimeout without a deadline). Stop ends it.
 func (c *Catalog) NewInstancer(ctx context.Context, service string) (*Instancer, error) {
@@ -43,16 +43,16 @@ func (c *Catalog) NewInstancer(ctx context.Context, service string) (*Instancer,
 		return nil, fmt.Errorf("catalog: new instancer: %w", err)
 	}
 	logger := log.With(c.logger, "service", service)
-	ov := property.NewOverlay(c.layout.servicePrefix(service), c.layout.propsPrefix(service), logger)
-	s := &Instancer{out: ov.Out()}
+	ov := property.NewOverlay(c.layout.servicePrefix(service), c.layout.propsPrefix(service), c.layout.decodeInstance, logger)
+	s := &Instancer{out: ov.Instances()}
 	ctx, cancel := bound(ctx)
 	defer cancel()
 	for _, m := range []struct {
 		prefix string
 		feed   *pipeline.Feed
 	}{
-		{c.layout.servicePrefix(service), ov.Instances(c.layout.decodeInstance)},
 		{c.layout.propsPrefix(service), ov.Properties()},
+		{c.layout.servicePrefix(service), ov.Instances()},
 	} {
 		mirror, err := pipeline.Start(ctx, pipeline.SourceFor(c.client, m.prefix), m.feed, log.With(logger, "prefix", m.prefix), 0, 0)
 		if err != nil {

@@ -86,15 +86,16 @@ func newInstancer(ctx context.Context, c Client, prefix string, logger log.Logge
 	if failFast {
 		start = pipeline.Start
 	}
-	var outMetrics, mirrorMetrics *pipeline.Metrics
+	var metrics *pipeline.Metrics
 	if ec, ok := c.(*EtcdClient); ok {
-		outMetrics, mirrorMetrics = ec.opts.Metrics.instancerMetrics(prefix)
+		metrics = ec.opts.Metrics.instancerMetrics(prefix)
 	}
 	s := &Instancer{}
 	var feed *pipeline.Feed // what the prefix's mirror fills
 	if withProps {
-		ov := property.NewOverlay(prefix, propsPrefix, logger, pipeline.WithMetrics(outMetrics))
-		feed, s.cache = ov.Instances(pipeline.ParseValue, pipeline.WithMetrics(mirrorMetrics)), ov.Out()
+		ov := property.NewOverlay(prefix, propsPrefix, pipeline.ParseValue, logger, pipeline.WithMetrics(metrics))
+		feed = ov.Instances()
+		s.cache = feed
 		// The properties first: the overlay holds the instances until it
 		// has read them, so that the first state already honours them.
 		pm, err := followProperties(ctx, start, c, ov, propsPrefix, logger, minBackoff, maxBackoff)
@@ -106,10 +107,7 @@ func newInstancer(ctx context.Context, c Client, prefix string, logger log.Logge
 			s.mirrors = append(s.mirrors, pm)
 		}
 	} else {
-		if outMetrics != nil {
-			outMetrics.Resyncs, outMetrics.WatchErrors = mirrorMetrics.Resyncs, mirrorMetrics.WatchErrors
-		}
-		feed = pipeline.NewFeed(pipeline.WithLogger(logger), pipeline.WithMetrics(outMetrics))
+		feed = pipeline.NewFeed(pipeline.WithLogger(logger), pipeline.WithMetrics(metrics))
 		s.cache = feed
 	}
 	m, err := start(ctx, source(c, prefix), feed, logger, minBackoff, maxBackoff)

@@ -42,14 +42,13 @@ type Metrics struct {
 	UpdateSeconds metrics.Histogram
 }
 
-// instancerMetrics returns the metrics of the Instancer of prefix: those
-// of the Feed its subscribers follow, and those of its mirror. Both are
-// nil without metrics.
-func (m *Metrics) instancerMetrics(prefix string) (out, mirror *pipeline.Metrics) {
+// instancerMetrics returns the metrics of the Instancer of prefix, nil
+// without metrics.
+func (m *Metrics) instancerMetrics(prefix string) *pipeline.Metrics {
 	if m == nil {
-		return nil, nil
+		return nil
 	}
-	out, mirror = &pipeline.Metrics{}, &pipeline.Metrics{}
+	out := &pipeline.Metrics{}
 	if m.Instances != nil {
 		out.Instances = m.Instances.With("prefix", prefix)
 	}
@@ -57,12 +56,12 @@ func (m *Metrics) instancerMetrics(prefix string) (out, mirror *pipeline.Metrics
 		out.Update = m.UpdateSeconds.With("prefix", prefix)
 	}
 	if m.Resyncs != nil {
-		mirror.Resyncs = m.Resyncs.With("prefix", prefix)
+		out.Resyncs = m.Resyncs.With("prefix", prefix)
 	}
 	if m.WatchErrors != nil {
-		mirror.WatchErrors = m.WatchErrors.With("prefix", prefix)
+		out.WatchErrors = m.WatchErrors.With("prefix", prefix)
 	}
-	return out, mirror
+	return out
 }
 
 // registrationMoved moves one Registrar from state from to state to.

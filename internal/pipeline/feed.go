@@ -28,24 +28,47 @@ type KV struct {
 	ModRev     int64
 }
 
-// entry is what the Feed keeps of a key. inst is nil when the value parsed
-// to nothing but its address (a plain value), which then need not be stored
-// twice.
+// entry is what the Feed keeps of a key. inst is the instance registered,
+// nil when the value parsed to nothing but its address (a plain value),
+// which then need not be stored twice. seen is what the Filter made of it,
+// nil when consumers see the instance as registered: hidden when they do
+// not see it at all.
 type entry struct {
 	value string
 	inst  *instance.Instance
+	seen  *instance.Instance
 }
 
-func (e entry) instance() instance.Instance {
+// hidden is the seen of an entry the Filter hides.
+var hidden = new(instance.Instance)
+
+func (e entry) registered() instance.Instance {
 	if e.inst == nil {
 		return instance.Instance{Address: e.value}
 	}
 	return *e.inst
 }
 
+func (e entry) visible() bool { return e.seen != hidden }
+
+// instance is what consumers see of a visible entry.
+func (e entry) instance() instance.Instance {
+	if e.seen != nil && e.seen != hidden {
+		return *e.seen
+	}
+	return e.registered()
+}
+
 func (e entry) change(op Op, key string, rev int64) Change {
 	return Change{Op: op, Key: key, Value: e.value, Instance: e.instance(), Rev: rev}
 }
+
+// Filter decides what consumers see of the instance registered at key: the
+// instance they see (an operator's weight override, say; the value stays
+// the one registered) and whether they see it at all (a drained instance
+// is hidden). It runs under the Feed's lock, so it must be quick and must
+// not call the Feed; when what it decides changes, call Refilter.
+type Filter func(key string, registered instance.Instance) (seen instance.Instance, visible bool)
 
 // Feed holds the instances under one prefix, by key, and hands each change
 // to its consumers: Subscriptions (coalesced batches of typed changes), an
@@ -60,9 +83,11 @@ type Feed struct {
 	logger  log.Logger
 	observe func(Batch)
 	metrics *Metrics
+	filter  Filter // nil: every instance is seen as registered
 
 	mu      sync.Mutex
 	state   map[string]entry
+	hidden  int               // entries of state the filter hides
 	bad     map[string]string // key → malformed value, logged once
 	rev     int64
 	err     error
@@ -107,6 +132,11 @@ type Metrics struct {
 // WithMetrics has the Feed, and the Mirror that fills it, report to m.
 func WithMetrics(m *Metrics) FeedOption { return func(f *Feed) { f.metrics = m } }
 
+// WithFilter has consumers see each instance as filter makes it; the Feed
+// keeps the instances as registered, so that Refilter can decide again.
+// Default: consumers see every instance as registered.
+func WithFilter(filter Filter) FeedOption { return func(f *Feed) { f.filter = filter } }
+
 // NewFeed returns an empty Feed.
 func NewFeed(opts ...FeedOption) *Feed {
 	f := &Feed{
@@ -143,7 +173,9 @@ func (f *Feed) Reset(rev int64, kvs []KV, first bool) {
 	// whose value is malformed is in neither the state nor the count.
 	for key, old := range f.state {
 		if _, ok := fresh[key]; !ok {
-			changes = append(changes, f.deleteLocked(key, old, rev))
+			if ch, ok := f.deleteLocked(key, old, rev); ok {
+				changes = append(changes, ch)
+			}
 		}
 	}
 	for key := range f.bad {
@@ -181,7 +213,9 @@ func (f *Feed) Apply(rev int64, raw []Change) {
 		case Delete:
 			delete(f.bad, ch.Key)
 			if old, ok := f.state[ch.Key]; ok {
-				changes = append(changes, f.deleteLocked(ch.Key, old, ch.Rev))
+				if c, ok := f.deleteLocked(ch.Key, old, ch.Rev); ok {
+					changes = append(changes, c)
+				}
 			}
 		}
 	}
@@ -211,7 +245,9 @@ func (f *Feed) Publish(rev int64, at time.Time, changes []Change) {
 		case Delete:
 			delete(f.bad, ch.Key)
 			if old, ok := f.state[ch.Key]; ok {
-				out = append(out, f.deleteLocked(ch.Key, old, ch.Rev))
+				if c, ok := f.deleteLocked(ch.Key, old, ch.Rev); ok {
+					out = append(out, c)
+				}
 			}
 		}
 	}
@@ -229,12 +265,13 @@ func (f *Feed) Fail(err error) {
 	f.publishLocked(Batch{Rev: f.rev, Err: err, At: at}, true)
 }
 
-// putLocked stores value under key and returns the change, if any. parsed
-// is the instance of value when the caller has it; else value is parsed,
-// and one that does not parse is logged once and leaves the key absent.
+// putLocked stores value under key and returns the change consumers see,
+// if any. parsed is the instance of value when the caller has it; else
+// value is parsed, and one that does not parse is logged once and leaves
+// the key absent.
 func (f *Feed) putLocked(key, value string, parsed *instance.Instance, rev int64) (Change, bool) {
 	old, had := f.state[key]
-	if had && old.value == value && (parsed == nil || old.instance().Equal(*parsed)) {
+	if had && old.value == value && (parsed == nil || old.registered().Equal(*parsed)) {
 		return Change{}, false
 	}
 	var inst instance.Instance
@@ -249,7 +286,7 @@ func (f *Feed) putLocked(key, value string, parsed *instance.Instance, rev int64
 			level.Error(f.logger).Log("msg", "skipping malformed instance", "key", key, "err", err)
 			f.bad[key] = value
 			if had {
-				return f.deleteLocked(key, old, rev), true
+				return f.deleteLocked(key, old, rev)
 			}
 			return Change{}, false
 		}
@@ -259,17 +296,92 @@ func (f *Feed) putLocked(key, value string, parsed *instance.Instance, rev int64
 	if !inst.IsPlain(value) {
 		e.inst = &inst
 	}
-	f.state[key] = e
-	f.events.swap(old.value, had, value, true)
-	return Change{Op: Put, Key: key, Value: value, Prev: old.value, Instance: inst, Rev: rev}, true
+	f.filterLocked(key, &e)
+	return f.replaceLocked(key, old, had, e, rev)
 }
 
-func (f *Feed) deleteLocked(key string, old entry, rev int64) Change {
+// filterLocked sets e.seen from the filter.
+func (f *Feed) filterLocked(key string, e *entry) {
+	e.seen = nil
+	if f.filter == nil {
+		return
+	}
+	registered := e.registered()
+	seen, visible := f.filter(key, registered)
+	switch {
+	case !visible:
+		e.seen = hidden
+	case !seen.Equal(registered):
+		e.seen = &seen
+	}
+}
+
+// replaceLocked stores e under key in place of old (if had) and returns
+// the change consumers see, if any: a put when e is visible (its Prev the
+// old value if that was visible), a delete when only old was.
+func (f *Feed) replaceLocked(key string, old entry, had bool, e entry, rev int64) (Change, bool) {
+	wasVisible, isVisible := had && old.visible(), e.visible()
+	f.state[key] = e
+	if had && !old.visible() {
+		f.hidden--
+	}
+	if !isVisible {
+		f.hidden++
+	}
+	f.events.swap(old.value, wasVisible, e.value, isVisible)
+	switch {
+	case isVisible:
+		ch := e.change(Put, key, rev)
+		if wasVisible {
+			ch.Prev = old.value
+		}
+		return ch, true
+	case wasVisible:
+		ch := old.change(Delete, key, rev)
+		ch.Prev = old.value
+		return ch, true
+	}
+	return Change{}, false
+}
+
+// deleteLocked removes key and returns the change consumers see, if any:
+// none when they did not see it.
+func (f *Feed) deleteLocked(key string, old entry, rev int64) (Change, bool) {
 	delete(f.state, key)
+	if !old.visible() {
+		f.hidden--
+		return Change{}, false
+	}
 	f.events.swap(old.value, true, "", false)
 	ch := old.change(Delete, key, rev)
 	ch.Prev = old.value
-	return ch
+	return ch, true
+}
+
+// Refilter asks the filter again about every instance, and publishes what
+// consumers see differently as one batch at the Feed's revision, keeping
+// its error: call it when what the filter decides has changed. Unlike the
+// other producer methods, it may be called from another goroutine than the
+// producer's (the one that follows what the filter reads); an observer is
+// then called from both.
+func (f *Feed) Refilter() {
+	if f.filter == nil {
+		return
+	}
+	at := time.Now()
+	f.mu.Lock()
+	var changes []Change
+	for key, old := range f.state {
+		e := old
+		f.filterLocked(key, &e)
+		if e.visible() == old.visible() && (!e.visible() || e.instance().Equal(old.instance())) {
+			continue // consumers see it as before
+		}
+		if ch, ok := f.replaceLocked(key, old, true, e, f.rev); ok {
+			changes = append(changes, ch)
+		}
+	}
+	f.publishLocked(Batch{Rev: f.rev, Changes: changes, Err: f.err, At: at}, len(changes) > 0)
 }
 
 // publishLocked makes b the Feed's news, hands it to every consumer and
@@ -284,7 +396,7 @@ func (f *Feed) publishLocked(b Batch, send bool) {
 		s.offer(b)
 	}
 	f.events.publish(b.Err)
-	n := len(f.state)
+	n := len(f.state) - f.hidden
 	f.mu.Unlock()
 	if f.observe != nil {
 		f.observe(b)
@@ -325,18 +437,20 @@ func (f *Feed) Contents() []Change {
 }
 
 func (f *Feed) contentsLocked() []Change {
-	out := make([]Change, 0, len(f.state))
+	out := make([]Change, 0, len(f.state)-f.hidden)
 	for key, e := range f.state {
-		out = append(out, e.change(Put, key, 0))
+		if e.visible() {
+			out = append(out, e.change(Put, key, 0))
+		}
 	}
 	return out
 }
 
-// Len returns the number of instances.
+// Len returns the number of instances consumers see.
 func (f *Feed) Len() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return len(f.state)
+	return len(f.state) - f.hidden
 }
 
 // Revision returns the etcd revision the Feed reflects.
@@ -410,9 +524,11 @@ func (f *Feed) currentEvent() (sd.Event, uint64) {
 
 // valuesLocked lists every key's value, with repeats, unsorted.
 func (f *Feed) valuesLocked() []string {
-	out := make([]string, 0, len(f.state))
+	out := make([]string, 0, len(f.state)-f.hidden)
 	for _, e := range f.state {
-		out = append(out, e.value)
+		if e.visible() {
+			out = append(out, e.value)
+		}
 	}
 	return out
 }

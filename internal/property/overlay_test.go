@@ -26,9 +26,9 @@ type overlay struct {
 }
 
 func newOverlay(t *testing.T) *overlay {
-	o := NewOverlay(testPrefix, testProps, itest.Logger(t))
-	t.Cleanup(o.Out().Stop)
-	return &overlay{Overlay: o, instances: o.Instances(pipeline.ParseValue), props: o.Properties()}
+	o := NewOverlay(testPrefix, testProps, pipeline.ParseValue, itest.Logger(t))
+	t.Cleanup(o.Instances().Stop)
+	return &overlay{Overlay: o, instances: o.Instances(), props: o.Properties()}
 }
 
 func (o *overlay) start(instances, props map[string]string) {
@@ -67,7 +67,7 @@ func (o *overlay) feedOf(key string) *pipeline.Feed {
 // out returns the output's content by key.
 func (o *overlay) out() map[string]pipeline.Change {
 	m := map[string]pipeline.Change{}
-	for _, ch := range o.Out().Contents() {
+	for _, ch := range o.Instances().Contents() {
 		m[ch.Key] = ch
 	}
 	return m
@@ -84,17 +84,17 @@ func TestOverlayLeavesDisabledInstancesOut(t *testing.T) {
 	o := newOverlay(t)
 	o.start(map[string]string{testPrefix + "a": "10.0.0.1:80", testPrefix + "b": "10.0.0.2:80"},
 		map[string]string{testProps + "a/disabled": "true"}) // set before: the first state honours it
-	wantInstances(t, o.Out().State(), "10.0.0.2:80")
+	wantInstances(t, o.Instances().State(), "10.0.0.2:80")
 
 	o.del(testProps + "a/disabled")
-	wantInstances(t, o.Out().State(), "10.0.0.1:80", "10.0.0.2:80")
+	wantInstances(t, o.Instances().State(), "10.0.0.1:80", "10.0.0.2:80")
 	o.put(testProps+"b/disabled", "true")
-	wantInstances(t, o.Out().State(), "10.0.0.1:80")
+	wantInstances(t, o.Instances().State(), "10.0.0.1:80")
 	if _, ok := o.out()[testPrefix+"b"]; ok {
 		t.Fatal("the drained instance is still in the output Feed")
 	}
 	o.put(testPrefix+"b", "10.0.0.3:80") // re-registered with a new value: still drained
-	wantInstances(t, o.Out().State(), "10.0.0.1:80")
+	wantInstances(t, o.Instances().State(), "10.0.0.1:80")
 }
 
 func TestOverlayWeightChangesOnlyTheTypedWeightNeverTheValue(t *testing.T) {
@@ -104,10 +104,10 @@ func TestOverlayWeightChangesOnlyTheTypedWeightNeverTheValue(t *testing.T) {
 		testPrefix + "json":  `{"address":"127.0.0.1:18190","weight":2}`,
 	}, nil)
 	events := make(chan sd.Event, 8)
-	o.Out().Register(events)
-	defer o.Out().Deregister(events)
+	o.Instances().Register(events)
+	defer o.Instances().Deregister(events)
 	<-events
-	sub := o.Out().Subscribe()
+	sub := o.Instances().Subscribe()
 	defer sub.Close()
 	sub.Take()
 
@@ -131,7 +131,7 @@ func TestOverlayWeightChangesOnlyTheTypedWeightNeverTheValue(t *testing.T) {
 		t.Fatalf("a weight change sent go-kit subscribers %+v; their values did not change", ev)
 	case <-time.After(50 * time.Millisecond):
 	}
-	wantInstances(t, o.Out().State(), "127.0.0.1:18189", `{"address":"127.0.0.1:18190","weight":2}`)
+	wantInstances(t, o.Instances().State(), "127.0.0.1:18189", `{"address":"127.0.0.1:18190","weight":2}`)
 
 	o.del(testProps + "plain/weight")
 	if ch := o.out()[testPrefix+"plain"]; !ch.Instance.IsPlain("127.0.0.1:18189") {
@@ -144,7 +144,7 @@ func TestOverlayPropertyOfEveryInstanceYieldsToTheInstancesOwn(t *testing.T) {
 	o.start(map[string]string{testPrefix + "a": "a:1", testPrefix + "b": "b:1", testPrefix + "c": "c:1"}, nil)
 	o.put(testProps+"c/disabled", "false")
 	o.put(testProps+"_/disabled", "true")
-	wantInstances(t, o.Out().State(), "c:1")
+	wantInstances(t, o.Instances().State(), "c:1")
 	o.put(testProps+"_/weight", "4")
 	o.put(testProps+"c/weight", "9")
 	if w := o.out()[testPrefix+"c"].Instance.Weight; w != 9 {
@@ -161,9 +161,9 @@ func TestOverlayIgnoresMalformedProperties(t *testing.T) {
 	o := newOverlay(t)
 	o.start(map[string]string{testPrefix + "a": "a:1"}, nil)
 	o.put(testProps+"_/disabled", "true")
-	wantInstances(t, o.Out().State())
+	wantInstances(t, o.Instances().State())
 	o.put(testProps+"_/disabled", "maybe") // written behind the CLI's back: the drain is gone
-	wantInstances(t, o.Out().State(), "a:1")
+	wantInstances(t, o.Instances().State(), "a:1")
 	o.put(testProps+"a/weight", "lots")
 	if w := o.out()[testPrefix+"a"].Instance.Weight; w != 0 {
 		t.Fatalf("weight %d from a malformed override", w)
@@ -174,19 +174,19 @@ func TestOverlayReportsInstanceErrorsAndOnlyLogsPropertyErrors(t *testing.T) {
 	o := newOverlay(t)
 	o.start(map[string]string{testPrefix + "a": "a:1"}, map[string]string{testProps + "a/weight": "3"})
 	o.props.Fail(errors.New("permission denied"))
-	wantInstances(t, o.Out().State(), "a:1")
+	wantInstances(t, o.Instances().State(), "a:1")
 	if w := o.out()[testPrefix+"a"].Instance.Weight; w != 3 {
 		t.Fatalf("weight %d, want the last known override 3 kept", w)
 	}
 
 	down := errors.New("etcd down")
 	o.instances.Fail(down)
-	if ev := o.Out().State(); !errors.Is(ev.Err, down) || !slices.Equal(ev.Instances, []string{"a:1"}) {
+	if ev := o.Instances().State(); !errors.Is(ev.Err, down) || !slices.Equal(ev.Instances, []string{"a:1"}) {
 		t.Fatalf("state = %+v, want the error with the last instances", ev)
 	}
 	o.rev++
 	o.instances.Reset(o.rev, []pipeline.KV{{Key: testPrefix + "a", Value: "a:1", ModRev: 1}, {Key: testPrefix + "b", Value: "b:1", ModRev: o.rev}}, false)
-	wantInstances(t, o.Out().State(), "a:1", "b:1")
+	wantInstances(t, o.Instances().State(), "a:1", "b:1")
 }
 
 func TestOverlayMatchesInstancesByKeyNotByValue(t *testing.T) {
@@ -194,10 +194,10 @@ func TestOverlayMatchesInstancesByKeyNotByValue(t *testing.T) {
 	// A JSON value's own id plays no part: the key names the instance.
 	o.start(map[string]string{testPrefix + "k1": `{"id":"other","address":"a:1"}`}, nil)
 	o.put(testProps+"other/disabled", "true")
-	wantInstances(t, o.Out().State(), `{"id":"other","address":"a:1"}`)
+	wantInstances(t, o.Instances().State(), `{"id":"other","address":"a:1"}`)
 	o.put(testProps+"k1/disabled", "true")
-	wantInstances(t, o.Out().State())
-	if got := o.Out().Len(); got != 0 {
+	wantInstances(t, o.Instances().State())
+	if got := o.Instances().Len(); got != 0 {
 		t.Fatalf("output holds %d instances", got)
 	}
 }
@@ -205,21 +205,25 @@ func TestOverlayMatchesInstancesByKeyNotByValue(t *testing.T) {
 // After an outage the properties' mirror may recover before the
 // instances': subscribers keep the outage's error until the instances are
 // read again, and then get the properties changed meanwhile with them.
-func TestOverlayKeepsTheOutageUntilTheInstancesRecover(t *testing.T) {
+func TestOverlayAppliesPropertiesReadDuringAnOutageAndKeepsTheError(t *testing.T) {
 	o := newOverlay(t)
 	o.start(map[string]string{testPrefix + "a": "a:1", testPrefix + "b": "b:1"}, nil)
 	down := errors.New("etcd down")
 	o.instances.Fail(down)
 	o.props.Fail(down)
 
+	// The properties' mirror recovers first: the drain takes effect at
+	// once, and subscribers still hear that the instances are not current.
 	o.rev++
 	o.props.Reset(o.rev, []pipeline.KV{{Key: testProps + "a/disabled", Value: "true", ModRev: o.rev}}, false)
-	if ev := o.Out().State(); !errors.Is(ev.Err, down) || len(ev.Instances) != 2 {
-		t.Fatalf("state %+v after the properties recovered alone: want the outage, the last instances", ev)
+	if ev := o.Instances().State(); !errors.Is(ev.Err, down) || !slices.Equal(ev.Instances, []string{"b:1"}) {
+		t.Fatalf("state %+v after the properties recovered alone: want the outage, and a drained", ev)
 	}
 	o.rev++
 	o.instances.Reset(o.rev, []pipeline.KV{{Key: testPrefix + "a", Value: "a:1", ModRev: 1}, {Key: testPrefix + "b", Value: "b:1", ModRev: 1}}, false)
-	wantInstances(t, o.Out().State(), "b:1")
+	if ev := o.Instances().State(); ev.Err != nil || !slices.Equal(ev.Instances, []string{"b:1"}) {
+		t.Fatalf("state %+v after the instances recovered: want b alone, no error", ev)
+	}
 }
 
 // An Instancer may read its instances before its properties (or, started
@@ -230,16 +234,16 @@ func TestOverlayHoldsTheInstancesUntilThePropertiesAreRead(t *testing.T) {
 	o.instances.Reset(1, kvs(map[string]string{testPrefix + "a": "a:1", testPrefix + "b": "b:1"}), true)
 	o.rev = 1
 	o.put(testPrefix+"c", "c:1")
-	if n := o.Out().Len(); n != 0 {
+	if n := o.Instances().Len(); n != 0 {
 		t.Fatalf("%d instances published before the properties were read", n)
 	}
 	o.props.Fail(errors.New("etcd down")) // a failed read is no read
-	if n := o.Out().Len(); n != 0 {
+	if n := o.Instances().Len(); n != 0 {
 		t.Fatalf("%d instances published after the properties failed to be read", n)
 	}
 	o.rev++
 	o.props.Reset(o.rev, kvs(map[string]string{testProps + "b/disabled": "true"}), true)
-	wantInstances(t, o.Out().State(), "a:1", "c:1")
+	wantInstances(t, o.Instances().State(), "a:1", "c:1")
 }
 
 func TestOverlayWithoutPropertiesPublishesTheInstancesAsRegistered(t *testing.T) {
@@ -247,7 +251,7 @@ func TestOverlayWithoutPropertiesPublishesTheInstancesAsRegistered(t *testing.T)
 	o.instances.Reset(1, kvs(map[string]string{testPrefix + "a": "a:1"}), true)
 	o.rev = 1
 	o.WithoutProperties()
-	wantInstances(t, o.Out().State(), "a:1")
+	wantInstances(t, o.Instances().State(), "a:1")
 	o.put(testPrefix+"b", "b:1")
-	wantInstances(t, o.Out().State(), "a:1", "b:1")
+	wantInstances(t, o.Instances().State(), "a:1", "b:1")
 }
