@@ -69,9 +69,14 @@ type Event struct {
 	// and a change made and undone then gives none.
 	Resync bool
 	// Err is set, alone, once per outage of the kind's watch: etcd cannot
-	// be read and the watch retries with backoff. The next events bring
-	// the watcher up to date with the net difference.
+	// be read and the watch retries with backoff. Revision is the last one
+	// the kind's events reflect.
 	Err error
+	// Recovered is set, alone, once the kind's watch reads etcd again after
+	// an Err event: Revision is that of the fresh snapshot it resumed from.
+	// The net difference found by that snapshot follows (events with Resync
+	// set and Revision at most this one), then every change after it.
+	Recovered bool
 }
 
 // WatchOption narrows a Watch.
@@ -99,7 +104,11 @@ func WatchServicePrefix(prefix string) WatchOption {
 // properties: no gap between the first read and the watch, resume from the
 // last revision after a broken watch, and after compaction or an outage a
 // fresh snapshot whose net difference comes as events (changes made and
-// undone while cut off are not replayed).
+// undone while cut off are not replayed). While etcd cannot be read, each
+// kind sends one event with Err, and one with Recovered once it reads etcd
+// again. An outage shorter than the client's dial timeout that clientv3
+// rides out (it reconnects the watch stream and resumes at the next
+// revision, so nothing is missed) sends neither.
 //
 // Ordering: the events of one Kind come in etcd revision order
 // (non-decreasing: one transaction's changes share a revision), each
@@ -178,12 +187,18 @@ type watch struct {
 // The Feed has already decoded and validated each value, and ordered a
 // resync's changes by revision.
 func (w *watch) handler(kind Kind) func(pipeline.Batch) {
+	failing := false // an Err event was the last news of this kind
 	return func(b pipeline.Batch) {
 		var events []Event
 		if b.Err != nil {
+			failing = true
 			events = []Event{{Kind: kind, Revision: b.Rev, Err: b.Err}}
 		} else {
-			events = make([]Event, 0, len(b.Changes))
+			events = make([]Event, 0, len(b.Changes)+1)
+			if failing {
+				failing = false
+				events = append(events, Event{Kind: kind, Revision: b.Rev, Recovered: true})
+			}
 			for _, ch := range b.Changes {
 				ev, err := w.event(kind, ch)
 				if err != nil {
