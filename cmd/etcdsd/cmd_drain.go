@@ -78,11 +78,11 @@ func runSetWeight(ctx context.Context, args []string, stdout, _ io.Writer) error
 // optional third argument (the weight) to the JSON value to set, or "" to
 // clear the property.
 func propertyCommand(ctx context.Context, args []string, stdout io.Writer, name, summary string, value func(arg string) (string, error)) error {
-	argsUsage, prop, maxArgs := "<service> <id>", catalog.PropDisabled, 2
+	prop, maxArgs := catalog.PropDisabled, 2
 	if name == "set-weight" {
-		argsUsage, prop, maxArgs = "<service> <id> (<weight> | --clear)", catalog.PropWeight, 3
+		prop, maxArgs = catalog.PropWeight, 3
 	}
-	fs := newFlagSet(name, argsUsage, summary)
+	fs := newFlagSet(name, summary)
 	f := addCommonFlags(fs, true)
 	force := fs.Bool("force", false, "act even if no such instance is registered now (e.g. before it starts)")
 	var clear bool

@@ -27,7 +27,7 @@ type listedInstance struct {
 // runList lists the instances of one service, or of the services whose
 // names start with a prefix ("app*"), with the properties applied.
 func runList(ctx context.Context, args []string, stdout, _ io.Writer) error {
-	fs := newFlagSet("list", "[<service> | <prefix>*]",
+	fs := newFlagSet("list",
 		"List the instances of a service, of the services whose names start with prefix, or of all,\nwith their effective weight and whether an operator drained them.")
 	f := addCommonFlags(fs, true)
 	pos, err := parseArgs(fs, args, 0, 1, stdout)

@@ -25,7 +25,7 @@ type watchedEvent struct {
 // runWatch prints the typed events of the services named by a name or
 // prefix until interrupted.
 func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("watch", "[<service> | <prefix>*]",
+	fs := newFlagSet("watch",
 		"Print the current instances and properties, then every change as it happens, with its\netcd revision, until interrupted (Ctrl-C). -o json prints one JSON object per line.")
 	f := addCommonFlags(fs, true)
 	pos, err := parseArgs(fs, args, 0, 1, stdout)

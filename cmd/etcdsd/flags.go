@@ -55,6 +55,7 @@ func addCommonFlags(fs *flag.FlagSet, keyIsTLS bool) *commonFlags {
 	fs.StringVar(&f.password, "password", "", "etcd password")
 	fs.DurationVar(&f.timeout, "timeout", defaultTimeout, "bound for connecting to etcd and for each request")
 	fs.StringVar(&f.output, "o", "table", "output format: table or json")
+	fs.StringVar(&f.output, "output", "table", "same as -o")
 	fs.StringVar(&f.root, "root", catalog.DefaultRoot, "prefix under which instances live")
 	fs.StringVar(&f.propsRoot, "properties-root", catalog.DefaultPropertiesRoot, "prefix under which properties live")
 	return f
@@ -122,11 +123,11 @@ func (f *commonFlags) catalog(ctx context.Context) (*etcdv3.EtcdClient, *catalog
 
 // newFlagSet returns a flag set whose -h prints the command's usage line,
 // what it does, and its flags.
-func newFlagSet(name, argsUsage, summary string) *flag.FlagSet {
+func newFlagSet(name, summary string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.Usage = func() {
 		w := fs.Output()
-		fmt.Fprintf(w, "Usage: etcdsd %s [flags] %s\n\n%s\n\nFlags:\n", name, argsUsage, summary)
+		fmt.Fprintf(w, "%s\n\n%s\n\nFlags (the common ones may also come before the command):\n", usageLine(name), summary)
 		fs.PrintDefaults()
 	}
 	return fs
@@ -151,9 +152,9 @@ func parseArgs(fs *flag.FlagSet, args []string, minArgs, maxArgs int, stdout io.
 	}
 	switch {
 	case len(positional) < minArgs:
-		return nil, usageError{fmt.Errorf("want %d argument(s), got %d: %q (see -h)", minArgs, len(positional), positional)}
+		return nil, usageError{fmt.Errorf("want %d argument(s), got %d: %q", minArgs, len(positional), positional)}
 	case len(positional) > maxArgs:
-		return nil, usageError{fmt.Errorf("unexpected arguments %q (see -h)", positional[maxArgs:])}
+		return nil, usageError{fmt.Errorf("unexpected arguments %q", positional[maxArgs:])}
 	}
 	return positional, nil
 }

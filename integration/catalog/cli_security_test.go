@@ -3,6 +3,7 @@ package catalog_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/etcdsd/etcdsd/etcdtest"
 )
@@ -17,6 +18,14 @@ func TestCLIConnectsWithMutualTLS(t *testing.T) {
 	tls := []string{"--cacert", certs.CA, "--cert", certs.ClientCert, "--key", certs.ClientKey}
 	etcdsd(t, append([]string{"services", ep}, tls...)...).ok(t)
 	etcdsd(t, "drain", "--force", "app", "a", ep, "--cacert", certs.CA, "--cert", certs.ClientCert, "--tls-key", certs.ClientKey).ok(t)
+	// Before the command --key is the TLS key, even for register, whose
+	// own --key is the etcd key.
+	etcdsd(t, append(append([]string{ep}, tls...), "list", "app")...).ok(t)
+	reg := start(t, append(append([]string{ep}, tls...), "register", "--key", "/services/app/r", "--value", "10.0.0.1:80")...)
+	reg.line(t, 5*time.Second, "registered /services/app/r")
+	if code, _ := reg.interrupt(t); code != 0 {
+		t.Fatalf("register with TLS flags before it: exit %d; stderr %s", code, reg.stderr)
+	}
 	r := etcdsd(t, "list", "app", ep, "--timeout", "1s")
 	if r.code != 1 || !strings.Contains(r.stderr, "etcdsd list:") {
 		t.Fatalf("without certificates: exit %d, stderr %q; want exit 1", r.code, r.stderr)

@@ -39,7 +39,80 @@ func TestCLIHelp(t *testing.T) {
 				t.Errorf("%s -h lacks %q:\n%s", c, want, r.stdout)
 			}
 		}
+		if h := etcdsd(t, "help", c).ok(t); h.stdout != r.stdout {
+			t.Errorf("help %s:\n%s\nwant what %s -h prints:\n%s", c, h.stdout, c, r.stdout)
+		}
 	}
+	for _, args := range [][]string{{"-h"}, {"--help"}, {"--timeout", "1s", "-h"}} {
+		r := etcdsd(t, args...).ok(t)
+		for _, want := range []string{"Usage: etcdsd <command>", "etcdsd [common flags] <command>", "-endpoints", "the one after wins"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("etcdsd %q lacks %q:\n%s", args, want, r.stdout)
+			}
+		}
+	}
+}
+
+// etcdctl takes its flags before or after the command; so does etcdsd,
+// and a flag given on both sides takes the value given after the command.
+func TestCLITakesCommonFlagsBeforeOrAfterTheCommand(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	cat := newCatalog(t, itestclient.New(t, srv.Endpoints()))
+	register(t, cat, catalog.Instance{Name: "api", ID: "api-1", Address: "10.0.0.1:8080"})
+	good := strings.Join(srv.Endpoints(), ",")
+	dead := deadEndpoint(t)
+
+	want := "SERVICE  INSTANCES\napi      1\n"
+	for _, args := range [][]string{
+		{"--endpoints", good, "services"},
+		{"--endpoints=" + good, "--timeout", "2s", "services"},
+		{"services", "--endpoints", good},
+		{"--endpoints", dead, "--timeout", "1s", "services", "--endpoints", good},
+	} {
+		if r := etcdsd(t, args...).ok(t); r.stdout != want {
+			t.Errorf("etcdsd %q:\n%s\nwant:\n%s", args, r.stdout, want)
+		}
+	}
+	r := etcdsd(t, "--endpoints", good, "--timeout", "1s", "services", "--endpoints", dead)
+	if r.code != 1 || !strings.Contains(r.stderr, dead) {
+		t.Errorf("endpoints after the command not taken: exit %d, stderr %q; want exit 1 naming %s", r.code, r.stderr, dead)
+	}
+	r = etcdsd(t, "-o", "json", "--endpoints", good, "list", "api").ok(t)
+	if !strings.HasPrefix(r.stdout, "[") || !strings.Contains(r.stdout, `"address": "10.0.0.1:8080"`) {
+		t.Errorf("-o json before list: %q", r.stdout)
+	}
+	r = etcdsd(t, "--output", "json", "--endpoints", good, "services", "-o", "table").ok(t)
+	if r.stdout != want {
+		t.Errorf("-o table after --output json before: %q", r.stdout)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-o", "yaml", "--endpoints", good, "services"}, `-o "yaml": want table or json`},
+		{[]string{"--force", "drain", "api", "api-1"}, "flag provided but not defined: -force (only the common flags may come before the command)"},
+		{[]string{"--endpoints", good}, "no command after the flags"},
+		{[]string{"--endpoints", good, "nosuch"}, `unknown command "nosuch"`},
+		{[]string{"help", "nosuch"}, `unknown command "nosuch"`},
+	} {
+		r := etcdsd(t, tc.args...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("etcdsd %q: exit %d, stderr %q; want exit 2 and %q", tc.args, r.code, r.stderr, tc.want)
+		}
+	}
+}
+
+// deadEndpoint returns a loopback address where nothing listens.
+func deadEndpoint(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
 }
 
 func TestCLIRejectsBadUsageWithExitCode2(t *testing.T) {
@@ -72,12 +145,7 @@ func TestCLIRejectsBadUsageWithExitCode2(t *testing.T) {
 }
 
 func TestCLIFailsFastOnUnreachableEtcd(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close() // nothing listens there now
+	addr := deadEndpoint(t)
 	for _, args := range [][]string{
 		{"services"},
 		{"list", "app"},
