@@ -157,9 +157,9 @@ func propertyCommand(ctx context.Context, args []string, stdout io.Writer, name,
 
 // checkRegistered fails unless service has an instance id, to catch typos.
 func checkRegistered(ctx context.Context, cat *catalog.Catalog, service, id string) error {
-	instances, err := cat.GetService(ctx, service)
-	if errors.Is(err, catalog.ErrBadName) {
-		return usageError{err}
+	instances, err := getService(ctx, cat, service)
+	if errors.As(err, new(noServiceError)) {
+		return fmt.Errorf("%w (use --force to set it anyway)", err)
 	}
 	if err != nil {
 		return err

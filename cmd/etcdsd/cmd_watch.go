@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -39,7 +40,8 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		"Print the current instances and properties, then every change as it happens, with its\netcd revision, until interrupted (Ctrl-C). -o json prints one JSON object per line.\n"+
 			"When etcd cannot be read for longer than --timeout, one line says so and one more when\n"+
 			"the watch resumes, with the revision it resumed from (on stderr; with -o json, objects\n"+
-			"{\"event\":\"outage\",...} and {\"event\":\"recovered\",\"revision\":N} among the changes).")
+			"{\"event\":\"outage\",...} and {\"event\":\"recovered\",\"revision\":N} among the changes).\n"+
+			"A service with no instance yet is watched for (a note on stderr says so).")
 	f := addCommonFlags(fs, true)
 	pos, err := parseArgs(fs, args, 0, 1, stdout)
 	if err != nil {
@@ -49,11 +51,13 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	var opts []catalog.WatchOption
+	var service string
 	if len(pos) == 1 {
 		if prefix, isPrefix := strings.CutSuffix(pos[0], "*"); isPrefix {
 			opts = append(opts, catalog.WatchServicePrefix(prefix))
 		} else {
-			opts = append(opts, catalog.WatchService(pos[0]))
+			service = pos[0]
+			opts = append(opts, catalog.WatchService(service))
 		}
 	}
 	c, cat, err := f.catalog(ctx)
@@ -61,6 +65,18 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer c.Close()
+	if service != "" {
+		// As etcdctl watches a key that does not exist yet, watch waits for
+		// a service that may appear later, but says so, to catch typos.
+		rctx, cancel := f.requestContext(ctx)
+		_, err := getService(rctx, cat, service)
+		cancel()
+		if errors.As(err, new(noServiceError)) {
+			fmt.Fprintf(stderr, "etcdsd watch: %v yet; watching for it\n", err)
+		} else if err != nil {
+			return err
+		}
+	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	events, err := cat.Watch(wctx, opts...)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -369,4 +370,50 @@ func TestCLIDrainRemovesInstanceFromEndpointerTrafficWithinASecond(t *testing.T)
 		t.Fatal("key still in etcd after register was interrupted")
 	}
 	itest.Eventually(t, time.Second, "only b after a deregistered", func() bool { return served("b:1", 20) })
+}
+
+// A service named on the command line that has no instance is an error
+// naming it and the root, on one line, for every command that changes or
+// lists it; watch waits for it, as etcdctl watches a key not there yet.
+func TestCLINamesAnUnknownService(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	raw := srv.Client(t)
+	cat := newCatalog(t, itestclient.New(t, srv.Endpoints()))
+	ep := "--endpoints=" + strings.Join(srv.Endpoints(), ",")
+	register(t, cat, catalog.Instance{Name: "api", ID: "api-1", Address: "10.0.0.1:8080"})
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"list", "nosuch"}, `etcdsd list: no service "nosuch" under /services/`},
+		{[]string{"list", "--root", "/other/", "api"}, `etcdsd list: no service "api" under /other/`},
+		{[]string{"drain", "nosuch", "a"}, `etcdsd drain: no service "nosuch" under /services/ (use --force to set it anyway)`},
+		{[]string{"undrain", "nosuch", "a"}, `etcdsd undrain: no service "nosuch" under /services/ (use --force to set it anyway)`},
+		{[]string{"set-weight", "nosuch", "a", "3"}, `etcdsd set-weight: no service "nosuch" under /services/ (use --force to set it anyway)`},
+		{[]string{"set-weight", "--clear", "nosuch", "a"}, `etcdsd set-weight: no service "nosuch" under /services/ (use --force to set it anyway)`},
+		{[]string{"drain", "api", "api-9"}, `etcdsd drain: service "api" has no instance "api-9" (use --force to set it anyway)`},
+	} {
+		r := etcdsd(t, append(tc.args, ep)...)
+		if r.code != 1 || r.stderr != tc.want+"\n" || r.stdout != "" {
+			t.Errorf("etcdsd %q: exit %d, stdout %q, stderr %q; want exit 1 and %q", tc.args, r.code, r.stdout, r.stderr, tc.want)
+		}
+	}
+	if r := etcdsd(t, "list", "nosuch*", ep).ok(t); strings.Count(r.stdout, "\n") != 1 {
+		t.Errorf("list of a prefix that matches nothing: %q, want the header only", r.stdout)
+	}
+	etcdsd(t, "drain", "--force", "nosuch", "a", ep).ok(t)
+
+	w := start(t, "watch", "later", ep)
+	w.line(t, 5*time.Second, "REVISION")
+	itest.Eventually(t, 5*time.Second, "a note that the service has no instance yet", func() bool {
+		return w.stderr.String() == "etcdsd watch: no service \"later\" under /services/ yet; watching for it\n"
+	})
+	rev := put(t, raw, cat.InstanceKey("later", "l-1"), "10.0.0.9:80")
+	if l := w.line(t, 5*time.Second, "10.0.0.9:80"); !strings.HasPrefix(l, strconv.FormatInt(rev, 10)+" ") {
+		t.Fatalf("watch of a service that appeared later: %q, want revision %d", l, rev)
+	}
+	if code, _ := w.interrupt(t); code != 0 {
+		t.Fatalf("watch exit code %d; stderr %s", code, w.stderr)
+	}
 }
