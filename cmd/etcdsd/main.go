@@ -36,8 +36,8 @@ func commands() []command {
 		{name: "list", args: "[<service> | <prefix>*]", summary: "list the instances of a service (or prefix*) with their weight and state", run: runList},
 		{name: "watch", args: "[<service> | <prefix>*]", summary: "print instance and property events with revisions, live", run: runWatch},
 		{name: "register", args: "--key <key> --value <value>", summary: "register a key under a lease until interrupted, then deregister", run: runRegister},
-		{name: "drain", args: "<service> <id>", summary: "take an instance out of rotation; its process keeps running", run: runDrain},
-		{name: "undrain", args: "<service> <id>", summary: "put a drained instance back into rotation", run: runUndrain},
+		{name: "drain", args: "(<service> <id> | --all <service>)", summary: "take an instance, or a whole service, out of rotation; processes keep running", run: runDrain},
+		{name: "undrain", args: "(<service> <id> | --all <service>)", summary: "put a drained instance, or service, back into rotation", run: runUndrain},
 		{name: "set-weight", args: "<service> <id> (<weight> | --clear)", summary: "override an instance's weight, or --clear the override", run: runSetWeight},
 	}
 }

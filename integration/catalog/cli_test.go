@@ -417,3 +417,82 @@ func TestCLINamesAnUnknownService(t *testing.T) {
 		t.Fatalf("watch exit code %d; stderr %s", code, w.stderr)
 	}
 }
+
+// drain --all takes every instance of a service out of rotation (the
+// service-wide property), undrain --all puts them back, and each undrain
+// names the drain that still keeps what it undrained out.
+func TestCLIDrainAllTakesAWholeServiceOutOfRotation(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	cat := newCatalog(t, itestclient.New(t, srv.Endpoints()))
+	ep := "--endpoints=" + strings.Join(srv.Endpoints(), ",")
+	const svc = "whole"
+	register(t, cat, catalog.Instance{Name: svc, ID: "w-1", Address: "10.0.0.1:80"})
+	register(t, cat, catalog.Instance{Name: svc, ID: "w-2", Address: "10.0.0.2:80"})
+	in := newInstancer(t, cat, svc)
+	waitState(t, in, 5*time.Second, "10.0.0.1:80", "10.0.0.2:80")
+
+	r := etcdsd(t, "drain", "--all", svc, ep).ok(t)
+	for _, want := range []string{"drained service whole as a whole: its instances, present and future, out of rotation; processes keep running\n", "honoured by: etcdsd etcdv3.NewInstancer on the client of etcdv3.NewClient; etcdsd catalog Instancer;", "not by: go-kit's own sd/etcdv3"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Fatalf("drain --all: %q, want %q", r.stdout, want)
+		}
+	}
+	waitState(t, in, time.Second, nil...)
+	r = etcdsd(t, "list", svc, ep).ok(t)
+	if strings.Count(r.stdout, " drained ") != 2 {
+		t.Fatalf("list after drain --all:\n%s\nwant both drained", r.stdout)
+	}
+
+	etcdsd(t, "drain", svc, "w-2", ep).ok(t)
+	r = etcdsd(t, "undrain", "--all", svc, ep).ok(t)
+	if !strings.HasPrefix(r.stdout, "undrained service whole as a whole: back in rotation, but instances drained on their own stay out: w-2\n") {
+		t.Fatalf("undrain --all with w-2 drained on its own: %q", r.stdout)
+	}
+	waitState(t, in, time.Second, "10.0.0.1:80")
+
+	r = etcdsd(t, "drain", "--all", svc, "-o", "json", ep).ok(t)
+	var change map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &change); err != nil || change["service"] != svc || change["value"] != "true" || change["id"] != nil {
+		t.Fatalf("drain --all -o json = %s (%v); want no id", r.stdout, err)
+	}
+	r = etcdsd(t, "undrain", svc, "w-2", ep).ok(t)
+	if !strings.HasPrefix(r.stdout, "undrained whole/w-2: its own drain removed, but it stays out while service whole is drained as a whole (undrain --all whole)\n") {
+		t.Fatalf("undrain of an instance of a drained service: %q", r.stdout)
+	}
+	etcdsd(t, "drain", svc, "w-2", ep).ok(t)
+	r = etcdsd(t, "undrain", svc, "w-2", "-o", "json", ep).ok(t)
+	var undrained struct {
+		ID           string
+		StillDrained []catalog.Property
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &undrained); err != nil || undrained.ID != "w-2" ||
+		len(undrained.StillDrained) != 1 || undrained.StillDrained[0] != (catalog.Property{Service: svc, Name: "disabled", Value: "true"}) {
+		t.Fatalf("undrain -o json = %s (%v); want stillDrained naming the service's drain", r.stdout, err)
+	}
+	waitState(t, in, time.Second, nil...)
+	r = etcdsd(t, "undrain", "--all", svc, ep).ok(t)
+	if !strings.HasPrefix(r.stdout, "undrained service whole as a whole: back in rotation\n") {
+		t.Fatalf("undrain --all: %q", r.stdout)
+	}
+	waitState(t, in, time.Second, "10.0.0.1:80", "10.0.0.2:80")
+
+	r = etcdsd(t, "drain", "--all", "nosuch", ep)
+	if r.code != 1 || r.stderr != "etcdsd drain: no service \"nosuch\" under /services/ (use --force to set it anyway)\n" {
+		t.Fatalf("drain --all of an unknown service: exit %d, stderr %q", r.code, r.stderr)
+	}
+	etcdsd(t, "drain", "--all", "--force", "nosuch", ep).ok(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"drain", "--all", svc, "w-1"}, `--all takes the service only, got ["whole" "w-1"]`},
+		{[]string{"undrain", "--all"}, "want 1 argument(s), got 0"},
+		{[]string{"drain"}, "want 2 argument(s), got 0"},
+		{[]string{"set-weight", "--all", svc, "3"}, "flag provided but not defined: -all"},
+	} {
+		r := etcdsd(t, append(tc.args, ep)...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("etcdsd %q: exit %d, stderr %q; want exit 2 and %q", tc.args, r.code, r.stderr, tc.want)
+		}
+	}
+}
