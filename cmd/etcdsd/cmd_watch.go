@@ -148,7 +148,7 @@ func (o *outageTracker) note(ev catalog.Event) *watchStatus {
 		first := len(o.down) == 0
 		o.down[ev.Kind] = true
 		if first {
-			return &watchStatus{Event: "outage", Revision: ev.Revision, Error: ev.Err.Error()}
+			return &watchStatus{Event: "outage", Revision: ev.Revision, Error: oneLine(ev.Err)}
 		}
 		return nil
 	}

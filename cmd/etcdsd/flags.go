@@ -75,6 +75,25 @@ func (f *commonFlags) check() error {
 	if f.password != "" && f.user == "" {
 		return usageError{errors.New("--password given without --user")}
 	}
+	if (f.cert == "") != (f.tlsKey == "") {
+		return usageError{errors.New("--cert and --key (--tls-key) go together")}
+	}
+	// The library names the files by its options (CACert, Key); say the
+	// flag instead.
+	for _, file := range []struct{ flag, path string }{{"--cacert", f.cacert}, {"--cert", f.cert}, {"--key", f.tlsKey}} {
+		if file.path == "" {
+			continue
+		}
+		r, err := os.Open(file.path)
+		if err != nil {
+			var pe *os.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return fmt.Errorf("%s %q: %w", file.flag, file.path, err)
+		}
+		r.Close()
+	}
 	return nil
 }
 
@@ -116,6 +135,9 @@ func (f *commonFlags) catalog(ctx context.Context) (*etcdv3.EtcdClient, *catalog
 	cat, err := catalog.New(c, catalog.WithRoot(f.root), catalog.WithPropertiesRoot(f.propsRoot))
 	if err != nil {
 		c.Close()
+		if inner := errors.Unwrap(err); inner != nil {
+			err = inner // "root "x" must end with "/"", without "catalog: new: "
+		}
 		return nil, nil, usageError{err}
 	}
 	return c, cat, nil

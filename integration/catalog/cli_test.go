@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -493,6 +494,43 @@ func TestCLIDrainAllTakesAWholeServiceOutOfRotation(t *testing.T) {
 		r := etcdsd(t, append(tc.args, ep)...)
 		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
 			t.Errorf("etcdsd %q: exit %d, stderr %q; want exit 2 and %q", tc.args, r.code, r.stderr, tc.want)
+		}
+	}
+}
+
+// What reaches stderr is one short line naming the operation, the bad
+// value and the cause, without the library's layers of wrapping; a usage
+// error is followed by the command's usage line.
+func TestCLIErrorsAreOneShortLine(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	ep := "--endpoints=" + strings.Join(srv.Endpoints(), ",")
+	dead := deadEndpoint(t)
+	missing := filepath.Join(t.TempDir(), "missing.pem")
+	const drainUsage = `Usage: etcdsd drain [flags] (<service> <id> | --all <service>); "etcdsd drain -h" for more`
+	for _, tc := range []struct {
+		args   []string
+		code   int
+		stderr string
+	}{
+		{[]string{"services", "--endpoints", dead, "--timeout", "1s"}, 1,
+			"etcdsd services: etcd at [" + dead + "]: no endpoint answered within dial timeout 1s\n"},
+		{[]string{"drain", "app", "a", "--endpoints", dead, "--timeout", "1s"}, 1,
+			"etcdsd drain: etcd at [" + dead + "]: no endpoint answered within dial timeout 1s\n"},
+		{[]string{"list", "app", ep, "--cacert", missing}, 1,
+			"etcdsd list: --cacert " + strconv.Quote(missing) + ": no such file or directory\n"},
+		{[]string{"drain", "--force", "a/b", "c", ep}, 2,
+			"etcdsd drain: service name \"a/b\" contains \"/\"\n" + drainUsage + "\n"},
+		{[]string{"set-weight", "--force", "app", "a", "0", ep}, 2,
+			"etcdsd set-weight: weight value \"0\" is not an integer in [1, 1048576]\n" +
+				`Usage: etcdsd set-weight [flags] <service> <id> (<weight> | --clear); "etcdsd set-weight -h" for more` + "\n"},
+		{[]string{"list", "--root", "/services", ep}, 2,
+			"etcdsd list: root \"/services\" must end with \"/\"\n" +
+				`Usage: etcdsd list [flags] [<service> | <prefix>*]; "etcdsd list -h" for more` + "\n"},
+		{[]string{"drain", "app", ep}, 2, "etcdsd drain: want 2 argument(s), got 1: [\"app\"]\n" + drainUsage + "\n"},
+	} {
+		r := etcdsd(t, tc.args...)
+		if r.code != tc.code || r.stderr != tc.stderr {
+			t.Errorf("etcdsd %q: exit %d, stderr\n%s\nwant exit %d and\n%s", tc.args, r.code, r.stderr, tc.code, tc.stderr)
 		}
 	}
 }
