@@ -17,12 +17,22 @@ import (
 // carrying the fresh snapshot's revision, then the net difference. (The
 // observer runs on the caller: pump takes each batch at once.)
 func TestWatchSignalsRecoveryOnceAfterEachOutage(t *testing.T) {
+	testRecoveries(t, true)
+}
+
+// Without WatchRecoveries, a reader written before it sees no new kind of
+// event: the same batches give no Recovered event.
+func TestWatchSendsNoRecoveredEventUnlessAsked(t *testing.T) {
+	testRecoveries(t, false)
+}
+
+func testRecoveries(t *testing.T, recoveries bool) {
 	l, err := newLayout(DefaultRoot, DefaultPropertiesRoot)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &watch{ctx: ctx, layout: l, logger: log.NewNopLogger(), updates: make(chan []Event), out: make(chan Event), pumped: make(chan struct{})}
+	w := &watch{ctx: ctx, layout: l, logger: log.NewNopLogger(), recoveries: recoveries, updates: make(chan []Event), out: make(chan Event), pumped: make(chan struct{})}
 	go w.pump()
 	defer func() { cancel(); <-w.pumped }()
 	feed := pipeline.NewFeed(pipeline.WithParser(l.decodeInstance), pipeline.WithObserver(w.handler(KindInstance)))
@@ -37,6 +47,9 @@ func TestWatchSignalsRecoveryOnceAfterEachOutage(t *testing.T) {
 	expect := func(what string, wants ...want) {
 		t.Helper()
 		for _, wt := range wants {
+			if wt.recovered && !recoveries {
+				continue
+			}
 			select {
 			case ev := <-w.out:
 				got := want{rev: ev.Revision, err: ev.Err != nil, recovered: ev.Recovered}

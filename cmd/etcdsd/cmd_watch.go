@@ -50,7 +50,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := f.check(); err != nil {
 		return err
 	}
-	var opts []catalog.WatchOption
+	opts := []catalog.WatchOption{catalog.WatchRecoveries()}
 	var service string
 	if len(pos) == 1 {
 		if prefix, isPrefix := strings.CutSuffix(pos[0], "*"); isPrefix {
