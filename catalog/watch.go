@@ -69,9 +69,15 @@ type Event struct {
 	// and a change made and undone then gives none.
 	Resync bool
 	// Err is set, alone, once per outage of the kind's watch: etcd cannot
-	// be read and the watch retries with backoff. The next events bring
-	// the watcher up to date with the net difference.
+	// be read and the watch retries with backoff. Revision is the last one
+	// the kind's events reflect.
 	Err error
+	// Recovered is set, alone, with WatchRecoveries only, once the kind's
+	// watch reads etcd again after an Err event: Revision is that of the
+	// fresh snapshot it resumed from. The net difference found by that
+	// snapshot follows (events with Resync set and Revision at most this
+	// one), then every change after it.
+	Recovered bool
 }
 
 // WatchOption narrows a Watch.
@@ -80,6 +86,7 @@ type WatchOption func(*watchConfig)
 type watchConfig struct {
 	namePrefix string
 	exact      bool
+	recoveries bool
 }
 
 // WatchService watches one service only.
@@ -92,6 +99,14 @@ func WatchServicePrefix(prefix string) WatchOption {
 	return func(c *watchConfig) { c.namePrefix, c.exact = prefix, false }
 }
 
+// WatchRecoveries has Watch also send an event with Recovered set when a
+// kind's watch reads etcd again after an outage (an event with Err), so
+// that a reader can say when the outage ended. Without it, no such event
+// is sent: readers written before it see no new kind of event.
+func WatchRecoveries() WatchOption {
+	return func(c *watchConfig) { c.recoveries = true }
+}
+
 // Watch follows instances and properties (of every service, unless an
 // option narrows it) and sends typed events on the returned channel: first
 // the current content as Put events with Resync set, then every change.
@@ -99,7 +114,11 @@ func WatchServicePrefix(prefix string) WatchOption {
 // properties: no gap between the first read and the watch, resume from the
 // last revision after a broken watch, and after compaction or an outage a
 // fresh snapshot whose net difference comes as events (changes made and
-// undone while cut off are not replayed).
+// undone while cut off are not replayed). While etcd cannot be read, each
+// kind sends one event with Err, and, with WatchRecoveries, one with
+// Recovered once it reads etcd again. An outage shorter than the client's
+// dial timeout that clientv3 rides out (it reconnects the watch stream and
+// resumes at the next revision, so nothing is missed) sends neither.
 //
 // Ordering: the events of one Kind come in etcd revision order
 // (non-decreasing: one transaction's changes share a revision), each
@@ -127,12 +146,13 @@ func (c *Catalog) Watch(ctx context.Context, opts ...WatchOption) (<-chan Event,
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	w := &watch{
-		ctx:     wctx,
-		layout:  c.layout,
-		logger:  c.logger,
-		updates: make(chan []Event),
-		out:     make(chan Event),
-		pumped:  make(chan struct{}),
+		ctx:        wctx,
+		layout:     c.layout,
+		logger:     c.logger,
+		recoveries: cfg.recoveries,
+		updates:    make(chan []Event),
+		out:        make(chan Event),
+		pumped:     make(chan struct{}),
 	}
 	go w.pump()
 	fail := func(mirrors []*pipeline.Mirror, err error) (<-chan Event, error) {
@@ -166,24 +186,31 @@ func (c *Catalog) Watch(ctx context.Context, opts ...WatchOption) (<-chan Event,
 // watch is the state of one Watch: the mirrors' handlers hand batches of
 // events to pump, which queues them for the reader of out.
 type watch struct {
-	ctx     context.Context
-	layout  layout
-	logger  log.Logger
-	updates chan []Event
-	out     chan Event
-	pumped  chan struct{} // closed when pump ends
+	ctx        context.Context
+	layout     layout
+	logger     log.Logger
+	recoveries bool // send Recovered events
+	updates    chan []Event
+	out        chan Event
+	pumped     chan struct{} // closed when pump ends
 }
 
 // handler turns a mirror's batches into events and hands them to pump.
 // The Feed has already decoded and validated each value, and ordered a
 // resync's changes by revision.
 func (w *watch) handler(kind Kind) func(pipeline.Batch) {
+	failing := false // an Err event was the last news of this kind
 	return func(b pipeline.Batch) {
 		var events []Event
 		if b.Err != nil {
+			failing = true
 			events = []Event{{Kind: kind, Revision: b.Rev, Err: b.Err}}
 		} else {
-			events = make([]Event, 0, len(b.Changes))
+			events = make([]Event, 0, len(b.Changes)+1)
+			if failing && w.recoveries {
+				events = append(events, Event{Kind: kind, Revision: b.Rev, Recovered: true})
+			}
+			failing = false
 			for _, ch := range b.Changes {
 				ev, err := w.event(kind, ch)
 				if err != nil {

@@ -13,11 +13,16 @@ import (
 
 // propertyChange is what drain, undrain and set-weight print with -o json.
 type propertyChange struct {
-	Service  string `json:"service"`
-	ID       string `json:"id"`
+	Service string `json:"service"`
+	// ID is the instance's id; absent for the whole service (--all).
+	ID       string `json:"id,omitempty"`
 	Property string `json:"property"`
 	// Value is the JSON value set, or empty when the property was cleared.
 	Value string `json:"value,omitempty"`
+	// StillDrained, after undrain, are the drains that keep what was
+	// undrained out of rotation: the service's own for an instance, the
+	// instances' own for the whole service.
+	StillDrained []catalog.Property `json:"stillDrained,omitempty"`
 	// HonouredBy and NotHonouredBy say which clients apply the change.
 	HonouredBy    []string `json:"honouredBy"`
 	NotHonouredBy []string `json:"notHonouredBy"`
@@ -45,17 +50,17 @@ var (
 	}, notHonouredBy...)
 )
 
-// runDrain takes an instance out of rotation.
+// runDrain takes an instance, or a whole service, out of rotation.
 func runDrain(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	return propertyCommand(ctx, args, stdout, "drain",
-		"Take an instance out of rotation while its process keeps running: etcdsd's etcdv3 and\ncatalog Instancers on the real client (hence go-kit's sd.NewEndpointer and lb, etcdsd's\nendpointer and grpcsd on them) drop it within one watch event; go-kit's own sd/etcdv3 does not.",
+		"Take an instance out of rotation while its process keeps running: etcdsd's etcdv3 and\ncatalog Instancers on the real client (hence go-kit's sd.NewEndpointer and lb, etcdsd's\nendpointer and grpcsd on them) drop it within one watch event; go-kit's own sd/etcdv3 does not.\nWith --all, the whole service: every instance, present and future, except one whose own\ndisabled property is false.",
 		func(string) (string, error) { return "true", nil })
 }
 
-// runUndrain puts a drained instance back into rotation.
+// runUndrain puts a drained instance, or service, back into rotation.
 func runUndrain(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	return propertyCommand(ctx, args, stdout, "undrain",
-		"Put an instance taken out by drain back into rotation.",
+		"Put an instance taken out by drain back into rotation, or with --all a service taken out\nby drain --all. Each removes its own drain only: what the other still drains is named.",
 		func(string) (string, error) { return "", nil })
 }
 
@@ -78,20 +83,31 @@ func runSetWeight(ctx context.Context, args []string, stdout, _ io.Writer) error
 // optional third argument (the weight) to the JSON value to set, or "" to
 // clear the property.
 func propertyCommand(ctx context.Context, args []string, stdout io.Writer, name, summary string, value func(arg string) (string, error)) error {
-	argsUsage, prop, maxArgs := "<service> <id>", catalog.PropDisabled, 2
+	prop, minArgs, maxArgs := catalog.PropDisabled, 2, 2
 	if name == "set-weight" {
-		argsUsage, prop, maxArgs = "<service> <id> (<weight> | --clear)", catalog.PropWeight, 3
+		prop, maxArgs = catalog.PropWeight, 3
 	}
-	fs := newFlagSet(name, argsUsage, summary)
+	fs := newFlagSet(name, summary)
 	f := addCommonFlags(fs, true)
-	force := fs.Bool("force", false, "act even if no such instance is registered now (e.g. before it starts)")
-	var clear bool
+	force := fs.Bool("force", false, "act even if no such instance (or service) is registered now (e.g. before it starts)")
+	var clear, all bool
 	if name == "set-weight" {
 		fs.BoolVar(&clear, "clear", false, "remove the weight override")
+	} else {
+		fs.BoolVar(&all, "all", false, "the whole service: give only <service>")
 	}
-	pos, err := parseArgs(fs, args, 2, maxArgs, stdout)
+	pos, err := parseArgs(fs, args, 0, maxArgs, stdout)
 	if err != nil {
 		return err
+	}
+	if all {
+		minArgs, maxArgs = 1, 1
+	}
+	switch {
+	case len(pos) > maxArgs:
+		return usageError{fmt.Errorf("--all takes the service only, got %q", pos)}
+	case len(pos) < minArgs:
+		return usageError{fmt.Errorf("want %d argument(s), got %d: %q", minArgs, len(pos), pos)}
 	}
 	if err := f.check(); err != nil {
 		return err
@@ -110,7 +126,10 @@ func propertyCommand(ctx context.Context, args []string, stdout io.Writer, name,
 	if err != nil {
 		return err
 	}
-	service, id := pos[0], pos[1]
+	service, id := pos[0], ""
+	if !all {
+		id = pos[1]
+	}
 	c, cat, err := f.catalog(ctx)
 	if err != nil {
 		return err
@@ -134,16 +153,34 @@ func propertyCommand(ctx context.Context, args []string, stdout io.Writer, name,
 	if err != nil {
 		return err
 	}
+	var still []catalog.Property
+	if name == "undrain" {
+		if still, err = stillDrained(rctx, cat, service, id); err != nil {
+			return err
+		}
+	}
 	yes, no := honouredBy, notHonouredBy
 	if prop == catalog.PropWeight {
 		yes, no = weightHonouredBy, weightNotHonouredBy
 	}
 	if f.json() {
-		return writeJSON(stdout, propertyChange{Service: service, ID: id, Property: prop, Value: v, HonouredBy: yes, NotHonouredBy: no})
+		return writeJSON(stdout, propertyChange{Service: service, ID: id, Property: prop, Value: v, StillDrained: still, HonouredBy: yes, NotHonouredBy: no})
 	}
 	switch {
+	case name == "drain" && all:
+		fmt.Fprintf(stdout, "drained service %s as a whole: its instances, present and future, out of rotation; processes keep running\n", service)
 	case name == "drain":
 		fmt.Fprintf(stdout, "drained %s/%s: out of rotation; its process keeps running\n", service, id)
+	case name == "undrain" && len(still) > 0 && all:
+		ids := make([]string, len(still))
+		for i, p := range still {
+			ids[i] = p.ID
+		}
+		fmt.Fprintf(stdout, "undrained service %s as a whole: back in rotation, but instances drained on their own stay out: %s\n", service, strings.Join(ids, ", "))
+	case name == "undrain" && len(still) > 0:
+		fmt.Fprintf(stdout, "undrained %s/%s: its own drain removed, but it stays out while service %s is drained as a whole (undrain --all %s)\n", service, id, service, service)
+	case name == "undrain" && all:
+		fmt.Fprintf(stdout, "undrained service %s as a whole: back in rotation\n", service)
 	case name == "undrain":
 		fmt.Fprintf(stdout, "undrained %s/%s: back in rotation\n", service, id)
 	case v == "":
@@ -155,13 +192,31 @@ func propertyCommand(ctx context.Context, args []string, stdout io.Writer, name,
 	return nil
 }
 
-// checkRegistered fails unless service has an instance id, to catch typos.
-func checkRegistered(ctx context.Context, cat *catalog.Catalog, service, id string) error {
-	instances, err := cat.GetService(ctx, service)
-	if errors.Is(err, catalog.ErrBadName) {
-		return usageError{err}
-	}
+// stillDrained returns, after an undrain of instance id (or of the whole
+// service when id is empty), the drains that keep it out of rotation: the
+// service's own, or the instances' own.
+func stillDrained(ctx context.Context, cat *catalog.Catalog, service, id string) ([]catalog.Property, error) {
+	props, err := cat.Properties(ctx, service)
 	if err != nil {
+		return nil, err
+	}
+	var out []catalog.Property
+	for _, p := range props {
+		if p.Name == catalog.PropDisabled && p.Value == "true" && (id == "") != (p.ID == "") {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// checkRegistered fails unless service has an instance id (any instance
+// when id is empty), to catch typos.
+func checkRegistered(ctx context.Context, cat *catalog.Catalog, service, id string) error {
+	instances, err := getService(ctx, cat, service)
+	if errors.As(err, new(noServiceError)) {
+		return fmt.Errorf("%w (use --force to set it anyway)", err)
+	}
+	if err != nil || id == "" {
 		return err
 	}
 	for _, inst := range instances {

@@ -27,8 +27,8 @@ type listedInstance struct {
 // runList lists the instances of one service, or of the services whose
 // names start with a prefix ("app*"), with the properties applied.
 func runList(ctx context.Context, args []string, stdout, _ io.Writer) error {
-	fs := newFlagSet("list", "[<service> | <prefix>*]",
-		"List the instances of a service, of the services whose names start with prefix, or of all,\nwith their effective weight and whether an operator drained them.")
+	fs := newFlagSet("list",
+		"List the instances of a service, of the services whose names start with prefix, or of all,\nwith their effective weight and whether an operator drained them. A service with no\ninstance is an error (exit 1); a prefix that matches none lists nothing.")
 	f := addCommonFlags(fs, true)
 	pos, err := parseArgs(fs, args, 0, 1, stdout)
 	if err != nil {
@@ -58,7 +58,7 @@ func runList(ctx context.Context, args []string, stdout, _ io.Writer) error {
 			props, err = cat.Properties(rctx, "")
 		}
 	default:
-		instances, err = cat.GetService(rctx, name)
+		instances, err = getService(rctx, cat, name)
 		if err == nil {
 			props, err = cat.Properties(rctx, name)
 		}

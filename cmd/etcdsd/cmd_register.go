@@ -13,7 +13,7 @@ import (
 // runRegister puts a key under a lease, keeps it alive until interrupted,
 // then deletes it.
 func runRegister(ctx context.Context, args []string, stdout, _ io.Writer) error {
-	fs := newFlagSet("register", "--key <key> --value <value>",
+	fs := newFlagSet("register",
 		"Register a key under a lease and keep it alive until interrupted (Ctrl-C or SIGTERM),\nthen deregister it. The lease is granted again and the key put back if it is lost.\nHere --key is the etcd key; give a TLS client key with --tls-key.")
 	f := addCommonFlags(fs, false)
 	var key, value string

@@ -8,7 +8,7 @@ import (
 
 // runServices lists every service with its number of instances.
 func runServices(ctx context.Context, args []string, stdout, _ io.Writer) error {
-	fs := newFlagSet("services", "", "List every service with its number of instances (one keys-only read).")
+	fs := newFlagSet("services", "List every service with its number of instances (one keys-only read).")
 	f := addCommonFlags(fs, true)
 	if _, err := parseArgs(fs, args, 0, 0, stdout); err != nil {
 		return err

@@ -9,9 +9,12 @@
 //	etcdsd watch [name|prefix*] typed instance and property events, live
 //	etcdsd register --key K --value V [--ttl 9s]
 //	etcdsd drain|undrain <name> <id>
+//	etcdsd drain|undrain --all <name>
 //	etcdsd set-weight <name> <id> (<weight> | --clear)
 //
-// Common flags: --endpoints (default $ETCD_ENDPOINTS or 127.0.0.1:2379),
+// Common flags, before or after the command (given on both sides, the one
+// after wins): --endpoints (default $ETCD_ENDPOINTS or 127.0.0.1:2379),
 // --cacert/--cert/--key, --user/--password, --timeout, -o table|json.
-// Exit codes: 0 success, 1 failure, 2 bad usage.
+// Errors are one line on stderr. Exit codes: 0 success, 1 failure, 2 bad
+// usage.
 package main

@@ -55,6 +55,7 @@ func addCommonFlags(fs *flag.FlagSet, keyIsTLS bool) *commonFlags {
 	fs.StringVar(&f.password, "password", "", "etcd password")
 	fs.DurationVar(&f.timeout, "timeout", defaultTimeout, "bound for connecting to etcd and for each request")
 	fs.StringVar(&f.output, "o", "table", "output format: table or json")
+	fs.StringVar(&f.output, "output", "table", "same as -o")
 	fs.StringVar(&f.root, "root", catalog.DefaultRoot, "prefix under which instances live")
 	fs.StringVar(&f.propsRoot, "properties-root", catalog.DefaultPropertiesRoot, "prefix under which properties live")
 	return f
@@ -73,6 +74,25 @@ func (f *commonFlags) check() error {
 	}
 	if f.password != "" && f.user == "" {
 		return usageError{errors.New("--password given without --user")}
+	}
+	if (f.cert == "") != (f.tlsKey == "") {
+		return usageError{errors.New("--cert and --key (--tls-key) go together")}
+	}
+	// The library names the files by its options (CACert, Key); say the
+	// flag instead.
+	for _, file := range []struct{ flag, path string }{{"--cacert", f.cacert}, {"--cert", f.cert}, {"--key", f.tlsKey}} {
+		if file.path == "" {
+			continue
+		}
+		r, err := os.Open(file.path)
+		if err != nil {
+			var pe *os.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return fmt.Errorf("%s %q: %w", file.flag, file.path, err)
+		}
+		r.Close()
 	}
 	return nil
 }
@@ -116,6 +136,9 @@ func (f *commonFlags) catalog(ctx context.Context) (*etcdv3.EtcdClient, *catalog
 	cat, err := catalog.New(c, catalog.WithRoot(f.root), catalog.WithPropertiesRoot(f.propsRoot))
 	if err != nil {
 		c.Close()
+		if inner := errors.Unwrap(err); inner != nil {
+			err = inner // "root "x" must end with "/"", without "catalog: new: "
+		}
 		return nil, nil, usageError{err}
 	}
 	return c, cat, nil
@@ -123,11 +146,11 @@ func (f *commonFlags) catalog(ctx context.Context) (*etcdv3.EtcdClient, *catalog
 
 // newFlagSet returns a flag set whose -h prints the command's usage line,
 // what it does, and its flags.
-func newFlagSet(name, argsUsage, summary string) *flag.FlagSet {
+func newFlagSet(name, summary string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.Usage = func() {
 		w := fs.Output()
-		fmt.Fprintf(w, "Usage: etcdsd %s [flags] %s\n\n%s\n\nFlags:\n", name, argsUsage, summary)
+		fmt.Fprintf(w, "%s\n\n%s\n\nFlags (the common ones may also come before the command):\n", usageLine(name), summary)
 		fs.PrintDefaults()
 	}
 	return fs
@@ -152,9 +175,9 @@ func parseArgs(fs *flag.FlagSet, args []string, minArgs, maxArgs int, stdout io.
 	}
 	switch {
 	case len(positional) < minArgs:
-		return nil, usageError{fmt.Errorf("want %d argument(s), got %d: %q (see -h)", minArgs, len(positional), positional)}
+		return nil, usageError{fmt.Errorf("want %d argument(s), got %d: %q", minArgs, len(positional), positional)}
 	case len(positional) > maxArgs:
-		return nil, usageError{fmt.Errorf("unexpected arguments %q (see -h)", positional[maxArgs:])}
+		return nil, usageError{fmt.Errorf("unexpected arguments %q", positional[maxArgs:])}
 	}
 	return positional, nil
 }

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -39,7 +41,80 @@ func TestCLIHelp(t *testing.T) {
 				t.Errorf("%s -h lacks %q:\n%s", c, want, r.stdout)
 			}
 		}
+		if h := etcdsd(t, "help", c).ok(t); h.stdout != r.stdout {
+			t.Errorf("help %s:\n%s\nwant what %s -h prints:\n%s", c, h.stdout, c, r.stdout)
+		}
 	}
+	for _, args := range [][]string{{"-h"}, {"--help"}, {"--timeout", "1s", "-h"}} {
+		r := etcdsd(t, args...).ok(t)
+		for _, want := range []string{"Usage: etcdsd <command>", "etcdsd [common flags] <command>", "-endpoints", "the one after wins"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("etcdsd %q lacks %q:\n%s", args, want, r.stdout)
+			}
+		}
+	}
+}
+
+// etcdctl takes its flags before or after the command; so does etcdsd,
+// and a flag given on both sides takes the value given after the command.
+func TestCLITakesCommonFlagsBeforeOrAfterTheCommand(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	cat := newCatalog(t, itestclient.New(t, srv.Endpoints()))
+	register(t, cat, catalog.Instance{Name: "api", ID: "api-1", Address: "10.0.0.1:8080"})
+	good := strings.Join(srv.Endpoints(), ",")
+	dead := deadEndpoint(t)
+
+	want := "SERVICE  INSTANCES\napi      1\n"
+	for _, args := range [][]string{
+		{"--endpoints", good, "services"},
+		{"--endpoints=" + good, "--timeout", "2s", "services"},
+		{"services", "--endpoints", good},
+		{"--endpoints", dead, "--timeout", "1s", "services", "--endpoints", good},
+	} {
+		if r := etcdsd(t, args...).ok(t); r.stdout != want {
+			t.Errorf("etcdsd %q:\n%s\nwant:\n%s", args, r.stdout, want)
+		}
+	}
+	r := etcdsd(t, "--endpoints", good, "--timeout", "1s", "services", "--endpoints", dead)
+	if r.code != 1 || !strings.Contains(r.stderr, dead) {
+		t.Errorf("endpoints after the command not taken: exit %d, stderr %q; want exit 1 naming %s", r.code, r.stderr, dead)
+	}
+	r = etcdsd(t, "-o", "json", "--endpoints", good, "list", "api").ok(t)
+	if !strings.HasPrefix(r.stdout, "[") || !strings.Contains(r.stdout, `"address": "10.0.0.1:8080"`) {
+		t.Errorf("-o json before list: %q", r.stdout)
+	}
+	r = etcdsd(t, "--output", "json", "--endpoints", good, "services", "-o", "table").ok(t)
+	if r.stdout != want {
+		t.Errorf("-o table after --output json before: %q", r.stdout)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-o", "yaml", "--endpoints", good, "services"}, `-o "yaml": want table or json`},
+		{[]string{"--force", "drain", "api", "api-1"}, "flag provided but not defined: -force (only the common flags may come before the command)"},
+		{[]string{"--endpoints", good}, "no command after the flags"},
+		{[]string{"--endpoints", good, "nosuch"}, `unknown command "nosuch"`},
+		{[]string{"help", "nosuch"}, `unknown command "nosuch"`},
+	} {
+		r := etcdsd(t, tc.args...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("etcdsd %q: exit %d, stderr %q; want exit 2 and %q", tc.args, r.code, r.stderr, tc.want)
+		}
+	}
+}
+
+// deadEndpoint returns a loopback address where nothing listens.
+func deadEndpoint(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
 }
 
 func TestCLIRejectsBadUsageWithExitCode2(t *testing.T) {
@@ -72,12 +147,7 @@ func TestCLIRejectsBadUsageWithExitCode2(t *testing.T) {
 }
 
 func TestCLIFailsFastOnUnreachableEtcd(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close() // nothing listens there now
+	addr := deadEndpoint(t)
 	for _, args := range [][]string{
 		{"services"},
 		{"list", "app"},
@@ -301,4 +371,166 @@ func TestCLIDrainRemovesInstanceFromEndpointerTrafficWithinASecond(t *testing.T)
 		t.Fatal("key still in etcd after register was interrupted")
 	}
 	itest.Eventually(t, time.Second, "only b after a deregistered", func() bool { return served("b:1", 20) })
+}
+
+// A service named on the command line that has no instance is an error
+// naming it and the root, on one line, for every command that changes or
+// lists it; watch waits for it, as etcdctl watches a key not there yet.
+func TestCLINamesAnUnknownService(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	raw := srv.Client(t)
+	cat := newCatalog(t, itestclient.New(t, srv.Endpoints()))
+	ep := "--endpoints=" + strings.Join(srv.Endpoints(), ",")
+	register(t, cat, catalog.Instance{Name: "api", ID: "api-1", Address: "10.0.0.1:8080"})
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"list", "nosuch"}, `etcdsd list: no service "nosuch" under /services/`},
+		{[]string{"list", "--root", "/other/", "api"}, `etcdsd list: no service "api" under /other/`},
+		{[]string{"drain", "nosuch", "a"}, `etcdsd drain: no service "nosuch" under /services/ (use --force to set it anyway)`},
+		{[]string{"undrain", "nosuch", "a"}, `etcdsd undrain: no service "nosuch" under /services/ (use --force to set it anyway)`},
+		{[]string{"set-weight", "nosuch", "a", "3"}, `etcdsd set-weight: no service "nosuch" under /services/ (use --force to set it anyway)`},
+		{[]string{"set-weight", "--clear", "nosuch", "a"}, `etcdsd set-weight: no service "nosuch" under /services/ (use --force to set it anyway)`},
+		{[]string{"drain", "api", "api-9"}, `etcdsd drain: service "api" has no instance "api-9" (use --force to set it anyway)`},
+	} {
+		r := etcdsd(t, append(tc.args, ep)...)
+		if r.code != 1 || r.stderr != tc.want+"\n" || r.stdout != "" {
+			t.Errorf("etcdsd %q: exit %d, stdout %q, stderr %q; want exit 1 and %q", tc.args, r.code, r.stdout, r.stderr, tc.want)
+		}
+	}
+	if r := etcdsd(t, "list", "nosuch*", ep).ok(t); strings.Count(r.stdout, "\n") != 1 {
+		t.Errorf("list of a prefix that matches nothing: %q, want the header only", r.stdout)
+	}
+	etcdsd(t, "drain", "--force", "nosuch", "a", ep).ok(t)
+
+	w := start(t, "watch", "later", ep)
+	w.line(t, 5*time.Second, "REVISION")
+	itest.Eventually(t, 5*time.Second, "a note that the service has no instance yet", func() bool {
+		return w.stderr.String() == "etcdsd watch: no service \"later\" under /services/ yet; watching for it\n"
+	})
+	rev := put(t, raw, cat.InstanceKey("later", "l-1"), "10.0.0.9:80")
+	if l := w.line(t, 5*time.Second, "10.0.0.9:80"); !strings.HasPrefix(l, strconv.FormatInt(rev, 10)+" ") {
+		t.Fatalf("watch of a service that appeared later: %q, want revision %d", l, rev)
+	}
+	if code, _ := w.interrupt(t); code != 0 {
+		t.Fatalf("watch exit code %d; stderr %s", code, w.stderr)
+	}
+}
+
+// drain --all takes every instance of a service out of rotation (the
+// service-wide property), undrain --all puts them back, and each undrain
+// names the drain that still keeps what it undrained out.
+func TestCLIDrainAllTakesAWholeServiceOutOfRotation(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	cat := newCatalog(t, itestclient.New(t, srv.Endpoints()))
+	ep := "--endpoints=" + strings.Join(srv.Endpoints(), ",")
+	const svc = "whole"
+	register(t, cat, catalog.Instance{Name: svc, ID: "w-1", Address: "10.0.0.1:80"})
+	register(t, cat, catalog.Instance{Name: svc, ID: "w-2", Address: "10.0.0.2:80"})
+	in := newInstancer(t, cat, svc)
+	waitState(t, in, 5*time.Second, "10.0.0.1:80", "10.0.0.2:80")
+
+	r := etcdsd(t, "drain", "--all", svc, ep).ok(t)
+	for _, want := range []string{"drained service whole as a whole: its instances, present and future, out of rotation; processes keep running\n", "honoured by: etcdsd etcdv3.NewInstancer on the client of etcdv3.NewClient; etcdsd catalog Instancer;", "not by: go-kit's own sd/etcdv3"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Fatalf("drain --all: %q, want %q", r.stdout, want)
+		}
+	}
+	waitState(t, in, time.Second, nil...)
+	r = etcdsd(t, "list", svc, ep).ok(t)
+	if strings.Count(r.stdout, " drained ") != 2 {
+		t.Fatalf("list after drain --all:\n%s\nwant both drained", r.stdout)
+	}
+
+	etcdsd(t, "drain", svc, "w-2", ep).ok(t)
+	r = etcdsd(t, "undrain", "--all", svc, ep).ok(t)
+	if !strings.HasPrefix(r.stdout, "undrained service whole as a whole: back in rotation, but instances drained on their own stay out: w-2\n") {
+		t.Fatalf("undrain --all with w-2 drained on its own: %q", r.stdout)
+	}
+	waitState(t, in, time.Second, "10.0.0.1:80")
+
+	r = etcdsd(t, "drain", "--all", svc, "-o", "json", ep).ok(t)
+	var change map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &change); err != nil || change["service"] != svc || change["value"] != "true" || change["id"] != nil {
+		t.Fatalf("drain --all -o json = %s (%v); want no id", r.stdout, err)
+	}
+	r = etcdsd(t, "undrain", svc, "w-2", ep).ok(t)
+	if !strings.HasPrefix(r.stdout, "undrained whole/w-2: its own drain removed, but it stays out while service whole is drained as a whole (undrain --all whole)\n") {
+		t.Fatalf("undrain of an instance of a drained service: %q", r.stdout)
+	}
+	etcdsd(t, "drain", svc, "w-2", ep).ok(t)
+	r = etcdsd(t, "undrain", svc, "w-2", "-o", "json", ep).ok(t)
+	var undrained struct {
+		ID           string
+		StillDrained []catalog.Property
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &undrained); err != nil || undrained.ID != "w-2" ||
+		len(undrained.StillDrained) != 1 || undrained.StillDrained[0] != (catalog.Property{Service: svc, Name: "disabled", Value: "true"}) {
+		t.Fatalf("undrain -o json = %s (%v); want stillDrained naming the service's drain", r.stdout, err)
+	}
+	waitState(t, in, time.Second, nil...)
+	r = etcdsd(t, "undrain", "--all", svc, ep).ok(t)
+	if !strings.HasPrefix(r.stdout, "undrained service whole as a whole: back in rotation\n") {
+		t.Fatalf("undrain --all: %q", r.stdout)
+	}
+	waitState(t, in, time.Second, "10.0.0.1:80", "10.0.0.2:80")
+
+	r = etcdsd(t, "drain", "--all", "nosuch", ep)
+	if r.code != 1 || r.stderr != "etcdsd drain: no service \"nosuch\" under /services/ (use --force to set it anyway)\n" {
+		t.Fatalf("drain --all of an unknown service: exit %d, stderr %q", r.code, r.stderr)
+	}
+	etcdsd(t, "drain", "--all", "--force", "nosuch", ep).ok(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"drain", "--all", svc, "w-1"}, `--all takes the service only, got ["whole" "w-1"]`},
+		{[]string{"undrain", "--all"}, "want 1 argument(s), got 0"},
+		{[]string{"drain"}, "want 2 argument(s), got 0"},
+		{[]string{"set-weight", "--all", svc, "3"}, "flag provided but not defined: -all"},
+	} {
+		r := etcdsd(t, append(tc.args, ep)...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("etcdsd %q: exit %d, stderr %q; want exit 2 and %q", tc.args, r.code, r.stderr, tc.want)
+		}
+	}
+}
+
+// What reaches stderr is one short line naming the operation, the bad
+// value and the cause, without the library's layers of wrapping; a usage
+// error is followed by the command's usage line.
+func TestCLIErrorsAreOneShortLine(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	ep := "--endpoints=" + strings.Join(srv.Endpoints(), ",")
+	dead := deadEndpoint(t)
+	missing := filepath.Join(t.TempDir(), "missing.pem")
+	const drainUsage = `Usage: etcdsd drain [flags] (<service> <id> | --all <service>); "etcdsd drain -h" for more`
+	for _, tc := range []struct {
+		args   []string
+		code   int
+		stderr string
+	}{
+		{[]string{"services", "--endpoints", dead, "--timeout", "1s"}, 1,
+			"etcdsd services: etcd at [" + dead + "]: no endpoint answered within dial timeout 1s\n"},
+		{[]string{"drain", "app", "a", "--endpoints", dead, "--timeout", "1s"}, 1,
+			"etcdsd drain: etcd at [" + dead + "]: no endpoint answered within dial timeout 1s\n"},
+		{[]string{"list", "app", ep, "--cacert", missing}, 1,
+			"etcdsd list: --cacert " + strconv.Quote(missing) + ": no such file or directory\n"},
+		{[]string{"drain", "--force", "a/b", "c", ep}, 2,
+			"etcdsd drain: service name \"a/b\" contains \"/\"\n" + drainUsage + "\n"},
+		{[]string{"set-weight", "--force", "app", "a", "0", ep}, 2,
+			"etcdsd set-weight: weight value \"0\" is not an integer in [1, 1048576]\n" +
+				`Usage: etcdsd set-weight [flags] <service> <id> (<weight> | --clear); "etcdsd set-weight -h" for more` + "\n"},
+		{[]string{"list", "--root", "/services", ep}, 2,
+			"etcdsd list: root \"/services\" must end with \"/\"\n" +
+				`Usage: etcdsd list [flags] [<service> | <prefix>*]; "etcdsd list -h" for more` + "\n"},
+		{[]string{"drain", "app", ep}, 2, "etcdsd drain: want 2 argument(s), got 1: [\"app\"]\n" + drainUsage + "\n"},
+	} {
+		r := etcdsd(t, tc.args...)
+		if r.code != tc.code || r.stderr != tc.stderr {
+			t.Errorf("etcdsd %q: exit %d, stderr\n%s\nwant exit %d and\n%s", tc.args, r.code, r.stderr, tc.code, tc.stderr)
+		}
+	}
 }

@@ -1,0 +1,85 @@
+package catalog
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/go-kit/log"
+
+	"github.com/etcdsd/etcdsd/internal/pipeline"
+)
+
+// The batches a Mirror hands its Feed across an outage (the first
+// snapshot, Fail, the fresh snapshot) and a compaction (a snapshot with no
+// Fail before it) become these events: Recovered once per Err, first,
+// carrying the fresh snapshot's revision, then the net difference. (The
+// observer runs on the caller: pump takes each batch at once.)
+func TestWatchSignalsRecoveryOnceAfterEachOutage(t *testing.T) {
+	testRecoveries(t, true)
+}
+
+// Without WatchRecoveries, a reader written before it sees no new kind of
+// event: the same batches give no Recovered event.
+func TestWatchSendsNoRecoveredEventUnlessAsked(t *testing.T) {
+	testRecoveries(t, false)
+}
+
+func testRecoveries(t *testing.T, recoveries bool) {
+	l, err := newLayout(DefaultRoot, DefaultPropertiesRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &watch{ctx: ctx, layout: l, logger: log.NewNopLogger(), recoveries: recoveries, updates: make(chan []Event), out: make(chan Event), pumped: make(chan struct{})}
+	go w.pump()
+	defer func() { cancel(); <-w.pumped }()
+	feed := pipeline.NewFeed(pipeline.WithParser(l.decodeInstance), pipeline.WithObserver(w.handler(KindInstance)))
+	key := l.instanceKey("app", "a")
+
+	type want struct {
+		rev       int64
+		err       bool
+		recovered bool
+		address   string
+	}
+	expect := func(what string, wants ...want) {
+		t.Helper()
+		for _, wt := range wants {
+			if wt.recovered && !recoveries {
+				continue
+			}
+			select {
+			case ev := <-w.out:
+				got := want{rev: ev.Revision, err: ev.Err != nil, recovered: ev.Recovered}
+				if ev.Instance != nil {
+					got.address = ev.Instance.Address
+				}
+				if got != wt || ev.Kind != KindInstance {
+					t.Fatalf("%s: event %+v, want %+v", what, ev, wt)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("%s: no event, want %+v", what, wt)
+			}
+		}
+		select {
+		case ev := <-w.out:
+			t.Fatalf("%s: unexpected event %+v", what, ev)
+		default:
+		}
+	}
+
+	feed.Reset(2, []pipeline.KV{{Key: key, Value: "10.0.0.1:80", ModRev: 2}}, true)
+	expect("first snapshot", want{rev: 2, address: "10.0.0.1:80"})
+	feed.Fail(errors.New("etcd unreachable"))
+	expect("outage", want{rev: 2, err: true})
+	feed.Reset(5, []pipeline.KV{{Key: key, Value: "10.0.0.2:80", ModRev: 4}}, false)
+	expect("recovery", want{rev: 5, recovered: true}, want{rev: 4, address: "10.0.0.2:80"})
+	feed.Fail(errors.New("etcd unreachable"))
+	expect("second outage", want{rev: 5, err: true})
+	feed.Reset(5, []pipeline.KV{{Key: key, Value: "10.0.0.2:80", ModRev: 4}}, false)
+	expect("recovery with nothing changed", want{rev: 5, recovered: true})
+	feed.Reset(7, []pipeline.KV{{Key: key, Value: "10.0.0.3:80", ModRev: 6}}, false)
+	expect("compaction: a resync without an outage", want{rev: 6, address: "10.0.0.3:80"})
+}
