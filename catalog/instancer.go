@@ -28,7 +28,7 @@ import (
 // that etcdv3.NewInstancer applies too, on the client etcdv3.NewClient
 // returns: for the same service and layout, both see the same instances.
 type Instancer struct {
-	out     *pipeline.Feed // the instances with the properties applied
+	out     *pipeline.Feed // the instances, seen with the properties applied
 	mirrors []*pipeline.Mirror
 }
 

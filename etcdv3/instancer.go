@@ -96,7 +96,7 @@ func newInstancer(ctx context.Context, c Client, prefix string, logger log.Logge
 		ov := property.NewOverlay(prefix, propsPrefix, pipeline.ParseValue, logger, pipeline.WithMetrics(metrics))
 		feed = ov.Instances()
 		s.cache = feed
-		// The properties first: the overlay holds the instances until it
+		// The properties first: the overlay hides the instances until it
 		// has read them, so that the first state already honours them.
 		pm, err := followProperties(ctx, start, c, ov, propsPrefix, logger, minBackoff, maxBackoff)
 		if err != nil {
