@@ -167,6 +167,14 @@ func TestClosingTheClientConnStopsTheResolver(t *testing.T) {
 		}
 		conn.Close()
 	}
+	if s.etcd.External() {
+		// Through ETCD_ENDPOINTS every call goes through etcdtest's
+		// namespace proxy, which runs in this process and starts and keeps
+		// goroutines of its own (leases, shared watches) for the test's
+		// client: the difference below would count them. The embedded run
+		// makes the check.
+		t.Skip("the goroutine check needs an embedded etcd: with ETCD_ENDPOINTS the in-process namespace proxy adds goroutines of its own")
+	}
 	// Every goroutine the five ClientConns started (resolver, Instancer,
 	// watch, connections) has ended, while etcd and the servers still run.
 	if err := goleak.Find(before); err != nil {
