@@ -34,13 +34,15 @@ type fixture struct {
 }
 
 // newFixture starts etcd and a console on it; writes are allowed with
-// testToken when allowWrites.
-func newFixture(t *testing.T, allowWrites bool) *fixture {
+// testToken when allowWrites. Registrations have a 3 s lease unless opts
+// say otherwise.
+func newFixture(t *testing.T, allowWrites bool, opts ...catalog.Option) *fixture {
 	t.Helper()
 	f := &fixture{etcd: etcdtest.NewServer(t)}
 	f.raw = f.etcd.Client(t)
 	f.client = itestclient.New(t, f.etcd.Endpoints())
-	cat, err := catalog.New(f.client, catalog.WithTTL(time.Second, 3*time.Second), catalog.WithLogger(itest.Logger(t)))
+	opts = append([]catalog.Option{catalog.WithTTL(time.Second, 3*time.Second), catalog.WithLogger(itest.Logger(t))}, opts...)
+	cat, err := catalog.New(f.client, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,6 +34,11 @@ function h(tag, attrs, ...children) {
   return el;
 }
 
+// put replaces el's children, skipping null, undefined and false ones.
+function put(el, ...children) {
+  el.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+}
+
 const $ = (id) => document.getElementById(id);
 const plural = (n, one, many) => `${n} ${n === 1 ? one : many || one + "s"}`;
 const clock = (ms) => new Date(ms).toLocaleTimeString([], {hour12: false});
@@ -94,7 +99,7 @@ function route() {
   state.view = null;
   state.leases = null;
   state.rows = new Map();
-  $("view").replaceChildren(h("p", {class: "empty"}, "Loading…"));
+  put($("view"), h("p", {class: "empty"}, "Loading…"));
   renderCrumbs();
   document.title = (state.service ? state.service + " · " : "") + "etcdsd console";
   connect();
@@ -128,7 +133,7 @@ function rerender() {
 
 function renderHeader() {
   const c = state.config;
-  $("meta").replaceChildren("etcd ", h("code", {}, (c.endpoints || []).join(", ") || "?"),
+  put($("meta"), "etcd ", h("code", {}, (c.endpoints || []).join(", ") || "?"),
     "  ·  instances ", h("code", {}, c.root), "  ·  properties ", h("code", {}, c.propertiesRoot));
   const mode = $("mode");
   if (!c.allowWrites) {
@@ -157,8 +162,8 @@ function renderBanner(etcd) {
 
 function renderCrumbs() {
   const c = $("crumbs");
-  if (!state.service) { c.replaceChildren("Services"); return; }
-  c.replaceChildren(h("a", {href: "/", "data-nav": true}, "Services"), h("span", {class: "sep"}, "/"), state.service);
+  if (!state.service) { put(c, "Services"); return; }
+  put(c, h("a", {href: "/", "data-nav": true}, "Services"), h("span", {class: "sep"}, "/"), state.service);
 }
 
 // --- overview -------------------------------------------------------------
@@ -172,7 +177,7 @@ function renderOverview() {
     h("div", {}, h("h1", {}, "Services"),
       h("p", {class: "sub"}, `${plural(v.services.length, "service")} · ${plural(total, "instance")} · ${drained} drained · etcd revision ${v.revision}`)));
   if (v.services.length === 0) {
-    $("view").replaceChildren(head, h("div", {class: "card"},
+    put($("view"), head, h("div", {class: "card"},
       h("p", {class: "empty"}, `No service under ${state.config.root} yet. This page updates as soon as one registers.`)));
     return;
   }
@@ -188,7 +193,7 @@ function renderOverview() {
     h("td", {class: "versions"}, versionChips(s.versions)),
     h("td", {class: "num"}, h("span", {class: "rev", title: "Last change to an instance or property of the service"}, s.revision ? "rev " + s.revision : "—")),
   ));
-  $("view").replaceChildren(head, h("div", {class: "card"}, h("table", {class: "grid services"},
+  put($("view"), head, h("div", {class: "card"}, h("table", {class: "grid services"},
     h("thead", {}, h("tr", {},
       h("th", {}, "Service"), h("th", {class: "num"}, "Instances"), h("th", {class: "num"}, "In rotation"),
       h("th", {class: "num"}, "Drained"), h("th", {class: "num", title: EJECTED_TIP}, "Ejected"),
@@ -252,7 +257,7 @@ function renderService() {
       v.properties.length ? h("p", {}, "Whole service: ", v.properties.map(propChip)) : null,
       (v.orphans || []).map((o) => h("p", {}, h("span", {class: "mono"}, o.id), h("span", {class: "muted"}, " (not registered now): "), o.properties.map(propChip)))));
   }
-  $("view").replaceChildren(head, stats, table, ...extra);
+  put($("view"), head, stats, table, ...extra);
   // Keep a focused weight input focused across the redraw.
   for (const row of rows.values()) if (row.focused) row.input.focus();
   for (const id of flashed) flash(rows.get(id).tr);
@@ -277,7 +282,7 @@ function newRow(id) {
   for (const name of ["instance", "version", "metadata", "weight", "state", "lease", "changed", "actions"]) {
     row.cells[name] = h("td", {class: name + (name === "weight" || name === "changed" ? " num" : "")});
   }
-  row.input = h("input", {type: "number", min: 1, max: 1048576, step: 1, placeholder: "weight", "aria-label": "weight of " + id});
+  row.input = h("input", {type: "number", min: 1, max: 1048576, step: 1, placeholder: "weight", title: "an integer from 1 to 1048576", "aria-label": "weight of " + id});
   row.input.addEventListener("focus", () => { row.focused = true; });
   row.input.addEventListener("blur", () => { row.focused = false; });
   row.input.addEventListener("keydown", (e) => { if (e.key === "Enter") row.setBtn.click(); });
@@ -306,21 +311,21 @@ function fillRow(row, inst, writes) {
   row.inst = inst;
   const c = row.cells;
   row.tr.className = inst.drained ? "is-drained" : "";
-  c.instance.replaceChildren(h("div", {class: "id", title: inst.key}, inst.id), h("div", {class: "addr"}, inst.address));
-  c.version.replaceChildren(inst.version ? h("span", {class: "chip ver"}, inst.version) : h("span", {class: "muted"}, "—"));
+  put(c.instance, h("div", {class: "id", title: inst.key}, inst.id), h("div", {class: "addr"}, inst.address));
+  put(c.version, inst.version ? h("span", {class: "chip ver"}, inst.version) : h("span", {class: "muted"}, "—"));
   const md = Object.entries(inst.metadata || {}).sort(([a], [b]) => a.localeCompare(b));
-  c.metadata.replaceChildren(...(md.length ? md.map(([k, v]) => h("span", {class: "chip"}, `${k}=${v}`)) : [h("span", {class: "muted"}, "—")]),
+  put(c.metadata, ...(md.length ? md.map(([k, v]) => h("span", {class: "chip"}, `${k}=${v}`)) : [h("span", {class: "muted"}, "—")]),
     ...(inst.properties || []).map(propChip));
   const registered = inst.registeredWeight || 1;
-  c.weight.replaceChildren(h("span", {class: "weight"}, String(inst.weight)),
+  put(c.weight, h("span", {class: "weight"}, String(inst.weight)),
     inst.weightOverride ? h("span", {class: "set", title: `override set on the ${inst.weightOverride} at revision ${inst.weightRevision}; registered weight ${registered}`}, "set") : null);
   let badge;
   if (inst.drained && inst.drainedBy === "service") badge = h("span", {class: "badge drained", title: `the whole service is drained (revision ${inst.drainRevision})`}, "drained · service");
   else if (inst.drained) badge = h("span", {class: "badge drained", title: `drained at revision ${inst.drainRevision}; its process keeps running`}, "drained");
   else if (inst.pinned) badge = h("span", {class: "badge pinned", title: `its own disabled=false (revision ${inst.drainRevision}) keeps it in rotation while the service is drained`}, "up · pinned");
   else badge = h("span", {class: "badge up"}, "up");
-  c.state.replaceChildren(badge);
-  c.changed.replaceChildren(h("span", {class: "rev", title: `key ${inst.key} at revision ${inst.revision}` + (inst.changed !== inst.revision ? `; a property at revision ${inst.changed}` : "")}, "rev " + inst.changed));
+  put(c.state, badge);
+  put(c.changed, h("span", {class: "rev", title: `key ${inst.key} at revision ${inst.revision}` + (inst.changed !== inst.revision ? `; a property at revision ${inst.changed}` : "")}, "rev " + inst.changed));
   if (!writes) { c.actions.remove(); return; }
   if (!c.actions.isConnected) row.tr.append(c.actions);
   const byService = inst.drained && inst.drainedBy === "service";
@@ -342,11 +347,12 @@ function renderLeases() {
   for (const [id, row] of state.rows) {
     const l = state.leases.leases[id];
     const cell = row.cells.lease;
-    if (!l) { cell.replaceChildren(h("span", {class: "muted"}, "…")); continue; }
-    if (!l.id) { cell.replaceChildren(h("span", {class: "muted", title: "The key has no lease: it never expires"}, "no lease")); continue; }
+    cell.className = "lease";
+    if (!l) { put(cell, h("span", {class: "muted"}, "…")); continue; }
+    if (!l.id) { put(cell, h("span", {class: "muted", title: "The key has no lease: it never expires"}, "no lease")); continue; }
     if (l.error || l.ttl < 0) {
       cell.className = "lease gone";
-      cell.replaceChildren(h("span", {class: "t", title: l.error || `lease ${l.id} has expired`}, l.error ? "unknown" : "expired"));
+      put(cell, h("span", {class: "t", title: l.error || `lease ${l.id} has expired`}, l.error ? "unknown" : "expired"));
       continue;
     }
     const left = Math.max(0, Math.round(l.ttl - elapsed - l.age / 1000));
@@ -354,7 +360,7 @@ function renderLeases() {
     cell.className = "lease" + (frac < 0.34 ? " low" : "");
     const bar = h("span");
     bar.style.width = Math.round(frac * 100) + "%";
-    cell.replaceChildren(h("div", {class: "t", title: `lease ${l.id}, granted ${l.granted} s; kept alive by the registrar's heartbeats`}, `${left} s`, h("span", {class: "muted"}, ` / ${l.granted} s`)),
+    put(cell, h("div", {class: "t", title: `lease ${l.id}, granted ${l.granted} s; kept alive by the registrar's heartbeats`}, `${left} s`, h("span", {class: "muted"}, ` / ${l.granted} s`)),
       h("div", {class: "bar"}, bar));
   }
 }
@@ -368,13 +374,18 @@ function renderLog(entries) {
   if (empty) empty.remove();
   for (const e of entries) {
     const who = e.service ? (e.id ? `${e.service}/${e.id}` : e.service) : "";
-    const li = h("li", {class: "fresh", dataset: {seq: e.seq, action: e.action}},
-      h("span", {class: "r"}, e.revision ? "#" + e.revision : ""),
+    // The watches of instances and of properties deliver on their own, so
+    // entries arrive nearly but not exactly in revision order: place each
+    // by revision (an etcd error, which has none, at the top).
+    const order = e.revision || Number(list.firstElementChild?.dataset.order || 0);
+    const li = h("li", {class: "fresh", dataset: {seq: e.seq, action: e.action, order}},
+      h("div", {class: "r"}, h("div", {title: "etcd revision"}, e.revision ? "#" + e.revision : "—"), h("div", {class: "when"}, clock(e.time))),
       h("div", {class: "what"}, h("span", {class: "act " + e.action.replace(/ /g, "-")}, e.action),
-        who ? (e.service ? h("a", {class: "who", href: servicePath(e.service), "data-nav": true}, who) : h("span", {class: "who"}, who)) : null,
-        h("span", {class: "when"}, clock(e.time))),
+        who ? h("a", {class: "who", href: servicePath(e.service), "data-nav": true}, who) : null),
       e.detail ? h("div", {class: "detail"}, e.detail + (e.resync ? " (found by a resync)" : "")) : null);
-    list.prepend(li);
+    let after = list.firstElementChild;
+    while (after && Number(after.dataset.order) > order) after = after.nextElementSibling;
+    list.insertBefore(li, after);
     setTimeout(() => li.classList.remove("fresh"), 1500);
   }
   while (list.children.length > 200) list.lastChild.remove();
