@@ -36,6 +36,7 @@ func commands() []command {
 		{name: "drain", summary: "take an instance out of rotation; its process keeps running", run: runDrain},
 		{name: "undrain", summary: "put a drained instance back into rotation", run: runUndrain},
 		{name: "set-weight", summary: "override an instance's weight, or --clear the override", run: runSetWeight},
+		{name: "console", summary: "serve a live web console: services, instances, leases, changes; drain and weight", run: runConsole},
 	}
 }
 
