@@ -260,7 +260,7 @@ func TestBrowserDrainsByClickAndFollowsEtcdLive(t *testing.T) {
 	problems := pageProblems(t, ctx)
 
 	// The overview.
-	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1360, 860), chromedp.Navigate(base+"/#token="+testToken)); err != nil {
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1360, 660), chromedp.Navigate(base+"/#token="+testToken)); err != nil {
 		t.Fatal(err)
 	}
 	waitJS(t, ctx, 5*time.Second, "the overview lists api with 3 instances",

@@ -369,7 +369,8 @@ function renderLeases() {
 
 function renderLog(entries) {
   const list = $("log");
-  if (state.logReset) { list.replaceChildren(); state.logReset = false; }
+  const first = state.logReset; // what happened before the page opened is not news
+  if (first) { list.replaceChildren(); state.logReset = false; }
   const empty = list.querySelector(".empty");
   if (empty) empty.remove();
   for (const e of entries) {
@@ -378,7 +379,7 @@ function renderLog(entries) {
     // entries arrive nearly but not exactly in revision order: place each
     // by revision (an etcd error, which has none, at the top).
     const order = e.revision || Number(list.firstElementChild?.dataset.order || 0);
-    const li = h("li", {class: "fresh", dataset: {seq: e.seq, action: e.action, order}},
+    const li = h("li", {class: first ? "" : "fresh", dataset: {seq: e.seq, action: e.action, order}},
       h("div", {class: "r"}, h("div", {title: "etcd revision"}, e.revision ? "#" + e.revision : "—"), h("div", {class: "when"}, clock(e.time))),
       h("div", {class: "what"}, h("span", {class: "act " + e.action.replace(/ /g, "-")}, e.action),
         who ? h("a", {class: "who", href: servicePath(e.service), "data-nav": true}, who) : null),
@@ -386,7 +387,7 @@ function renderLog(entries) {
     let after = list.firstElementChild;
     while (after && Number(after.dataset.order) > order) after = after.nextElementSibling;
     list.insertBefore(li, after);
-    setTimeout(() => li.classList.remove("fresh"), 1500);
+    if (!first) setTimeout(() => li.classList.remove("fresh"), 1500);
   }
   while (list.children.length > 200) list.lastChild.remove();
   if (!list.firstChild) list.append(h("li", {class: "empty"}, "No change yet."));
