@@ -89,7 +89,9 @@ func runConsole(ctx context.Context, args []string, stdout, _ io.Writer) error {
 		fmt.Fprintf(stdout, "etcdsd console: %s\n", url)
 		fmt.Fprintln(stdout, "  read-only: start it with --allow-writes to drain and weight from the page")
 	}
-	fmt.Fprintf(stdout, "  watching %s and %s at %s; Ctrl-C to stop\n", cat.Root(), cat.PropertiesRoot(), strings.Join(f.endpointList(), ","))
+	if !f.json() {
+		fmt.Fprintf(stdout, "  watching %s and %s at %s; Ctrl-C to stop\n", cat.Root(), cat.PropertiesRoot(), strings.Join(f.endpointList(), ","))
+	}
 	return srv.Serve(ctx, l, *certFile, *keyFile)
 }
 

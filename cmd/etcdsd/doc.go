@@ -10,6 +10,8 @@
 //	etcdsd register --key K --value V [--ttl 9s]
 //	etcdsd drain|undrain <name> <id>
 //	etcdsd set-weight <name> <id> (<weight> | --clear)
+//	etcdsd console [--allow-writes] a live web console on 127.0.0.1:8090
+//	etcdsd demo --console       the demo with the console open
 //
 // Common flags: --endpoints (default $ETCD_ENDPOINTS or 127.0.0.1:2379),
 // --cacert/--cert/--key, --user/--password, --timeout, -o table|json.
