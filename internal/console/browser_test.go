@@ -335,11 +335,22 @@ func TestBrowserDrainsByClickAndFollowsEtcdLive(t *testing.T) {
 		t.Errorf("api-2 left the endpointer's rotation %v after the click, want within 1 s", out)
 	}
 
-	// An instance registered from outside appears without a reload.
+	// An instance registered from outside appears without a reload, and a
+	// weight being typed meanwhile survives the redraw.
+	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS(`tr[data-id="api-3"] input`), "7")); err != nil {
+		t.Fatal(err)
+	}
 	f.register(t, catalog.Instance{Name: "api", ID: "api-4", Version: "v2", Address: "10.0.0.4:8080", Metadata: map[string]string{"zone": "eu-west-1a"}})
 	registered := time.Now()
 	waitJS(t, ctx, time.Second, "api-4 appears", `document.querySelector('tr[data-id="api-4"] td.state')?.textContent === "up"`)
 	t.Logf("api-4, registered from the test, appeared on the page %v after its key was put", time.Since(registered).Round(time.Millisecond))
+	typing := `document.querySelector('tr[data-id="api-3"] input')`
+	if ok, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](typing+` === document.activeElement && `+typing+`.value === "7"`)); !ok {
+		t.Error("the weight being typed in api-3's row lost its focus or value when api-4 appeared")
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](typing+`.value = ""; `+typing+`.blur(); true`)); err != nil {
+		t.Fatal(err)
+	}
 	waitJS(t, ctx, 5*time.Second, "the event log shows the register, drain and weight with revisions",
 		`[...document.querySelectorAll('#log li')].map(li => li.dataset.action).join(",").startsWith("register,drain,weight")`)
 	waitJS(t, ctx, 5*time.Second, "api-4's lease TTL", `/^\d+ s/.test(document.querySelector('tr[data-id="api-4"] td.lease')?.textContent ?? "")`)

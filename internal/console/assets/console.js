@@ -232,6 +232,7 @@ function renderService() {
     h("div", {class: "card stat"}, h("div", {class: "k"}, "Versions"), h("div", {class: "v small"}, versionChips(s.versions))));
 
   // Rows are kept by id, so that a weight being typed survives updates.
+  const focused = document.activeElement;
   const tbody = h("tbody", {});
   const rows = new Map();
   for (const inst of v.instances) {
@@ -259,7 +260,7 @@ function renderService() {
   }
   put($("view"), head, stats, table, ...extra);
   // Keep a focused weight input focused across the redraw.
-  for (const row of rows.values()) if (row.focused) row.input.focus();
+  if (focused !== document.activeElement && [...rows.values()].some((r) => r.input === focused)) focused.focus();
   for (const id of flashed) flash(rows.get(id).tr);
   renderLeases();
 }
@@ -283,8 +284,6 @@ function newRow(id) {
     row.cells[name] = h("td", {class: name + (name === "weight" || name === "changed" ? " num" : "")});
   }
   row.input = h("input", {type: "number", min: 1, max: 1048576, step: 1, placeholder: "weight", title: "an integer from 1 to 1048576", "aria-label": "weight of " + id});
-  row.input.addEventListener("focus", () => { row.focused = true; });
-  row.input.addEventListener("blur", () => { row.focused = false; });
   row.input.addEventListener("keydown", (e) => { if (e.key === "Enter") row.setBtn.click(); });
   row.setBtn = h("button", {class: "btn", type: "button", "data-action": "set-weight"}, "Set");
   row.clearBtn = h("button", {class: "btn", type: "button", "data-action": "clear-weight"}, "Clear");
