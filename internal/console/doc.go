@@ -6,9 +6,10 @@
 // pipeline; no polling of etcd for instances or properties) into a model
 // that Server-Sent Events streams render, coalesced, to each browser. Its
 // controls call the catalog's property API, as the CLI's drain, undrain and
-// set-weight do. Lease TTLs are the one thing read on demand: the
-// service page asks for them every few seconds, and each distinct lease is
-// read at most once a second.
+// set-weight do. Lease TTLs are read on demand: the service page asks for
+// them every few seconds, and each distinct lease is read at most once a
+// second; and while the Watch reports an error, one key is read every 2 s
+// to tell when etcd answers again.
 //
 // It is safe by default: Listen refuses a non-loopback address without TLS
 // or an explicit insecure flag; the Server is read-only unless
