@@ -32,8 +32,10 @@ const demoPrefix = "/etcdsd-demo/services/greeter/"
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	endpoints := fs.String("endpoints", "", "comma-separated etcd endpoints to use instead of an embedded etcd (the restart step is then skipped)")
+	withConsole := fs.Bool("console", false, "serve the web console during the demo (its URL is printed), and keep it open --console-linger after, narrating the traffic")
+	linger := fs.Duration("console-linger", defaultLinger, "how long --console keeps serving after the demo")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: etcdsd demo [--endpoints host:port,...] [grpc]")
+		fmt.Fprintln(fs.Output(), "Usage: etcdsd demo [--endpoints host:port,...] [--console] [grpc]")
 		fmt.Fprintln(fs.Output(), "\nRegisters three HTTP services in etcd, discovers them, balances requests over")
 		fmt.Fprintln(fs.Output(), "them, shows failover and recovery from an etcd restart, then routes gRPC calls")
 		fmt.Fprintln(fs.Output(), "by version. \"demo grpc\" runs only the gRPC part.")
@@ -42,7 +44,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := parseFlags(fs, args, 1, stdout); err != nil {
 		return err
 	}
-	d := &demo{out: stdout}
+	d := &demo{out: stdout, consoleOn: *withConsole, linger: *linger}
 	switch fs.Arg(0) {
 	case "":
 	case "grpc":
@@ -61,7 +63,11 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return usageError{fmt.Errorf("--endpoints %q names no endpoint", *endpoints)}
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	timeout := 60 * time.Second
+	if d.consoleOn {
+		timeout += d.linger
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	return d.run(ctx)
 }
@@ -81,6 +87,9 @@ type demo struct {
 	registry  *prometheus.Registry // what /metrics serves
 	metricsAt string               // the /metrics URL
 	server    *http.Server         // serves /metrics
+	consoleOn bool                 // demo --console
+	linger    time.Duration        // how long the console stays after the demo
+	console   *demoConsole
 }
 
 func (d *demo) say(format string, args ...any) {
@@ -114,6 +123,11 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	d.say("Metrics of every client: %s (Prometheus text format).", d.metricsAt)
+	if d.consoleOn {
+		if err := d.startConsole(ctx); err != nil {
+			return err
+		}
+	}
 
 	d.section("Register three HTTP services")
 	// Each service gets its own client, as separate processes would.
@@ -172,6 +186,11 @@ func (d *demo) run(ctx context.Context) error {
 	d.section("Read the metrics")
 	if err := d.showMetrics(ctx); err != nil {
 		return err
+	}
+
+	if d.consoleOn {
+		d.section("Try the console")
+		d.lingerConsole(ctx, call)
 	}
 
 	d.section("Shut down")
@@ -300,6 +319,9 @@ func waitEvent(ctx context.Context, ch <-chan sd.Event, cond func(sd.Event) bool
 }
 
 func (d *demo) cleanup() {
+	if d.console != nil {
+		d.console.stop()
+	}
 	for _, g := range d.services {
 		if g.registrar != nil {
 			g.registrar.Deregister()

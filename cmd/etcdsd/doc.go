@@ -11,6 +11,8 @@
 //	etcdsd drain|undrain <name> <id>
 //	etcdsd drain|undrain --all <name>
 //	etcdsd set-weight <name> <id> (<weight> | --clear)
+//	etcdsd console [--allow-writes] a live web console on 127.0.0.1:8090
+//	etcdsd demo --console       the demo with the console open
 //
 // Common flags, before or after the command (given on both sides, the one
 // after wins): --endpoints (default $ETCD_ENDPOINTS or 127.0.0.1:2379),

@@ -39,6 +39,7 @@ func commands() []command {
 		{name: "drain", args: "(<service> <id> | --all <service>)", summary: "take an instance, or a whole service, out of rotation; processes keep running", run: runDrain},
 		{name: "undrain", args: "(<service> <id> | --all <service>)", summary: "put a drained instance, or service, back into rotation", run: runUndrain},
 		{name: "set-weight", args: "<service> <id> (<weight> | --clear)", summary: "override an instance's weight, or --clear the override", run: runSetWeight},
+		{name: "console", args: "[--allow-writes] [--listen host:port]", summary: "serve a live web console: services, instances, leases, changes; drain and weight", run: runConsole},
 	}
 }
 

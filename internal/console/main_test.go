@@ -1,0 +1,9 @@
+package console_test
+
+import (
+	"testing"
+
+	"github.com/etcdsd/etcdsd/etcdtest"
+)
+
+func TestMain(m *testing.M) { etcdtest.VerifyTestMain(m) }
