@@ -1,11 +1,9 @@
 package etcdv3
 
 import (
-	"bytes"
 	"errors"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -183,7 +181,7 @@ func TestNewTTLOptionRepairsAsGoKit(t *testing.T) {
 func TestRegisterWarnsOfARepairedTTLNamingBothValues(t *testing.T) {
 	f := newGoKitFake()
 	defer f.close()
-	var buf syncBuffer
+	var buf itest.Buffer
 	r := NewRegistrar(f, Service{Key: "/p/a", Value: "1:1", TTL: NewTTLOption(3*time.Second, 2*time.Second)}, log.NewLogfmtLogger(&buf))
 	r.Register()
 	defer r.Deregister()
@@ -202,7 +200,7 @@ func TestRegistrarLogsWhatGoKitLogsWithItsKeysInItsOrder(t *testing.T) {
 	f := newGoKitFake()
 	defer f.close()
 	f.regErr = errors.New("etcd down")
-	var buf syncBuffer
+	var buf itest.Buffer
 	r := NewRegistrar(f, Service{Key: "/p/a", Value: "1:1"}, log.NewLogfmtLogger(&buf))
 	r.Register()
 	if got, want := buf.String(), "key=/p/a value=1:1 err=\"etcd down\"\n"; got != want {
@@ -238,7 +236,7 @@ func TestRegistrarDeregisterWithoutRegisterDeletesTheKeyAsGoKit(t *testing.T) {
 	f := newGoKitFake()
 	defer f.close()
 	f.put("/p/a", "1:1") // left by an earlier run of the service
-	var buf syncBuffer
+	var buf itest.Buffer
 	r := NewRegistrar(f, Service{Key: "/p/a", Value: "1:1"}, log.NewLogfmtLogger(&buf))
 	r.Deregister()
 	if got, _ := f.GetEntries("/p/"); len(got) != 0 {
@@ -247,23 +245,4 @@ func TestRegistrarDeregisterWithoutRegisterDeletesTheKeyAsGoKit(t *testing.T) {
 	if got, want := buf.String(), "key=/p/a value=1:1 action=deregister\n"; got != want {
 		t.Fatalf("log = %q, want %q", got, want)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the registrar's retry goroutine and
-// the test to use at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -7,11 +7,11 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/etcdsd/etcdsd/internal/console"
+	"github.com/etcdsd/etcdsd/internal/itest"
 )
 
 func TestConsoleRefusesPlainHTTPBeyondLoopback(t *testing.T) {
@@ -31,24 +31,6 @@ func TestConsoleRefusesPlainHTTPBeyondLoopback(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestConsoleServesUntilInterrupted(t *testing.T) {
 	e, err := startEmbeddedEtcd()
 	if err != nil {
@@ -57,7 +39,7 @@ func TestConsoleServesUntilInterrupted(t *testing.T) {
 	defer e.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, errOut lockedBuffer
+	var out, errOut itest.Buffer
 	exited := make(chan int, 1)
 	go func() {
 		exited <- run(ctx, []string{"console", "--endpoints", e.Endpoint(), "--listen", "127.0.0.1:0", "--allow-writes", "-o", "json"}, &out, &errOut)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/etcdsd/etcdsd/internal/console"
+	"github.com/etcdsd/etcdsd/internal/itest"
 )
 
 // demo --console serves the console while the demo narrates; a drain sent
@@ -17,7 +18,7 @@ func TestDemoConsoleServesAndNarratesADrainClickedThere(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the demo takes about 15 s")
 	}
-	var out, errOut lockedBuffer
+	var out, errOut itest.Buffer
 	exited := make(chan int, 1)
 	go func() {
 		exited <- run(context.Background(), []string{"demo", "--console", "--console-linger", "4s"}, &out, &errOut)

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -210,7 +209,7 @@ func (r result) ok(t testing.TB) result {
 type proc struct {
 	cmd    *exec.Cmd
 	lines  chan string // closed when stdout ends
-	stderr *syncBuffer
+	stderr *itest.Buffer
 	waited bool
 	code   int
 }
@@ -225,7 +224,7 @@ func start(t testing.TB, args ...string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, lines: make(chan string, 1024), stderr: &syncBuffer{}}
+	p := &proc{cmd: cmd, lines: make(chan string, 1024), stderr: &itest.Buffer{}}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start etcdsd %q: %v", args, err)
@@ -297,22 +296,4 @@ func (p *proc) wait(t testing.TB) (int, []string) {
 		t.Fatalf("wait: %v", err)
 	}
 	return p.code, rest
-}
-
-// syncBuffer is a bytes.Buffer that a process writes while the test reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 
 	"github.com/etcdsd/etcdsd/etcdv3"
 	"github.com/etcdsd/etcdsd/instance"
+	"github.com/etcdsd/etcdsd/internal/itest"
 )
 
 // An HTTP service in a process of its own can be killed with SIGKILL: the
@@ -126,7 +126,7 @@ type process struct {
 	name, addr string
 	cmd        *exec.Cmd
 	exited     chan struct{} // closed once the child has exited and been waited for
-	stderr     lockedBuffer
+	stderr     itest.Buffer
 }
 
 // startProcess starts a child that serves name's HTTP service on a free
@@ -214,22 +214,4 @@ func (w *readyLine) Write(b []byte) (int, error) {
 			return len(b), nil
 		}
 	}
-}
-
-// lockedBuffer is a child's stderr, shown when it fails to start.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
