@@ -271,22 +271,32 @@ func TestPlainAndJSONValuesOfOneAddressShareTheEndpoint(t *testing.T) {
 	})
 }
 
-// An overlay of the operator's properties (etcdv3's and catalog's
-// Instancers) changes an instance's weight in the Feed and keeps its value:
-// the Weighted strategy follows, through the same endpoint.
+// The operator's properties (etcdv3's and catalog's Instancers) change an
+// instance's weight through the Feed's Filter and keep its value: the
+// Weighted strategy follows, through the same endpoint.
 func TestWeightChangeWithTheSameValueReweighsThroughTheSameEndpoint(t *testing.T) {
 	f := newFleet()
-	src := source(t).(*feedSource)
-	e := newEndpointer(t, src, f, WithStrategy(Weighted), WithSeed(7))
-	publish := func(key, value string, weight int) {
-		src.rev++
-		src.f.Publish(src.rev, time.Time{}, []pipeline.Change{{Op: pipeline.Put, Key: key, Value: value, Instance: instance.Instance{Address: value, Weight: weight}, Rev: src.rev}})
+	var mu sync.Mutex
+	weights := map[string]int{}
+	filter := func(key string, inst instance.Instance) (instance.Instance, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if w, ok := weights[key]; ok {
+			inst.Weight = w
+		}
+		return inst, true
 	}
-	publish("a", "a:1", 0)
-	publish("b", "b:1", 0)
+	src := &feedSource{f: pipeline.NewFeed(pipeline.WithFilter(filter))}
+	t.Cleanup(src.f.Stop)
+	e := newEndpointer(t, src, f, WithStrategy(Weighted), WithSeed(7))
+	src.put("a", "a:1")
+	src.put("b", "b:1")
 	waitLen(t, e, 2)
 
-	publish("a", "a:1", 9) // a plain value, weighted by an override
+	mu.Lock()
+	weights["a"] = 9 // a plain value, weighted by an override
+	mu.Unlock()
+	src.f.Refilter()
 	itest.Eventually(t, 5*time.Second, "a:1 with weight 9", func() bool {
 		return slices.ContainsFunc(e.Instances(), func(in instance.Instance) bool { return in.Address == "a:1" && in.Weight == 9 })
 	})
@@ -299,7 +309,10 @@ func TestWeightChangeWithTheSameValueReweighsThroughTheSameEndpoint(t *testing.T
 		t.Fatalf("a:1: factory called %d times, closed %d times; want the endpoint kept", f.factoryCalls("a:1"), f.get("a:1").closes.Load())
 	}
 
-	publish("a", "a:1", 0) // the override cleared
+	mu.Lock()
+	delete(weights, "a") // the override cleared
+	mu.Unlock()
+	src.f.Refilter()
 	itest.Eventually(t, 5*time.Second, "a:1 plain again", func() bool {
 		return slices.ContainsFunc(e.Instances(), func(in instance.Instance) bool { return in.Address == "a:1" && in.Weight == 0 })
 	})

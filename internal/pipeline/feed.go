@@ -75,8 +75,8 @@ type Filter func(key string, registered instance.Instance) (seen instance.Instan
 // observer (every batch, in order) and go-kit sd.Event channels (the full,
 // sorted instance list, kept only while such a channel is registered).
 //
-// One producer (a Mirror, or an overlay such as catalog's) calls Reset,
-// Apply and Fail, from one goroutine at a time. Consumers may call the other
+// One producer (a Mirror) calls Reset, Apply and Fail, from one goroutine
+// at a time; Refilter may come from another (see Refilter). Consumers may call the other
 // methods from any goroutine.
 type Feed struct {
 	parse   ParseFunc
@@ -165,7 +165,7 @@ func (f *Feed) Reset(rev int64, kvs []KV, first bool) {
 	fresh := make(map[string]struct{}, len(kvs))
 	for _, kv := range kvs {
 		fresh[kv.Key] = struct{}{}
-		if ch, ok := f.putLocked(kv.Key, kv.Value, nil, kv.ModRev); ok {
+		if ch, ok := f.putLocked(kv.Key, kv.Value, kv.ModRev); ok {
 			changes = append(changes, ch)
 		}
 	}
@@ -207,7 +207,7 @@ func (f *Feed) Apply(rev int64, raw []Change) {
 		}
 		switch ch.Op {
 		case Put:
-			if c, ok := f.putLocked(ch.Key, ch.Value, nil, ch.Rev); ok {
+			if c, ok := f.putLocked(ch.Key, ch.Value, ch.Rev); ok {
 				changes = append(changes, c)
 			}
 		case Delete:
@@ -225,35 +225,6 @@ func (f *Feed) Apply(rev int64, raw []Change) {
 	f.publishLocked(Batch{Rev: rev, Changes: changes, At: at}, len(changes) > 0 || f.err != nil)
 }
 
-// Publish applies changes whose Instance is already parsed, as an overlay
-// that computes instances has them: nothing is parsed again. Unlike Apply,
-// it takes changes at any revision. at is when they were taken in upstream
-// (the Batch.At the overlay received); zero means now.
-func (f *Feed) Publish(rev int64, at time.Time, changes []Change) {
-	if at.IsZero() {
-		at = time.Now()
-	}
-	f.mu.Lock()
-	out := make([]Change, 0, len(changes))
-	for _, ch := range changes {
-		switch ch.Op {
-		case Put:
-			inst := ch.Instance
-			if c, ok := f.putLocked(ch.Key, ch.Value, &inst, ch.Rev); ok {
-				out = append(out, c)
-			}
-		case Delete:
-			delete(f.bad, ch.Key)
-			if old, ok := f.state[ch.Key]; ok {
-				if c, ok := f.deleteLocked(ch.Key, old, ch.Rev); ok {
-					out = append(out, c)
-				}
-			}
-		}
-	}
-	f.publishLocked(Batch{Rev: max(rev, f.rev), Changes: out, At: at}, len(out) > 0 || f.err != nil)
-}
-
 // Fail records that etcd cannot be read. Consumers get one batch with Err
 // and keep what they have; the next Reset or Apply clears it.
 func (f *Feed) Fail(err error) {
@@ -266,30 +237,24 @@ func (f *Feed) Fail(err error) {
 }
 
 // putLocked stores value under key and returns the change consumers see,
-// if any. parsed is the instance of value when the caller has it; else
-// value is parsed, and one that does not parse is logged once and leaves
-// the key absent.
-func (f *Feed) putLocked(key, value string, parsed *instance.Instance, rev int64) (Change, bool) {
+// if any. A value that does not parse is logged once and leaves the key
+// absent.
+func (f *Feed) putLocked(key, value string, rev int64) (Change, bool) {
 	old, had := f.state[key]
-	if had && old.value == value && (parsed == nil || old.registered().Equal(*parsed)) {
+	if had && old.value == value {
 		return Change{}, false
 	}
-	var inst instance.Instance
-	if parsed != nil {
-		inst = *parsed
-	} else {
-		if bad, ok := f.bad[key]; ok && bad == value {
-			return Change{}, false
+	if bad, ok := f.bad[key]; ok && bad == value {
+		return Change{}, false
+	}
+	inst, err := f.parse(key, value)
+	if err != nil {
+		level.Error(f.logger).Log("msg", "skipping malformed instance", "key", key, "err", err)
+		f.bad[key] = value
+		if had {
+			return f.deleteLocked(key, old, rev)
 		}
-		var err error
-		if inst, err = f.parse(key, value); err != nil {
-			level.Error(f.logger).Log("msg", "skipping malformed instance", "key", key, "err", err)
-			f.bad[key] = value
-			if had {
-				return f.deleteLocked(key, old, rev)
-			}
-			return Change{}, false
-		}
+		return Change{}, false
 	}
 	delete(f.bad, key)
 	e := entry{value: value}

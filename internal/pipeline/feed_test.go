@@ -9,7 +9,6 @@ import (
 
 	"github.com/go-kit/kit/sd"
 
-	"github.com/etcdsd/etcdsd/instance"
 	"github.com/etcdsd/etcdsd/internal/itest"
 )
 
@@ -233,14 +232,15 @@ func (f *Feed) subscribers() int {
 	return len(f.events.subs)
 }
 
-// An overlay (etcdsd's properties) may publish a key's value again with a
-// different parsed instance, such as a weight override: Subscriptions get
-// the typed change, go-kit subscribers, whose values did not change, get
-// nothing.
-func TestFeedPublishOfTheSameValueWithAnotherInstanceSendsGoKitNothing(t *testing.T) {
-	c := NewFeed()
+// A Filter (etcdsd's properties) may change the instance consumers see of
+// a key without changing its value, as a weight override does:
+// Subscriptions get the typed change, go-kit subscribers, whose values did
+// not change, get nothing.
+func TestFeedRefilterOfTheSameValueWithAnotherInstanceSendsGoKitNothing(t *testing.T) {
+	o := newOverride()
+	c := NewFeed(WithFilter(o.filter))
 	defer c.Stop()
-	c.Publish(1, time.Time{}, []Change{{Op: Put, Key: "/a", Value: "a:1", Instance: instance.Instance{Address: "a:1"}}})
+	c.Apply(1, []Change{{Op: Put, Key: "/a", Value: "a:1", Rev: 1}})
 	ch := make(chan sd.Event, 4)
 	c.Register(ch)
 	recv(t, ch)
@@ -248,13 +248,14 @@ func TestFeedPublishOfTheSameValueWithAnotherInstanceSendsGoKitNothing(t *testin
 	defer sub.Close()
 	sub.Take()
 
-	c.Publish(2, time.Time{}, []Change{{Op: Put, Key: "/a", Value: "a:1", Instance: instance.Instance{Address: "a:1", Weight: 5}}})
+	o.set("/a", 5, false)
+	c.Refilter()
 	b := sub.Take()
 	if len(b.Changes) != 1 || b.Changes[0].Instance.Weight != 5 || b.Changes[0].Value != "a:1" || b.Changes[0].Prev != "a:1" {
 		t.Fatalf("subscription batch %+v, want the put of a:1 with weight 5", b)
 	}
 	noEvent(t, ch)
-	c.Publish(3, time.Time{}, []Change{{Op: Put, Key: "/a", Value: "a:1", Instance: instance.Instance{Address: "a:1", Weight: 5}}})
+	c.Refilter()
 	if b := sub.Take(); len(b.Changes) != 0 {
 		t.Fatalf("the same instance again gave %+v", b)
 	}

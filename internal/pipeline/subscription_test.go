@@ -3,8 +3,11 @@ package pipeline
 import (
 	"errors"
 	"slices"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/etcdsd/etcdsd/instance"
 )
 
 func put(key, value string, rev int64) Change {
@@ -150,25 +153,64 @@ func TestSubscriptionCloseStopsDelivery(t *testing.T) {
 	notReady(t, sub)
 }
 
-func TestFeedPublishTrustsParsedInstancesAndSkipsNoChange(t *testing.T) {
-	f := NewFeed()
+// override is a Filter whose hidden keys and weights the test sets, then
+// calls Refilter.
+type override struct {
+	mu     sync.Mutex
+	weight map[string]int
+	hidden map[string]bool
+}
+
+func newOverride() *override {
+	return &override{weight: map[string]int{}, hidden: map[string]bool{}}
+}
+
+func (o *override) filter(key string, inst instance.Instance) (instance.Instance, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if w, ok := o.weight[key]; ok {
+		inst.Weight = w
+	}
+	return inst, !o.hidden[key]
+}
+
+func (o *override) set(key string, weight int, hidden bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.weight[key], o.hidden[key] = weight, hidden
+}
+
+func TestFeedFilterDecidesWhatSubscribersSeeAndRefilterSendsOnlyChanges(t *testing.T) {
+	o := newOverride()
+	o.set("/a", 5, false)
+	f := NewFeed(WithFilter(o.filter))
 	defer f.Stop()
 	sub := f.Subscribe()
 	defer sub.Close()
 	take(t, sub)
-	c := Change{Op: Put, Key: "/a", Value: `{"address":"a:1"}`, Rev: 1}
-	c.Instance.Address, c.Instance.Weight = "a:1", 5 // as an overlay computed it
-	f.Publish(1, time.Time{}, []Change{c})
+	f.Apply(1, []Change{put("/a", `{"address":"a:1"}`, 1)})
 	b := take(t, sub)
-	if len(b.Changes) != 1 || b.Changes[0].Instance.Weight != 5 {
-		t.Fatalf("published %+v, want the given instance as it is", b.Changes)
+	if len(b.Changes) != 1 || b.Changes[0].Instance.Weight != 5 || b.Changes[0].Value != `{"address":"a:1"}` {
+		t.Fatalf("applied %+v, want the value registered with the filter's weight", b.Changes)
 	}
-	f.Publish(2, time.Time{}, []Change{c})
+	f.Refilter() // the filter decides as before
 	notReady(t, sub)
-	c.Instance.Weight = 1 // same value, another instance: a change
-	f.Publish(3, time.Time{}, []Change{c})
-	if b := take(t, sub); len(b.Changes) != 1 || b.Changes[0].Instance.Weight != 1 {
-		t.Fatalf("published %+v, want the weight change", b.Changes)
+	o.set("/a", 1, false) // same value, another instance: a change
+	f.Refilter()
+	if b := take(t, sub); len(b.Changes) != 1 || b.Changes[0].Instance.Weight != 1 || b.Changes[0].Prev != `{"address":"a:1"}` {
+		t.Fatalf("refiltered %+v, want the weight change of what the subscriber saw", b.Changes)
+	}
+	o.set("/a", 1, true)
+	f.Refilter()
+	if b := take(t, sub); len(b.Changes) != 1 || b.Changes[0].Op != Delete || f.Len() != 0 {
+		t.Fatalf("hidden: %+v (len %d), want a delete and nothing seen", b.Changes, f.Len())
+	}
+	f.Apply(2, []Change{put("/a", "a:2", 2)}) // a hidden key changes: nothing to see
+	notReady(t, sub)
+	o.set("/a", 1, false)
+	f.Refilter()
+	if b := take(t, sub); len(b.Changes) != 1 || b.Changes[0].Op != Put || b.Changes[0].Value != "a:2" || b.Changes[0].Prev != "" {
+		t.Fatalf("shown again: %+v, want a put of the current value, as new", b.Changes)
 	}
 }
 
