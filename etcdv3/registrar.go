@@ -258,9 +258,9 @@ func (r *Registrar) registered() {
 // the key never comes back (see EtcdClient.DeregisterContext). Errors are
 // logged; DeregisterContext returns them.
 func (r *Registrar) Deregister() {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.Background(), context.CancelFunc(func() {})
 	if ec, ok := r.client.(*EtcdClient); ok {
-		ctx, cancel = ec.requestContext()
+		ctx, cancel = ec.requestContext() // any other Client bounds its own Deregister
 	}
 	defer cancel()
 	if err := r.DeregisterContext(ctx); err != nil {

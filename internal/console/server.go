@@ -257,27 +257,33 @@ func (s *Server) getOverview(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, s.model.overview())
 }
 
-func (s *Server) getService(w http.ResponseWriter, r *http.Request) {
+// knownService returns the service the request's path names, or writes
+// why it cannot be served: 400 for a bad name, 404 for one etcd does not
+// hold.
+func (s *Server) knownService(w http.ResponseWriter, r *http.Request) (string, bool) {
 	name := r.PathValue("service")
 	if err := checkName("service name", name); err != nil {
 		writeError(w, http.StatusBadRequest, err)
-		return
+		return "", false
 	}
 	if !s.model.exists(name) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("unknown service %q: etcd holds no instance or property of it", name))
+		return "", false
+	}
+	return name, true
+}
+
+func (s *Server) getService(w http.ResponseWriter, r *http.Request) {
+	name, ok := s.knownService(w, r)
+	if !ok {
 		return
 	}
 	writeJSON(w, http.StatusOK, s.model.serviceView(name))
 }
 
 func (s *Server) getLeases(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("service")
-	if err := checkName("service name", name); err != nil {
-		writeError(w, http.StatusBadRequest, err)
-		return
-	}
-	if !s.model.exists(name) {
-		writeError(w, http.StatusNotFound, fmt.Errorf("unknown service %q: etcd holds no instance or property of it", name))
+	name, ok := s.knownService(w, r)
+	if !ok {
 		return
 	}
 	l, err := s.readLeases(r.Context(), name)
