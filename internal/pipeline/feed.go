@@ -365,18 +365,17 @@ func (f *Feed) publishLocked(b Batch, send bool) {
 		s.offer(b)
 	}
 	f.events.publish(b.Err)
-	n := len(f.state) - f.hidden
+	// Set under the lock: Apply and Refilter may publish from two
+	// goroutines, and an older count set last would stay.
+	if m := f.metrics; m != nil && m.Instances != nil {
+		m.Instances.Set(float64(len(f.state) - f.hidden))
+	}
 	f.mu.Unlock()
 	if f.observe != nil {
 		f.observe(b)
 	}
-	if m := f.metrics; m != nil {
-		if m.Instances != nil {
-			m.Instances.Set(float64(n))
-		}
-		if m.Update != nil && b.Err == nil {
-			m.Update.Observe(time.Since(b.At).Seconds())
-		}
+	if m := f.metrics; m != nil && m.Update != nil && b.Err == nil {
+		m.Update.Observe(time.Since(b.At).Seconds())
 	}
 }
 
