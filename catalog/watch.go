@@ -10,8 +10,9 @@ import (
 	"github.com/etcdsd/etcdsd/internal/pipeline"
 )
 
-// maxQueued is how many events a Watch holds for a slow reader before it
-// stops taking more from etcd (the watch then waits; nothing is dropped).
+// maxQueued is how many events a started Watch holds for a slow reader
+// before it stops taking more from etcd (the watch then waits; nothing is
+// dropped).
 const maxQueued = 1024
 
 // EventType says what happened to a key: Put (created or modified) or
@@ -127,11 +128,13 @@ func WatchRecoveries() WatchOption {
 // Instances and properties that do not parse are logged once and skipped;
 // an instance whose value becomes malformed is reported deleted.
 //
-// Events are never dropped or coalesced: a reader that falls more than
-// about a thousand events behind holds the watch back until it catches up.
+// Events are never dropped or coalesced: the current content is queued
+// whole, however large, and after it a reader that falls more than about a
+// thousand events behind holds the watch back until it catches up.
 // The channel is closed, and every goroutine ended, after ctx ends. Watch
 // fails if etcd cannot be read at start (within ctx, or
-// etcdv3.DefaultRequestTimeout without a deadline) or for a bad name.
+// etcdv3.DefaultRequestTimeout without a deadline), if ctx ends before it
+// has read both kinds, or for a bad name.
 func (c *Catalog) Watch(ctx context.Context, opts ...WatchOption) (<-chan Event, error) {
 	var cfg watchConfig
 	for _, o := range opts {
@@ -152,6 +155,7 @@ func (c *Catalog) Watch(ctx context.Context, opts ...WatchOption) (<-chan Event,
 		recoveries: cfg.recoveries,
 		updates:    make(chan []Event),
 		out:        make(chan Event),
+		started:    make(chan struct{}),
 		pumped:     make(chan struct{}),
 	}
 	go w.pump()
@@ -173,6 +177,12 @@ func (c *Catalog) Watch(ctx context.Context, opts ...WatchOption) (<-chan Event,
 	if err != nil {
 		return fail([]*pipeline.Mirror{inst}, err)
 	}
+	// A channel that would close with nothing on it is no start: the
+	// reader learns why instead.
+	if err := ctx.Err(); err != nil {
+		return fail([]*pipeline.Mirror{inst, props}, err)
+	}
+	close(w.started)
 	go func() {
 		<-wctx.Done()
 		inst.Stop()
@@ -192,7 +202,12 @@ type watch struct {
 	recoveries bool // send Recovered events
 	updates    chan []Event
 	out        chan Event
-	pumped     chan struct{} // closed when pump ends
+	// started is closed once Watch has read both kinds and hands out the
+	// channel. Until then pump takes every batch however long its queue:
+	// each mirror hands over its snapshot on Watch's own goroutine, and
+	// with nobody reading yet a bounded queue would block Watch for good.
+	started chan struct{}
+	pumped  chan struct{} // closed when pump ends
 }
 
 // handler turns a mirror's batches into events and hands them to pump.
@@ -253,9 +268,10 @@ func (w *watch) event(kind Kind, ch pipeline.Change) (Event, error) {
 func (w *watch) pump() {
 	defer close(w.pumped)
 	var queue []Event
+	starting := w.started // nil once closed
 	for {
 		in := w.updates
-		if len(queue) >= maxQueued {
+		if len(queue) >= maxQueued && starting == nil {
 			in = nil // hold the mirrors back until the reader catches up
 		}
 		var out chan<- Event
@@ -264,6 +280,8 @@ func (w *watch) pump() {
 			out, next = w.out, queue[0]
 		}
 		select {
+		case <-starting:
+			starting = nil
 		case batch := <-in:
 			queue = append(queue, batch...)
 		case out <- next:

@@ -83,3 +83,46 @@ func testRecoveries(t *testing.T, recoveries bool) {
 	feed.Reset(7, []pipeline.KV{{Key: key, Value: "10.0.0.3:80", ModRev: 6}}, false)
 	expect("compaction: a resync without an outage", want{rev: 6, address: "10.0.0.3:80"})
 }
+
+// Until Watch has read both kinds, pump takes every batch, however long
+// its queue: the snapshots come on Watch's own goroutine, before anyone
+// reads. Once started, a queue of maxQueued events holds the mirrors back.
+func TestWatchQueuesItsWholeStartThenHoldsBack(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &watch{ctx: ctx, logger: log.NewNopLogger(), updates: make(chan []Event), out: make(chan Event), started: make(chan struct{}), pumped: make(chan struct{})}
+	go w.pump()
+	defer func() { cancel(); <-w.pumped }()
+	batch := func(kind Kind, n int) []Event {
+		b := make([]Event, n)
+		for i := range b {
+			b[i] = Event{Type: Put, Kind: kind, Revision: int64(i + 1), Resync: true}
+		}
+		return b
+	}
+	offer := func(b []Event) bool {
+		select {
+		case w.updates <- b:
+			return true
+		case <-time.After(time.Second):
+			return false
+		}
+	}
+	if !offer(batch(KindInstance, 2*maxQueued)) || !offer(batch(KindProperty, 1)) {
+		t.Fatal("pump held back a snapshot before the Watch started")
+	}
+	close(w.started)
+	if offer(batch(KindInstance, 1)) {
+		t.Fatalf("pump took a batch with %d events queued after the start", 2*maxQueued+1)
+	}
+	for i := range 2 * maxQueued {
+		if ev := <-w.out; ev.Kind != KindInstance || ev.Revision != int64(i+1) {
+			t.Fatalf("event %d: %+v", i, ev)
+		}
+	}
+	if ev := <-w.out; ev.Kind != KindProperty {
+		t.Fatalf("last event of the start: %+v, want the property", ev)
+	}
+	if !offer(batch(KindInstance, 1)) {
+		t.Fatal("pump held back with an empty queue")
+	}
+}

@@ -49,24 +49,58 @@ func propertiesPrefix(c Client, prefix string) (string, bool, error) {
 }
 
 // followProperties starts the mirror of the properties under propsPrefix
-// into ov. A client whose role may not read them (etcd auth limited to the
-// instances' prefix) gets the instances as registered, with a warning.
-// start is pipeline.Start, or pipeline.StartRetrying for an Instancer
-// that may start before etcd answers: its mirror then keeps reading.
+// into ov. start is pipeline.Start, or pipeline.StartRetrying for an
+// Instancer that may start before etcd answers: its mirror then keeps
+// reading.
 func followProperties(ctx context.Context, start startFunc, c Client, ov *property.Overlay, propsPrefix string, logger log.Logger, minBackoff, maxBackoff time.Duration) (*pipeline.Mirror, error) {
-	m, err := start(ctx, source(c, propsPrefix), ov.Properties(), logger, minBackoff, maxBackoff)
-	if errors.Is(err, rpctypes.ErrPermissionDenied) {
-		if m != nil {
-			m.Stop()
-		}
-		level.Warn(logger).Log("msg", "cannot read the operator's properties; drains and weight overrides are not honoured", "properties", propsPrefix, "err", err)
-		ov.WithoutProperties()
-		return nil, nil
-	}
+	src := &propertiesSource{Source: source(c, propsPrefix), prefix: propsPrefix, logger: logger}
+	m, err := start(ctx, src, ov.Properties(), logger, minBackoff, maxBackoff)
 	if err != nil && m == nil {
 		return nil, fmt.Errorf("etcdv3: instancer: read the operator's properties: %w", err)
 	}
 	return m, nil
+}
+
+// propertiesSource reads the properties of an Instancer's instances. A
+// client whose role may not read them (etcd auth limited to the instances'
+// prefix) learns it from the first read etcd answers, whether at
+// NewInstancer or, for an Instancer started while etcd was unreachable,
+// later: that read counts as no properties, with one error logged, so that
+// the overlay, which hides the instances until the properties are read,
+// serves them as registered. The source then reads no more: a fleet whose
+// role lacks the properties would otherwise ask etcd again every few
+// seconds for as long as it runs (a role granted later takes effect at the
+// next start).
+//
+// Snapshot and Watch are called by one goroutine at a time (the caller of
+// Start, then the mirror's), one after the other.
+type propertiesSource struct {
+	pipeline.Source
+	prefix  string
+	logger  log.Logger
+	read    bool // etcd has answered a read: a refusal now is an outage like any other
+	refused bool // etcd refused the first read: Watch waits for the end
+}
+
+// Snapshot implements pipeline.Source.
+func (s *propertiesSource) Snapshot(ctx context.Context) (int64, []pipeline.KV, error) {
+	rev, kvs, err := s.Source.Snapshot(ctx)
+	if s.read || !errors.Is(err, rpctypes.ErrPermissionDenied) {
+		s.read = s.read || err == nil
+		return rev, kvs, err
+	}
+	s.read, s.refused = true, true
+	level.Error(s.logger).Log("msg", "cannot read the operator's properties: etcd refuses this client's role; serving the instances as registered, without drains or weight overrides, until restarted with a role that may read them", "properties", s.prefix, "err", err)
+	return 0, nil, nil
+}
+
+// Watch implements pipeline.Source.
+func (s *propertiesSource) Watch(ctx context.Context, rev int64, apply func(int64, []pipeline.Change)) error {
+	if s.refused {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return s.Source.Watch(ctx, rev, apply)
 }
 
 // startFunc is the signature of pipeline.Start and pipeline.StartRetrying.

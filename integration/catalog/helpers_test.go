@@ -297,3 +297,30 @@ func (p *proc) wait(t testing.TB) (int, []string) {
 	}
 	return p.code, rest
 }
+
+// putFleet writes services×perService instances (service svc-<i>, ids
+// i<j>) in transactions of 128 puts, fast enough for tests of 10,000.
+func putFleet(t testing.TB, raw *clientv3.Client, cat *catalog.Catalog, services, perService int) {
+	t.Helper()
+	var ops []clientv3.Op
+	flush := func() {
+		if len(ops) == 0 {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := raw.Txn(ctx).Then(ops...).Commit(); err != nil {
+			t.Fatalf("txn of %d puts: %v", len(ops), err)
+		}
+		ops = ops[:0]
+	}
+	for i := range services {
+		for j := range perService {
+			ops = append(ops, clientv3.OpPut(cat.InstanceKey(fmt.Sprintf("svc-%d", i), fmt.Sprintf("i%d", j)), fmt.Sprintf(`{"address":"10.%d.%d.%d:80"}`, i, j/256, j%256)))
+			if len(ops) == 128 {
+				flush()
+			}
+		}
+	}
+	flush()
+}

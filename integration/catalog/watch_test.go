@@ -2,6 +2,7 @@ package catalog_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -192,5 +193,93 @@ func TestWatchRejectsBadServiceName(t *testing.T) {
 	_, err := cat.Watch(context.Background(), catalog.WatchService("a/b"))
 	if err == nil || !strings.Contains(err.Error(), `"a/b"`) {
 		t.Fatalf("err = %v, want one naming \"a/b\"", err)
+	}
+}
+
+// A Watch of a large fleet with properties returns as soon as it has read
+// both, then delivers the whole content: its queue of events for the
+// reader never holds back the reads of its own start.
+func TestWatchOfTenThousandInstancesWithPropertiesStartsPromptly(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	raw := srv.Client(t)
+	cat := newCatalog(t, itestclient.New(t, srv.Endpoints()))
+	const services, perService = 10, 1000
+	putFleet(t, raw, cat, services, perService)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	props := map[string]string{"svc-0/": "disabled=true", "svc-1/i1": "weight=5", "svc-0/i2": "disabled=false"}
+	for _, p := range []struct{ service, id, name, value string }{
+		{"svc-0", "", catalog.PropDisabled, "true"},
+		{"svc-1", "i1", catalog.PropWeight, "5"},
+		{"svc-0", "i2", catalog.PropDisabled, "false"},
+	} {
+		if err := cat.SetProperty(ctx, p.service, p.id, p.name, p.value); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	start := time.Now()
+	events, err := cat.Watch(ctx)
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("Watch after %v: %v", took, err)
+	}
+	if ctx.Err() != nil || took > 10*time.Second {
+		t.Fatalf("Watch returned after %v (its context: %v); want it prompt", took, ctx.Err())
+	}
+	instances := map[string]bool{}
+	gotProps := map[string]string{}
+	for len(instances) < services*perService || len(gotProps) < len(props) {
+		ev := next(t, events, 10*time.Second)
+		if ev.Type != catalog.Put || !ev.Resync {
+			t.Fatalf("event %s (resync %v) before the whole content; want only resync puts", describe(ev), ev.Resync)
+		}
+		key := ev.Service + "/" + ev.ID
+		switch ev.Kind {
+		case catalog.KindInstance:
+			if instances[key] {
+				t.Fatalf("instance %s twice", key)
+			}
+			instances[key] = true
+		case catalog.KindProperty:
+			gotProps[key] = ev.Property.Name + "=" + ev.Property.Value
+		}
+	}
+	t.Logf("Watch of %d instances and %d properties: returned in %v, content delivered in %v", len(instances), len(gotProps), took, time.Since(start))
+	if fmt.Sprint(gotProps) != fmt.Sprint(props) {
+		t.Fatalf("properties %v, want %v", gotProps, props)
+	}
+}
+
+// A Watch whose context has ended fails, naming why, rather than return a
+// channel that closes with nothing on it.
+func TestWatchFailsWhenItsContextHasEnded(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	raw := srv.Client(t)
+	cat := newCatalog(t, itestclient.New(t, srv.Endpoints()))
+	putFleet(t, raw, cat, 2, 1000) // more than a Watch queues for its reader
+	if err := cat.SetProperty(context.Background(), "svc-0", "", catalog.PropDisabled, "true"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	events, err := cat.Watch(ctx)
+	if !errors.Is(err, context.Canceled) || events != nil {
+		t.Fatalf("Watch of a cancelled context: %v, %v; want no channel and an error wrapping context.Canceled", events, err)
+	}
+
+	// A deadline that ends while Watch starts: it either starts in time or
+	// fails with the deadline, never returns late with a nil error.
+	ctx, cancel = context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	events, err = cat.Watch(ctx)
+	switch {
+	case err != nil && !errors.Is(err, context.DeadlineExceeded):
+		t.Fatalf("Watch: %v", err)
+	case err == nil && ctx.Err() != nil:
+		t.Fatalf("Watch returned a nil error after its context ended (%v)", ctx.Err())
+	case err == nil:
+		for range events { // closed once the deadline passes
+		}
 	}
 }

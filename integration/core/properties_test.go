@@ -124,6 +124,19 @@ func (l *lines) contain(s string) bool {
 	return slices.ContainsFunc(l.all, func(line string) bool { return strings.Contains(line, s) })
 }
 
+// count returns how many lines contain every one of subs.
+func (l *lines) count(subs ...string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, line := range l.all {
+		if !slices.ContainsFunc(subs, func(s string) bool { return !strings.Contains(line, s) }) {
+			n++
+		}
+	}
+	return n
+}
+
 // A service's role may be limited to its own prefix (etcd auth): its
 // Instancer then serves the instances as registered, and says why.
 func TestInstancerOfARoleThatCannotReadPropertiesServesInstancesAsRegistered(t *testing.T) {
@@ -144,6 +157,45 @@ func TestInstancerOfARoleThatCannotReadPropertiesServesInstancesAsRegistered(t *
 	}
 	if !logs.contain("cannot read the operator's properties") {
 		t.Fatalf("no warning about the properties in %q", logs.all)
+	}
+}
+
+// The same for an Instancer started while etcd is down (NewInstancer is
+// lazy; a client with credentials has logged in before): once etcd answers
+// and refuses the properties, the Instancer serves the instances as
+// registered, and says why in an error naming the properties' prefix,
+// rather than hide every instance, forever, with no error.
+func TestInstancerStartedBeforeEtcdOfARoleThatCannotReadPropertiesServesInstancesAsRegistered(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	if srv.External() {
+		t.Skip("stops etcd: needs the embedded server")
+	}
+	const prefix = "/services/limited-lazy/"
+	root := srv.EnableAuth("svc", "s3cret", prefix)
+	put(t, root, props(prefix)+"a/disabled", "true")
+	put(t, root, prefix+"a", "127.0.0.1:9001")
+	c := itestclient.New(t, srv.Endpoints(), func(o *etcdv3.ClientOptions) {
+		o.Username, o.Password = "svc", "s3cret"
+		o.DialTimeout, o.RequestTimeout = 500*time.Millisecond, 500*time.Millisecond
+	})
+	srv.Stop() // etcd restarts as the service starts its Instancer
+	logs := &lines{t: t}
+	in, err := etcdv3.NewInstancer(c, prefix, logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Stop()
+	if st := in.State(); st.Err == nil {
+		t.Fatalf("state before etcd = %+v, want the error", st)
+	}
+
+	srv.Start()
+	itest.Eventually(t, 10*time.Second, "the instance as registered", func() bool {
+		st := in.State()
+		return st.Err == nil && slices.Equal(st.Instances, []string{"127.0.0.1:9001"})
+	})
+	if logs.count("permission denied") != 1 || logs.count("levelerror", props(prefix), "permission denied") != 1 {
+		t.Fatalf("want one error naming %q and the refusal in %q", props(prefix), logs.all)
 	}
 }
 

@@ -21,11 +21,11 @@ import (
 //
 // The Feed is one: it keeps each instance as registered, once, and a
 // Filter decides what consumers see of it. Fill Instances with a pipeline
-// Mirror of the prefix and Properties with one of the properties prefix
-// (or call WithoutProperties instead). A change of the instances costs
-// what it costs without properties, plus a lookup; a change of the
-// properties asks the Filter again about every instance, since one may
-// concern them all (properties change rarely).
+// Mirror of the prefix and Properties with one of the properties prefix (a
+// client that may not read them fills it with no properties). A change of
+// the instances costs what it costs without properties, plus a lookup; a
+// change of the properties asks the Filter again about every instance,
+// since one may concern them all (properties change rarely).
 //
 // Until the properties have been read once, consumers see no instance, so
 // that a drained instance never reaches one. Errors of the instances'
@@ -70,15 +70,6 @@ func (o *Overlay) Instances() *pipeline.Feed { return o.feed }
 func (o *Overlay) Properties() *pipeline.Feed {
 	logger := log.With(o.logger, "properties", o.propsPrefix)
 	return pipeline.NewFeed(pipeline.WithParser(Decode(o.propsPrefix)), pipeline.WithLogger(logger), pipeline.WithObserver(o.applyProps))
-}
-
-// WithoutProperties tells the Overlay that no mirror of the properties will
-// run (they cannot be read): the instances are seen as registered.
-func (o *Overlay) WithoutProperties() {
-	o.mu.Lock()
-	o.pending = false
-	o.mu.Unlock()
-	o.feed.Refilter()
 }
 
 // filter is the instances Feed's Filter.

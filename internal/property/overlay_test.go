@@ -245,13 +245,3 @@ func TestOverlayHoldsTheInstancesUntilThePropertiesAreRead(t *testing.T) {
 	o.props.Reset(o.rev, kvs(map[string]string{testProps + "b/disabled": "true"}), true)
 	wantInstances(t, o.Instances().State(), "a:1", "c:1")
 }
-
-func TestOverlayWithoutPropertiesPublishesTheInstancesAsRegistered(t *testing.T) {
-	o := newOverlay(t)
-	o.instances.Reset(1, kvs(map[string]string{testPrefix + "a": "a:1"}), true)
-	o.rev = 1
-	o.WithoutProperties()
-	wantInstances(t, o.Instances().State(), "a:1")
-	o.put(testPrefix+"b", "b:1")
-	wantInstances(t, o.Instances().State(), "a:1", "b:1")
-}
