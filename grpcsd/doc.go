@@ -23,4 +23,6 @@
 // round robin among the READY connections of that version and fails with
 // codes.Unavailable, naming the wanted and the available versions, when no
 // instance has it. An RPC without a version uses every READY connection.
+// While no instance is known at all, RPCs fail with codes.Unavailable, and
+// those with grpc.WaitForReady(true) wait for one.
 package grpcsd
