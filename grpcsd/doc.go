@@ -20,9 +20,10 @@
 // The version balancer, registered as "etcdsd_version" when the package is
 // imported, reads the version from WithVersion or, across processes, from
 // the outgoing gRPC metadata key "x-etcdsd-version" (MetadataKey). It picks
-// round robin among the READY connections of that version and fails with
-// codes.Unavailable, naming the wanted and the available versions, when no
-// instance has it. An RPC without a version uses every READY connection.
+// among the READY connections of that version, weighted round robin by each
+// instance's weight (an operator's set-weight override included), and fails
+// with codes.Unavailable, naming the wanted and the available versions, when
+// no instance has it. An RPC without a version uses every READY connection.
 // While no instance is known at all, RPCs fail with codes.Unavailable, and
 // those with grpc.WaitForReady(true) wait for one.
 package grpcsd
