@@ -8,7 +8,10 @@
 // from one revision, resumed after outages): while etcd is unreachable it
 // reports the error to gRPC and keeps the last addresses, and it sends the
 // true state again on its own when etcd is back. Closing the ClientConn stops
-// its watch. Nothing is registered globally unless you call Register.
+// its watch. Nothing is registered globally unless you call Register. The
+// target's path is a directory: "etcd:///services/app" follows
+// "/services/app/", never the siblings "/services/apple/" or
+// "/services/app-canary/".
 //
 //	b, _ := grpcsd.NewBuilder(client)
 //	conn, _ := grpc.NewClient("etcd:///services/app/",
