@@ -18,8 +18,9 @@ import (
 // under the target's path ("/services/app/") through one Instancer on the
 // Builder's shared etcd client. A path without a trailing slash is taken as
 // the directory it names: "etcd:///services/app" follows "/services/app/",
-// never "/services/apple/" or "/services/app-canary/". Pass it to grpc.NewClient with
-// grpc.WithResolvers, or register it for the whole process with Register.
+// never "/services/apple/" or "/services/app-canary/". Pass it to
+// grpc.NewClient with grpc.WithResolvers, or register it for the whole
+// process with Register.
 type Builder struct {
 	cfg builderConfig
 }
