@@ -1,15 +1,14 @@
 package grpcsd
 
 import (
+	"errors"
 	"sync"
 
 	"google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/balancer/base"
 	"google.golang.org/grpc/balancer/endpointsharding"
 	"google.golang.org/grpc/balancer/pickfirst"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/status"
 )
 
 // VersionBalancerName is the name under which the version balancer is
@@ -82,19 +81,26 @@ func (b *versionBalancer) ExitIdle() { b.child.ExitIdle() }
 // UpdateState is called by endpointsharding with its aggregated state.
 // Without any endpoint, RPCs fail with an error that says so (and why, if
 // the resolver reported an error) rather than endpointsharding's generic one.
+// The error is deliberately not a status error: gRPC ends an RPC on a status
+// error even with wait-for-ready, whereas on any other error from a picker
+// in TRANSIENT_FAILURE it fails RPCs without wait-for-ready as Unavailable
+// with its text and keeps wait-for-ready ones queued until an instance comes,
+// as round_robin does.
 func (b *versionBalancer) UpdateState(s balancer.State) {
 	children := endpointsharding.ChildStatesFromPicker(s.Picker)
 	if len(children) == 0 {
 		b.mu.Lock()
 		err := b.resolverErr
 		b.mu.Unlock()
-		msg := "grpcsd: no instance registered for the target"
+		noInstance := errors.New("grpcsd: no instance registered for the target")
 		if err != nil {
-			msg = "grpcsd: no instance resolved for the target: " + err.Error()
+			// The text only: gRPC would take a status error wrapped in the
+			// resolver's error (an etcd client error, say) for the picker's.
+			noInstance = errors.New("grpcsd: no instance resolved for the target: " + err.Error())
 		}
 		b.ClientConn.UpdateState(balancer.State{
 			ConnectivityState: connectivity.TransientFailure,
-			Picker:            base.NewErrPicker(status.Error(codes.Unavailable, msg)),
+			Picker:            base.NewErrPicker(noInstance),
 		})
 		return
 	}

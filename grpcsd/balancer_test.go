@@ -2,8 +2,7 @@ package grpcsd
 
 import (
 	"context"
-	"errors"
-	"strings"
+	"fmt"
 	"testing"
 
 	"google.golang.org/grpc/balancer"
@@ -40,6 +39,10 @@ func TestVersionBalancerIsRegistered(t *testing.T) {
 	}
 }
 
+// TestVersionBalancerWithoutInstancesSaysWhy checks the error of an RPC
+// while no instance is known. It must not be a status error: gRPC ends the
+// RPC on one even with wait-for-ready, and turns any other error into
+// Unavailable with its text for the RPCs without it.
 func TestVersionBalancerWithoutInstancesSaysWhy(t *testing.T) {
 	cc := &fakeBalancerCC{}
 	b := balancer.Get(VersionBalancerName).Build(cc, balancer.BuildOptions{})
@@ -49,13 +52,16 @@ func TestVersionBalancerWithoutInstancesSaysWhy(t *testing.T) {
 		t.Error("UpdateClientConnState with no endpoint = nil, want ErrBadResolverState")
 	}
 	err := cc.lastPickErr(t)
-	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "grpcsd: no instance registered for the target") {
-		t.Errorf("empty state: pick err = %v, want Unavailable saying no instance is registered", err)
+	if _, isStatus := status.FromError(err); isStatus || err.Error() != "grpcsd: no instance registered for the target" {
+		t.Errorf("empty state: pick err = %#v, want a plain error saying no instance is registered", err)
 	}
 
-	b.ResolverError(errors.New("etcd unreachable"))
+	// Even when the resolver's error carries a gRPC status, as an etcd
+	// client error may.
+	b.ResolverError(fmt.Errorf("etcd unreachable: %w", status.Error(codes.PermissionDenied, "auth")))
 	err = cc.lastPickErr(t)
-	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "grpcsd: no instance resolved for the target: etcd unreachable") {
-		t.Errorf("after resolver error: pick err = %v, want Unavailable carrying the resolver error", err)
+	want := "grpcsd: no instance resolved for the target: etcd unreachable: rpc error: code = PermissionDenied desc = auth"
+	if _, isStatus := status.FromError(err); isStatus || err.Error() != want {
+		t.Errorf("after resolver error: pick err = %#v, want a plain error %q", err, want)
 	}
 }

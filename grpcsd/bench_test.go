@@ -40,13 +40,14 @@ func (p *slicePicker) Pick(info balancer.PickInfo) (balancer.PickResult, error) 
 	return balancer.PickResult{SubConn: match[p.next]}, nil
 }
 
-// benchPickers returns both pickers over n READY servers, half v1, half v2.
+// benchPickers returns both pickers over n READY servers, half v1, half v2;
+// ours weighs them 1 to 4 (the mutex-slice picker has no weights).
 func benchPickers(n int) (etcdsd, slice balancer.Picker) {
 	children := make([]endpointsharding.ChildState, n)
 	sp := &slicePicker{}
 	for i := range n {
 		v := fmt.Sprintf("v%d", i%2+1)
-		children[i] = child(fmt.Sprintf("s%d", i), v, connectivity.Ready)
+		children[i] = weightedChild(fmt.Sprintf("s%d", i), v, i%4+1, connectivity.Ready)
 		sp.subConns = append(sp.subConns, &fakeSubConn{name: fmt.Sprintf("s%d", i)})
 		sp.versions = append(sp.versions, v)
 	}

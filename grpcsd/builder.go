@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/go-kit/kit/sd"
 	"github.com/go-kit/log"
@@ -15,8 +16,11 @@ import (
 // Builder is a gRPC resolver.Builder for targets such as
 // "etcd:///services/app/": each ClientConn built on it follows the instances
 // under the target's path ("/services/app/") through one Instancer on the
-// Builder's shared etcd client. Pass it to grpc.NewClient with
-// grpc.WithResolvers, or register it for the whole process with Register.
+// Builder's shared etcd client. A path without a trailing slash is taken as
+// the directory it names: "etcd:///services/app" follows "/services/app/",
+// never "/services/apple/" or "/services/app-canary/". Pass it to
+// grpc.NewClient with grpc.WithResolvers, or register it for the whole
+// process with Register.
 type Builder struct {
 	cfg builderConfig
 }
@@ -74,7 +78,10 @@ func Register(b *Builder) {
 }
 
 // targetPrefix returns the etcd prefix a target names: its path, leading
-// slash kept ("etcd:///services/app/" → "/services/app/").
+// slash kept, with a trailing slash added when it has none
+// ("etcd:///services/app" → "/services/app/"). A prefix names a directory:
+// without its slash, "/services/app" would also follow the keys of
+// "/services/apple/" and "/services/app-canary/".
 func targetPrefix(t resolver.Target) (string, error) {
 	if t.URL.Host != "" {
 		return "", fmt.Errorf("authority %q not supported: write the target as %s:///<prefix>", t.URL.Host, t.URL.Scheme)
@@ -86,8 +93,13 @@ func targetPrefix(t resolver.Target) (string, error) {
 	if prefix == "/" {
 		return "", errors.New(`no prefix: "/" would follow the whole keyspace`)
 	}
+	// Checked before the slash is added, which would hide trailing white
+	// space from the check.
 	if err := etcdv3.ValidatePrefix(prefix); err != nil {
 		return "", fmt.Errorf("prefix %q: %w", prefix, err)
+	}
+	if !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
 	}
 	return prefix, nil
 }

@@ -1,6 +1,7 @@
 package grpcsd
 
 import (
+	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -15,9 +16,11 @@ import (
 )
 
 // versionPicker routes each RPC to the READY children of the version its
-// context asks for, round robin. Everything is grouped when the picker is
-// built, so that a pick costs an atomic add and a map lookup, and no
-// allocation.
+// context asks for, weighted round robin by the instances' effective
+// weights (the registered weight, or the operator's override, which the
+// Instancer already applied). Everything is grouped when the picker is
+// built, so that a pick costs an atomic add, a multiplication, a binary
+// search and a map lookup, and no allocation.
 type versionPicker struct {
 	all       group             // every READY child
 	versions  map[string]*group // version → its children
@@ -25,10 +28,17 @@ type versionPicker struct {
 	fallback  balancer.Picker   // endpointsharding's picker, when none is READY
 }
 
-// group is the children of one version.
+// group is the children of one version. Its READY children share a cycle
+// of total-weight picks, child i taking the upTo[i-1]..upTo[i] slots; pick
+// n takes slot n×stride mod total. stride is coprime with the total, so
+// every cycle gives each child exactly its weight, and close to total/φ,
+// so that consecutive picks land far apart and a child's share is spread
+// over the cycle rather than served in one burst.
 type group struct {
 	ready   []balancer.Picker
-	next    atomic.Uint32
+	upTo    []uint64 // upTo[i]: the weights of ready[0..i] summed
+	stride  uint64
+	next    atomic.Uint64
 	waiting bool            // a child is connecting or idle: the RPC waits
 	failing balancer.Picker // a child in transient failure, for its error
 }
@@ -37,8 +47,9 @@ func newVersionPicker(children []endpointsharding.ChildState, fallback balancer.
 	p := &versionPicker{versions: make(map[string]*group), fallback: fallback}
 	for _, c := range children {
 		var version string
+		weight := uint64(1)
 		if inst, ok := InstanceFromEndpoint(c.Endpoint); ok {
-			version = inst.Version
+			version, weight = inst.Version, uint64(inst.EffectiveWeight())
 		}
 		g := p.versions[version]
 		if g == nil {
@@ -47,8 +58,8 @@ func newVersionPicker(children []endpointsharding.ChildState, fallback balancer.
 		}
 		switch c.State.ConnectivityState {
 		case connectivity.Ready:
-			g.ready = append(g.ready, c.State.Picker)
-			p.all.ready = append(p.all.ready, c.State.Picker)
+			g.add(c.State.Picker, weight)
+			p.all.add(c.State.Picker, weight)
 		case connectivity.Connecting, connectivity.Idle:
 			g.waiting = true
 		case connectivity.TransientFailure:
@@ -66,11 +77,9 @@ func newVersionPicker(children []endpointsharding.ChildState, fallback balancer.
 	if p.available == "" {
 		p.available = "none"
 	}
-	// Start each rotation at a random place so that many clients do not
-	// all begin with the same server.
-	p.all.next.Store(rand.Uint32())
+	p.all.seal()
 	for _, g := range p.versions {
-		g.next.Store(rand.Uint32())
+		g.seal()
 	}
 	return p
 }
@@ -99,7 +108,44 @@ func (p *versionPicker) Pick(info balancer.PickInfo) (balancer.PickResult, error
 	}
 }
 
+func (g *group) add(p balancer.Picker, weight uint64) {
+	var sum uint64
+	if n := len(g.upTo); n > 0 {
+		sum = g.upTo[n-1]
+	}
+	g.ready = append(g.ready, p)
+	g.upTo = append(g.upTo, sum+weight)
+}
+
+// seal sets the stride once every child is in, and starts the cycle at a
+// random place so that many clients do not all begin with the same server.
+func (g *group) seal() {
+	if len(g.upTo) == 0 {
+		return
+	}
+	total := g.upTo[len(g.upTo)-1]
+	g.stride = max(uint64(float64(total)*(1/phi)), 1)
+	for gcd(g.stride, total) != 1 {
+		g.stride++
+	}
+	g.next.Store(rand.Uint64())
+}
+
+// phi is the golden ratio, whose multiples spread most evenly modulo 1.
+const phi = 1.618033988749895
+
+func gcd(a, b uint64) uint64 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
+
 func (g *group) pick(info balancer.PickInfo) (balancer.PickResult, error) {
-	n := g.next.Add(1)
-	return g.ready[n%uint32(len(g.ready))].Pick(info)
+	total := g.upTo[len(g.upTo)-1]
+	// The product takes 128 bits: a total weight may exceed 2^32.
+	hi, lo := bits.Mul64(g.next.Add(1)%total, g.stride)
+	slot := bits.Rem64(hi, lo, total)
+	i, _ := slices.BinarySearch(g.upTo, slot+1)
+	return g.ready[i].Pick(info)
 }

@@ -38,6 +38,11 @@ func (p errPicker) Pick(balancer.PickInfo) (balancer.PickResult, error) {
 }
 
 func child(name, version string, state connectivity.State) endpointsharding.ChildState {
+	return weightedChild(name, version, 0, state)
+}
+
+// weightedChild is child with the instance weight w (0: unset).
+func weightedChild(name, version string, w int, state connectivity.State) endpointsharding.ChildState {
 	var p balancer.Picker = childPicker{&fakeSubConn{name: name}}
 	switch state {
 	case connectivity.TransientFailure:
@@ -45,7 +50,7 @@ func child(name, version string, state connectivity.State) endpointsharding.Chil
 	case connectivity.Connecting, connectivity.Idle:
 		p = errPicker{balancer.ErrNoSubConnAvailable}
 	}
-	inst := instance.Instance{ID: name, Version: version, Address: name + ":1"}
+	inst := instance.Instance{ID: name, Version: version, Address: name + ":1", Weight: w}
 	return endpointsharding.ChildState{
 		Endpoint: resolver.Endpoint{Addresses: []resolver.Address{{Addr: inst.Address}}, Attributes: instanceAttributes(inst)},
 		State:    balancer.State{ConnectivityState: state, Picker: p},
@@ -163,8 +168,40 @@ func TestPickerInstancesWithoutVersionFormTheirOwnGroup(t *testing.T) {
 	}
 }
 
+func TestPickerFollowsWeights(t *testing.T) {
+	p := newVersionPicker([]endpointsharding.ChildState{
+		weightedChild("a", "v1", 9, connectivity.Ready),
+		weightedChild("b", "v1", 1, connectivity.Ready),
+		weightedChild("c", "v2", 3, connectivity.Ready),
+		weightedChild("d", "v2", 0, connectivity.Ready), // unset: 1
+	}, nil)
+	if got := picks(t, p, WithVersion(context.Background(), "v1"), 1000); got["a"] != 900 || got["b"] != 100 || len(got) != 2 {
+		t.Errorf("v1 picks = %v, want 900 on a (weight 9) and 100 on b (weight 1)", got)
+	}
+	if got := picks(t, p, WithVersion(context.Background(), "v2"), 400); got["c"] != 300 || got["d"] != 100 || len(got) != 2 {
+		t.Errorf("v2 picks = %v, want 300 on c (weight 3) and 100 on d (unset weight)", got)
+	}
+	if got := picks(t, p, context.Background(), 1400); got["a"] != 900 || got["b"] != 100 || got["c"] != 300 || got["d"] != 100 {
+		t.Errorf("picks without version = %v, want 900, 100, 300, 100 on a, b, c, d", got)
+	}
+}
+
+func TestPickerSpreadsWeightedPicks(t *testing.T) {
+	p := newVersionPicker([]endpointsharding.ChildState{
+		weightedChild("a", "v1", 9, connectivity.Ready),
+		weightedChild("b", "v1", 1, connectivity.Ready),
+	}, nil)
+	// Every 10 picks in a row hold exactly one of b: its share is spread,
+	// not served as a burst once a's nine are done.
+	for i := range 20 {
+		if got := picks(t, p, context.Background(), 10); got["b"] != 1 {
+			t.Fatalf("window %d: picks = %v, want exactly 1 on b", i, got)
+		}
+	}
+}
+
 func TestPickerDoesNotAllocate(t *testing.T) {
-	p := newVersionPicker(threeServers(), nil)
+	p := newVersionPicker(append(threeServers(), weightedChild("w", "v1", 7, connectivity.Ready)), nil)
 	for name, ctx := range map[string]context.Context{
 		"no version":   context.Background(),
 		"with version": WithVersion(context.Background(), "v1"),

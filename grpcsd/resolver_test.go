@@ -272,11 +272,37 @@ func TestBuildRejectsBadTargets(t *testing.T) {
 		"etcd:///":                   "no prefix",
 		"etcd://host:2379/services/": `authority "host:2379" not supported`,
 		"etcd:///a%00b":              "control characters",
+		"etcd:///services/app%20":    "white space",
 	} {
 		_, err := b.Build(target(t, tgt), newFakeCC(), resolver.BuildOptions{})
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Build(%q) = %v, want an error containing %q", tgt, err, want)
 		}
+	}
+}
+
+func TestTargetWithoutTrailingSlashFollowsItsDirectory(t *testing.T) {
+	for tgt, want := range map[string]string{
+		"etcd:///services/app":  "/services/app/",
+		"etcd:///services/app/": "/services/app/",
+		"etcd:services/app":     "services/app/",
+	} {
+		got := make(chan string, 1)
+		b, err := NewBuilder(nil, WithInstancerFactory(func(_ context.Context, prefix string) (sd.Instancer, error) {
+			got <- prefix
+			return newFakeInstancer(), nil
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := b.Build(target(t, tgt), newFakeCC(), resolver.BuildOptions{})
+		if err != nil {
+			t.Fatalf("Build(%q): %v", tgt, err)
+		}
+		if p := <-got; p != want {
+			t.Errorf("Build(%q) follows %q, want %q: a prefix without its slash takes in sibling prefixes", tgt, p, want)
+		}
+		r.Close()
 	}
 }
 

@@ -117,14 +117,14 @@ func newBuilder(t testing.TB, c etcdv3.Client) *grpcsd.Builder {
 	return b
 }
 
-// dial returns a ClientConn for target with the version balancer, closed
-// at cleanup.
-func dial(t testing.TB, b *grpcsd.Builder, target string) *grpc.ClientConn {
+// dial returns a ClientConn for target with the version balancer and opts,
+// closed at cleanup.
+func dial(t testing.TB, b *grpcsd.Builder, target string, opts ...grpc.DialOption) *grpc.ClientConn {
 	t.Helper()
-	conn, err := grpc.NewClient(target,
+	conn, err := grpc.NewClient(target, append([]grpc.DialOption{
 		grpc.WithResolvers(b),
 		grpc.WithDefaultServiceConfig(grpcsd.VersionServiceConfig),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+		grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
 	if err != nil {
 		t.Fatalf("new client %s: %v", target, err)
 	}

@@ -234,3 +234,34 @@ func TestUnreachableEtcdFailsWithTheResolverError(t *testing.T) {
 		t.Errorf("err = %v, want Unavailable carrying the resolver's error %q", err, want)
 	}
 }
+
+func TestTargetWithoutTrailingSlashIgnoresSiblingPrefixes(t *testing.T) {
+	etcd := newEtcd(t)
+	c := itestclient.New(t, etcd.Endpoints())
+	root := "/" + t.Name()
+	add := func(key, name string) {
+		srv := startServer(t, name)
+		register(t, c, root+key, srv.value(t, "v1"))
+	}
+	add("/app/app-1", "app-1")
+	add("/apple/apple-1", "apple-1")
+	add("/app-canary/canary-1", "canary-1")
+	conn := dial(t, newBuilder(t, c), "etcd://"+root+"/app")
+	ctx := context.Background()
+	itest.Eventually(t, 5*time.Second, "app-1 answers", func() bool {
+		name, err := call(ctx, conn)
+		return err == nil && name == "app-1"
+	})
+	// Siblings registered later stay out as well: app-2, registered after
+	// them, answering means the watch has passed their keys.
+	add("/apple/apple-2", "apple-2")
+	add("/app-canary/canary-2", "canary-2")
+	add("/app/app-2", "app-2")
+	itest.Eventually(t, 5*time.Second, "app-2 answers", func() bool {
+		name, err := call(ctx, conn)
+		return err == nil && name == "app-2"
+	})
+	if got := spread(t, ctx, conn, 40); got["app-1"]+got["app-2"] != 40 {
+		t.Errorf("calls to etcd://%s/app = %v, want all 40 on app-1 and app-2: a sibling prefix's instance was used", root, got)
+	}
+}
