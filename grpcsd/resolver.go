@@ -2,6 +2,7 @@ package grpcsd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -115,7 +116,7 @@ func (r *etcdResolver) follow(ctx context.Context, feed *pipeline.Feed) {
 			}
 		}
 		if b.Err != nil {
-			r.cc.ReportError(fmt.Errorf("grpcsd: watch %q: %w", r.prefix, b.Err))
+			r.cc.ReportError(watchError(r.prefix, b.Err))
 			continue
 		}
 		keys := slices.Sorted(maps.Keys(byKey))
@@ -143,7 +144,7 @@ func (r *etcdResolver) start(ctx context.Context) (sd.Instancer, bool) {
 			return nil, false
 		}
 		level.Warn(r.logger).Log("msg", "cannot watch prefix, retrying", "err", err)
-		r.cc.ReportError(fmt.Errorf("grpcsd: watch %q: %w", r.prefix, err))
+		r.cc.ReportError(watchError(r.prefix, err))
 		if !b.Sleep(ctx) {
 			return nil, false
 		}
@@ -155,7 +156,7 @@ func (r *etcdResolver) start(ctx context.Context) (sd.Instancer, bool) {
 // the true state.
 func (r *etcdResolver) update(ev sd.Event) {
 	if ev.Err != nil {
-		r.cc.ReportError(fmt.Errorf("grpcsd: watch %q: %w", r.prefix, ev.Err))
+		r.cc.ReportError(watchError(r.prefix, ev.Err))
 		return
 	}
 	state := r.state(ev.Instances)
@@ -220,3 +221,23 @@ func (r *etcdResolver) stateOf(insts []instance.Instance, from []string, bad map
 	r.bad = bad
 	return resolver.State{Addresses: addrs, Endpoints: eps}
 }
+
+// watchError is what the resolver reports to gRPC when prefix cannot be
+// watched: it names the prefix and matches cause under errors.Is, but it
+// does not unwrap, so that a gRPC status inside cause (etcd's client errors
+// may carry one) stays hidden. gRPC ends even a wait-for-ready RPC at a
+// picker error with a status, and before the first state it takes the
+// resolver's error as the picker's.
+func watchError(prefix string, cause error) error {
+	return &resolveError{msg: fmt.Sprintf("grpcsd: watch %q: %v", prefix, cause), cause: cause}
+}
+
+type resolveError struct {
+	msg   string
+	cause error
+}
+
+func (e *resolveError) Error() string { return e.msg }
+
+// Is matches the cause, with no Unwrap for errors.As to reach a status by.
+func (e *resolveError) Is(target error) bool { return errors.Is(e.cause, target) }

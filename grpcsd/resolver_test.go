@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/go-kit/kit/sd"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/status"
 )
 
 // fakeCC records what a resolver tells gRPC.
@@ -335,4 +337,38 @@ func TestNewBuilderRejectsBadInput(t *testing.T) {
 	if err != nil || b.Scheme() != "discovery+v2" {
 		t.Errorf("NewBuilder with scheme discovery+v2 = %v, %v", b, err)
 	}
+}
+
+// TestResolverErrorsCarryNoGRPCStatus: gRPC ends even a wait-for-ready RPC
+// at a picker error that carries a status, and before the first state it
+// uses the resolver's error as the picker's; an etcd client error may
+// carry one. The resolver's reports keep the cause for errors.Is, never its
+// status.
+func TestResolverErrorsCarryNoGRPCStatus(t *testing.T) {
+	refused := status.Error(codes.Unavailable, "connection refused")
+	calls := 0
+	factory := func(ctx context.Context, prefix string) (sd.Instancer, error) {
+		if calls++; calls == 1 {
+			return nil, refused
+		}
+		return newFakeInstancer("10.0.0.1:9000"), nil
+	}
+	b, err := NewBuilder(nil, WithInstancerFactory(factory))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := newFakeCC()
+	r, err := b.Build(resolver.Target{URL: url.URL{Scheme: "etcd", Path: "/services/app/"}}, cc, resolver.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got := cc.nextErr(t)
+	if _, ok := status.FromError(got); ok {
+		t.Errorf("reported %v, which carries a gRPC status", got)
+	}
+	if !errors.Is(got, refused) || !strings.Contains(got.Error(), "connection refused") {
+		t.Errorf("reported %v, want the refusal", got)
+	}
+	cc.nextState(t)
 }
