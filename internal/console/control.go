@@ -109,7 +109,10 @@ func (s *Server) doWrite(r *http.Request, o op) (Change, error) {
 		return Change{}, fail(http.StatusBadRequest, "%v", err)
 	}
 	if strings.Contains(r.Pattern, "{id}") {
-		if err := checkName("instance id", id); err != nil {
+		// An id may hold "/", as go-kit style keys do
+		// (/services/app/http://10.0.0.1:80): the page escapes it into one
+		// segment of the path, and the catalog takes it.
+		if err := checkText("instance id", id); err != nil {
 			return Change{}, fail(http.StatusBadRequest, "%v", err)
 		}
 		if id == serviceWideID {
