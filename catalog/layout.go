@@ -52,13 +52,18 @@ func newLayout(root, propsRoot string) (layout, error) {
 }
 
 // checkSegment reports whether s can be one segment of a key: a service
-// name or an instance id.
+// name or a property name.
 func checkSegment(what, s string) error {
-	switch {
-	case s == "":
-		return fmt.Errorf("%w: empty %s", ErrBadName, what)
-	case strings.Contains(s, "/"):
+	if strings.Contains(s, "/") {
 		return fmt.Errorf("%w: %s %q contains \"/\"", ErrBadName, what, s)
+	}
+	return checkText(what, s)
+}
+
+// checkText reports whether s can be part of a key.
+func checkText(what, s string) error {
+	if s == "" {
+		return fmt.Errorf("%w: empty %s", ErrBadName, what)
 	}
 	if err := etcdv3.ValidateKey(s); err != nil {
 		return fmt.Errorf("%w: %s %q: %w", ErrBadName, what, s, err)
@@ -66,11 +71,31 @@ func checkSegment(what, s string) error {
 	return nil
 }
 
+// checkID reports whether Register can put an instance with id: one that
+// can have properties, in one segment of its key.
 func checkID(id string) error {
+	if err := checkPropertyID(id); err != nil {
+		return err
+	}
+	if strings.Contains(id, "/") {
+		return fmt.Errorf("%w: instance id %q contains \"/\"", ErrBadName, id)
+	}
+	return nil
+}
+
+// checkPropertyID reports whether id can have properties. Unlike the ids
+// Register puts, it may hold "/": go-kit programs register prefix +
+// address (/services/app/http://10.0.0.1:80), and parseInstanceKey reads
+// the id as everything after the service name. Such an id is stored in the
+// property key as it is, unescaped, so that the keys of other ids stay
+// what they were: a property key still names one id and one property,
+// since the name follows its last "/" and names hold none
+// (property.ParseKey, which the Instancers' overlay reads keys with).
+func checkPropertyID(id string) error {
 	if id == property.ServiceWide {
 		return fmt.Errorf("%w: instance id %q is reserved for service-wide properties", ErrBadName, id)
 	}
-	return checkSegment("instance id", id)
+	return checkText("instance id", id)
 }
 
 func (l layout) instanceKey(service, id string) string { return l.root + service + "/" + id }

@@ -28,6 +28,9 @@ var ErrBadProperty = property.ErrBad
 // <properties root><root without its leading "/"><service>/<id>/<name>
 // (id "_" for the whole service), with the default roots
 // /etcdsd/properties/services/<service>/<id>/<name>, with the JSON Value.
+// An id holding "/", as go-kit style keys have
+// (/services/app/http://10.0.0.1:80), is part of the key as it is:
+// /etcdsd/properties/services/app/http://10.0.0.1:80/disabled.
 type Property struct {
 	Service string `json:"service"`
 	ID      string `json:"id,omitempty"`
@@ -50,7 +53,7 @@ func checkRef(service, id, name string) error {
 		return err
 	}
 	if id != "" {
-		if err := checkID(id); err != nil {
+		if err := checkPropertyID(id); err != nil {
 			return err
 		}
 	}

@@ -45,11 +45,38 @@ func TestCheckPropertyValues(t *testing.T) {
 			t.Errorf("error %v does not wrap ErrBadProperty or name %q", err, tc.name)
 		}
 	}
-	if err := checkProperty("app", "a/1", PropDisabled, "true"); !errors.Is(err, ErrBadName) {
-		t.Errorf("bad id: %v", err)
+	if err := checkProperty("app", "_", PropDisabled, "true"); !errors.Is(err, ErrBadName) {
+		t.Errorf("reserved id: %v", err)
 	}
 	if err := checkProperty("app", "", "a/b", "true"); !errors.Is(err, ErrBadProperty) {
 		t.Errorf("bad property name: %v", err)
+	}
+}
+
+// go-kit programs register keys of prefix + address, such as
+// /services/app/http://10.0.0.1:80: every id parseInstanceKey reads from a
+// key can have properties, stored under a key that the catalog and the
+// Instancers' overlay both read back as that id.
+func TestPropertiesOfIDsHoldingSlashes(t *testing.T) {
+	for _, id := range []string{"http://10.0.0.1:80", "10.0.0.1:80/", "a/b/c", "/x", "a//b"} {
+		_, parsed, ok := testLayout.parseInstanceKey(testLayout.instanceKey("app", id))
+		if !ok || parsed != id {
+			t.Fatalf("parseInstanceKey of %q's key = %q, %v", id, parsed, ok)
+		}
+		if err := checkProperty("app", id, PropDisabled, "true"); err != nil {
+			t.Errorf("id %q: %v", id, err)
+			continue
+		}
+		key := testLayout.propertyKey("app", id, PropDisabled)
+		if want := "/etcdsd/properties/services/app/" + id + "/disabled"; key != want {
+			t.Errorf("property key of %q = %q, want %q", id, key, want)
+		}
+		if s, got, name, ok := testLayout.parsePropertyKey(key); !ok || s != "app" || got != id || name != PropDisabled {
+			t.Errorf("parsePropertyKey(%q) = %q, %q, %q, %v", key, s, got, name, ok)
+		}
+		if got, name, ok := property.ParseKey(testLayout.propsPrefix("app"), key); !ok || got != id || name != PropDisabled {
+			t.Errorf("the overlay reads %q as %q, %q, %v", key, got, name, ok)
+		}
 	}
 }
 

@@ -326,3 +326,32 @@ func TestWeightChangeWithTheSameValueReweighsThroughTheSameEndpoint(t *testing.T
 		t.Fatalf("endpoints %v, want only b:1's", live)
 	}
 }
+
+// Values that share a version and an identity (an ID, or an address when
+// they have none) and leave together all leave: none stays routed, and
+// the endpoint of their address closes.
+func TestEveryDepartedValueIsReleased(t *testing.T) {
+	for name, opts := range map[string][]Option{"all": nil, "subset": {WithSubset(10, "client")}} {
+		t.Run(name, func(t *testing.T) {
+			bothPaths(t, func(t *testing.T, source sourceFunc) {
+				f := newFleet()
+				src := source(t,
+					"10.0.0.1:80", jsonValue("", "10.0.0.1:80", "", 3), // identity 10.0.0.1:80
+					jsonValue("x", "10.0.0.2:80", "v1", 1), jsonValue("x", "10.0.0.2:80", "v1", 2), // identity x
+					"b:1")
+				e := newEndpointer(t, src, f, opts...)
+				waitLen(t, e, 5)
+				set(src, "b:1")
+				itest.Eventually(t, 5*time.Second, "10.0.0.1:80 and 10.0.0.2:80 closed", func() bool {
+					return f.get("10.0.0.1:80").closes.Load() == 1 && f.get("10.0.0.2:80").closes.Load() == 1
+				})
+				if got := served(t, e, context.Background(), 20); !slices.Equal(got, []string{"b:1"}) {
+					t.Fatalf("calls went to %v after both values of 10.0.0.1:80 and of x left, want [b:1]", got)
+				}
+				if n := len(e.Instances()); n != 1 {
+					t.Fatalf("%d instances routed, want 1", n)
+				}
+			})
+		})
+	}
+}

@@ -157,7 +157,8 @@ func WithSeed(seed uint64) Option {
 // ejected at once, rounded down (so the only instance is never ejected
 // below 100 %).
 // When every candidate of a request is ejected, the pick ignores ejection.
-// A success resets the count of failures; so does an ejection. Default 5
+// A success resets the count of failures; so does an ejection, and the
+// calls that reach an ejected instance count for nothing. Default 5
 // failures, 30 s, 50 %.
 func WithEjection(consecutive int, baseTime time.Duration, maxPercent int) Option {
 	return func(c *config) error {

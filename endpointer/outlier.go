@@ -98,8 +98,14 @@ func (o *outliers) close() {
 // consecutive failures, a failure adds one and ejects en at the threshold.
 // A cancelled call tells nothing about the instance and counts for
 // nothing; an error that the hook does not count as a failure is an
-// answer, and resets the count like a success.
+// answer, and resets the count like a success. Nothing counts while en is
+// ejected: the calls that reach it then (in flight, or a request with no
+// other candidate) would otherwise eject it again, for longer, at its
+// first failure back in service.
 func (o *outliers) observe(ctx context.Context, en *entry, err error) {
+	if en.ejected() {
+		return
+	}
 	if err == nil {
 		if en.fails.Load() != 0 {
 			en.fails.Store(0)
@@ -154,8 +160,13 @@ func (o *outliers) eject(en *entry, fails int32, err error) {
 	d := o.base * time.Duration(min(count, maxEjectionMultiplier))
 	until := now + int64(d)
 	en.until.Store(until)
-	en.fails.Store(0)
-	stop := o.after(d, func() { en.until.CompareAndSwap(until, -until) })
+	stop := o.after(d, func() {
+		// The count starts over when en comes back, not when it leaves: a
+		// failure observed as the ejection began may have counted after
+		// it. Reset first, so that none counts between the two.
+		en.fails.Store(0)
+		en.until.CompareAndSwap(until, -until)
+	})
 	o.ejected = append(o.ejected, ejected{en: en, stop: stop})
 	o.mu.Unlock()
 

@@ -304,6 +304,39 @@ func TestEveryCandidateEjectedStillServes(t *testing.T) {
 	}
 }
 
+// An ejection resets the instance's count of failures, and the failures
+// of calls that reach it while it is ejected (the only candidate of a
+// request, or calls in flight) do not count: back in service, it takes
+// consecutive new failures to eject it again.
+func TestFailuresWhileEjectedDoNotCount(t *testing.T) {
+	f := newFleet()
+	vals := []string{jsonValue("a", "a", "v1", 1), jsonValue("b", "b", "v1", 1), jsonValue("c", "c", "v1", 1), jsonValue("d", "d", "v2", 1)}
+	f.get("d").fail.Store(true)
+	var rec ejections
+	const base = time.Second
+	e := newEndpointer(t, source(t, vals...), f, WithEjection(3, base, 50), WithEjectionHook(rec.hook))
+	clock := fakeClock(e)
+	v2 := WithVersion(context.Background(), "v2")
+	once(e, v2, 3)
+	if n := len(rec.list()); n != 1 {
+		t.Fatalf("%d ejections after 3 failures, want 1", n)
+	}
+	// d is the only v2 instance: v2 requests reach it while it is ejected.
+	if failed := once(e, v2, 10); failed != 10 {
+		t.Fatalf("%d of 10 calls to the ejected d failed, want 10", failed)
+	}
+	clock.Add(int64(base))
+	once(e, v2, 1)
+	if got := rec.list(); len(got) != 1 {
+		t.Fatalf("back in service, 1 failure ejected d again: %+v", got[1:])
+	}
+	once(e, v2, 2)
+	got := rec.list()
+	if len(got) != 2 || got[1].Failures != 3 {
+		t.Fatalf("ejections %+v, want a second one after 3 new failures", got)
+	}
+}
+
 func TestRetryAfterAFailurePrefersAnotherInstanceToAnEjectedOne(t *testing.T) {
 	f := newFleet()
 	for _, a := range []string{"a", "b", "c"} {

@@ -136,13 +136,17 @@ func (e *Endpointer) update(ev sd.Event) {
 	for _, v := range ev.Instances {
 		seen[v] = struct{}{}
 	}
-	var gone map[string]*member // by identity, to pair with a new value
+	// The departed members by version and identity, to pair with a new
+	// value. Several values may share both (a plain address and a JSON
+	// value of it, or two weights of one ID): each must be released.
+	var gone map[string][]*member
 	for v, m := range e.values {
 		if _, ok := seen[v]; !ok {
 			if gone == nil {
-				gone = make(map[string]*member)
+				gone = make(map[string][]*member)
 			}
-			gone[m.version()+"\x00"+m.identity()] = m
+			id := m.version() + "\x00" + m.identity()
+			gone[id] = append(gone[id], m)
 		}
 	}
 	for v := range e.bad {
@@ -167,15 +171,20 @@ func (e *Endpointer) update(ev sd.Event) {
 		if inst.ID == "" {
 			id = inst.Version + "\x00" + inst.Address
 		}
-		prev := gone[id]
+		var prev *member
+		if ms := gone[id]; len(ms) > 0 {
+			prev = ms[len(ms)-1]
+			gone[id] = ms[:len(ms)-1]
+		}
 		e.acquire(v, &inst, prev)
 		if prev != nil {
-			delete(gone, id)
 			e.release(prev)
 		}
 	}
-	for _, m := range gone {
-		e.release(m)
+	for _, ms := range gone {
+		for _, m := range ms {
+			e.release(m)
+		}
 	}
 	e.commit()
 }

@@ -323,3 +323,62 @@ func TestEndpointerOnEtcdv3InstancerWeighsByTheCLIsOverride(t *testing.T) {
 	etcdsd(t, "set-weight", "--clear", "weighted", "a", ep).ok(t)
 	itest.Eventually(t, time.Second, "a back to weight 1", func() bool { return weightOf(bs[0].addr()) == 1 })
 }
+
+// go-kit programs register prefix + address, and an address may be a URL:
+// /services/urlsvc/http://127.0.0.1:port. The CLI drains such an instance
+// by the id the catalog lists (everything after the service name), and
+// both go-kit's sd.NewEndpointer and etcdsd's endpointer on
+// etcdv3.NewInstancer stop sending it requests.
+func TestCLIDrainsAnInstanceWhoseKeyEndsInAURL(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	ep := "--endpoints=" + strings.Join(srv.Endpoints(), ",")
+	bs := startBackends(t, "u1", "u2")
+	urls := map[string]string{}
+	for _, b := range bs {
+		urls["http://"+b.addr()] = "http://" + b.addr()
+	}
+	// The factory of a program whose instances are URLs.
+	fromURL := func(f sd.Factory) sd.Factory {
+		return func(instance string) (endpoint.Endpoint, io.Closer, error) {
+			return f(strings.TrimPrefix(instance, "http://"))
+		}
+	}
+	u := readmeUsage(t, srv.Endpoints(), "/services/urlsvc/", urls, fromURL)
+	e, err := endpointer.New(u.instancer, fromURL(newHTTPFactory(t).factory), itest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	ours := e.Endpoint()
+	// oursAvoid reports whether n calls through etcdsd's endpointer, which
+	// must all succeed, all miss b.
+	oursAvoid := func(b *backend, n int) bool {
+		before := b.hits.Load()
+		for range n {
+			if _, err := ours(context.Background(), nil); err != nil {
+				t.Fatalf("call through the endpointer: %v", err)
+			}
+		}
+		return b.hits.Load() == before
+	}
+	for _, b := range bs {
+		itest.Eventually(t, 5*time.Second, "traffic to "+b.name, func() bool { return u.reaches(t, b, 3) && !oursAvoid(b, 3) })
+	}
+	drained, id := bs[1], "http://"+bs[1].addr()
+
+	if out := etcdsd(t, "list", "urlsvc", ep).ok(t).stdout; !strings.Contains(out, id) {
+		t.Fatalf("list does not show the id %q:\n%s", id, out)
+	}
+	etcdsd(t, "drain", "urlsvc", id, ep).ok(t)
+	itest.Eventually(t, time.Second, "no request to the drained u2 within 1 s of the drain", func() bool {
+		return u.avoids(t, drained, 6) && oursAvoid(drained, 6)
+	})
+	if got := u.instancer.State().Instances; len(got) != 1 || got[0] != "http://"+bs[0].addr() {
+		t.Fatalf("sd.Event instances %v, want u1's only", got)
+	}
+
+	etcdsd(t, "undrain", "urlsvc", id, ep).ok(t)
+	itest.Eventually(t, time.Second, "requests to u2 within 1 s of the undrain", func() bool {
+		return u.reaches(t, drained, 3) && !oursAvoid(drained, 3)
+	})
+}

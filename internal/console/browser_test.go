@@ -277,8 +277,9 @@ func TestBrowserDrainsByClickAndFollowsEtcdLive(t *testing.T) {
 	if got := text(t, ctx, "#mode"); got != "writes enabled" {
 		t.Errorf("mode = %q: the token in the link was not taken", got)
 	}
-	if hash, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`location.hash`)); hash != "" {
-		t.Errorf("the token stayed in the address bar: %q", hash)
+	// "" is what the page must show, and what a failed Run returns.
+	if hash, err := chromedp.Run(ctx, chromedp.Evaluate[string](`location.hash`)); err != nil || hash != "" {
+		t.Errorf("the token stayed in the address bar: %q (%v)", hash, err)
 	}
 	screenshot(t, ctx, "console-overview.png")
 
@@ -383,8 +384,9 @@ func TestBrowserReadOnlyConsoleShowsNoControls(t *testing.T) {
 	if got := text(t, ctx, "#mode"); got != "read-only" {
 		t.Errorf("mode = %q, want read-only", got)
 	}
-	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("button[data-action], td.actions").length`)); n != 0 {
-		t.Errorf("a read-only page shows %d controls", n)
+	// 0 is what the page must show, and what a failed Run returns.
+	if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("button[data-action], td.actions").length`)); err != nil || n != 0 {
+		t.Errorf("a read-only page shows %d controls (%v)", n, err)
 	}
 	if p := problems(); len(p) != 0 {
 		t.Fatalf("the page logged errors:\n%s", strings.Join(p, "\n"))

@@ -109,7 +109,10 @@ func (s *Server) doWrite(r *http.Request, o op) (Change, error) {
 		return Change{}, fail(http.StatusBadRequest, "%v", err)
 	}
 	if strings.Contains(r.Pattern, "{id}") {
-		if err := checkName("instance id", id); err != nil {
+		// An id may hold "/", as go-kit style keys do
+		// (/services/app/http://10.0.0.1:80): the page escapes it into one
+		// segment of the path, and the catalog takes it.
+		if err := checkText("instance id", id); err != nil {
 			return Change{}, fail(http.StatusBadRequest, "%v", err)
 		}
 		if id == serviceWideID {
@@ -147,9 +150,10 @@ func (s *Server) doWrite(r *http.Request, o op) (Change, error) {
 }
 
 // checkOrigin refuses a request whose Origin header names another site
-// than the console's own. A browser sends no custom header cross-site
-// without a preflight the console never answers, so the token is the
-// guard; this is a second one.
+// than the console's own. For writes, a browser sends no custom header
+// cross-site without a preflight the console never answers, so the token
+// is the guard and this a second one; for the live stream, which needs no
+// token, it is the only one.
 func checkOrigin(r *http.Request) error {
 	origin := r.Header.Get("Origin")
 	if origin == "" {

@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -198,5 +199,41 @@ func TestWritesGoThroughTheCatalogPropertyAPI(t *testing.T) {
 	}
 	if _, ok := f.value(t, props+"gone-1/disabled"); ok {
 		t.Fatal("the left-behind drain is still set")
+	}
+}
+
+// go-kit programs register prefix + address, such as
+// /services/api/http://10.0.0.1:80: the page sends such an id escaped in
+// the path, and the console drains and weighs it like any other.
+func TestWritesReachInstancesRegisteredGoKitStyle(t *testing.T) {
+	f := newFixture(t, true)
+	const id = "http://10.0.0.1:80"
+	if _, err := f.raw.Put(t.Context(), f.cat.InstanceKey("api", id), id); err != nil {
+		t.Fatal(err)
+	}
+	ts := f.httpServer(t)
+	auth := []string{console.TokenHeader, testToken, "Content-Type", "application/json"}
+	inst := ts.URL + "/api/services/api/instances/" + url.PathEscape(id)
+	props := "/etcdsd/properties/services/api/" + id
+	for _, s := range []struct {
+		method, path, body string
+		key, want          string // want "" means absent
+	}{
+		{"POST", inst + "/drain", "", props + "/disabled", "true"},
+		{"PUT", inst + "/weight", `{"weight":7}`, props + "/weight", "7"},
+		{"POST", inst + "/undrain", "", props + "/disabled", ""},
+		{"DELETE", inst + "/weight", "", props + "/weight", ""},
+	} {
+		r := do(t, s.method, s.path, s.body, auth...)
+		if r.code != http.StatusOK {
+			t.Fatalf("%s %s: %d %s", s.method, s.path, r.code, r.body)
+		}
+		var c console.Change
+		if !decode(t, r.body, &c) || c.ID != id {
+			t.Fatalf("%s %s answered %s, want the change of %q", s.method, s.path, r.body, id)
+		}
+		if v, ok := f.value(t, s.key); (s.want == "" && ok) || v != s.want {
+			t.Fatalf("after %s %s: %s = %q (present %v), want %q", s.method, s.path, s.key, v, ok, s.want)
+		}
 	}
 }

@@ -302,18 +302,28 @@ func (s *Server) getLog(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, s.model.logSince(0))
 }
 
-// checkName refuses names that cannot be a key segment, before anything
-// reads etcd with them; the catalog checks the rest.
+// checkName refuses service names that cannot be a key segment, before
+// anything reads etcd with them; the catalog checks the rest.
 func checkName(what, name string) error {
-	switch {
-	case name == "":
-		return fmt.Errorf("empty %s", what)
-	case len(name) > maxNameLen:
-		return fmt.Errorf("%s of %d bytes: the limit is %d", what, len(name), maxNameLen)
-	case !utf8.ValidString(name):
-		return fmt.Errorf("%s %q is not UTF-8", what, name)
-	case strings.Contains(name, "/"):
+	if err := checkText(what, name); err != nil {
+		return err
+	}
+	if strings.Contains(name, "/") {
 		return fmt.Errorf("%s %q contains \"/\"", what, name)
+	}
+	return nil
+}
+
+// checkText refuses what cannot be part of a key: the checks of service
+// names but the "/", which instance ids may hold.
+func checkText(what, s string) error {
+	switch {
+	case s == "":
+		return fmt.Errorf("empty %s", what)
+	case len(s) > maxNameLen:
+		return fmt.Errorf("%s of %d bytes: the limit is %d", what, len(s), maxNameLen)
+	case !utf8.ValidString(s):
+		return fmt.Errorf("%s %q is not UTF-8", what, s)
 	}
 	return nil
 }

@@ -28,6 +28,12 @@ const (
 // never a backlog), and the new entries of the event log ("log"); a
 // service's page also gets its leases ("leases") every leaseRefresh.
 func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
+	// Before taking a place: any page a user visits could otherwise hold
+	// some of the maxStreams.
+	if err := checkOrigin(r); err != nil {
+		writeError(w, http.StatusForbidden, err)
+		return
+	}
 	service := r.URL.Query().Get("service")
 	if service != "" {
 		if err := checkName("service name", service); err != nil {

@@ -2,7 +2,10 @@ package console_test
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -144,5 +147,54 @@ func TestLeasesAreReadOnDemandForKnownServicesOnly(t *testing.T) {
 	}
 	if r := do(t, "GET", ts.URL+"/api/services/nope/leases", ""); r.code != 404 {
 		t.Fatalf("leases of an unknown service: %d %s", r.code, r.body)
+	}
+}
+
+// streamStatus opens /api/stream with the given Origin header (none when
+// empty), returns the status and the body when it is not a stream, and
+// closes it.
+func streamStatus(t *testing.T, base, origin string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/stream", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if origin != "" {
+		req.Header.Set("Origin", origin)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.Header.Get("Content-Type") == "text/event-stream" {
+		return resp.StatusCode, ""
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// Any page a user visits can open an EventSource on the console: it must
+// not get the stream, so that foreign pages cannot hold its few places
+// (maxStreams) and leave the console's own pages without one. Browsers
+// send such a request with the page's Origin ("null" from a sandbox).
+func TestStreamRefusesCrossSiteOrigins(t *testing.T) {
+	f := newFixture(t, false)
+	ts := f.httpServer(t)
+	for _, origin := range []string{"http://evil.example", "null"} {
+		code, body := streamStatus(t, ts.URL, origin)
+		if code != http.StatusForbidden || !strings.Contains(body, origin) {
+			t.Fatalf("stream from origin %q: %d %q; want 403 naming it", origin, code, body)
+		}
+	}
+	for _, origin := range []string{ts.URL, ""} {
+		if code, body := streamStatus(t, ts.URL, origin); code != http.StatusOK {
+			t.Fatalf("stream from origin %q: %d %s; want the stream", origin, code, body)
+		}
 	}
 }
