@@ -76,6 +76,8 @@ type PoolEvent struct {
 // the net difference is applied. A Pool is safe for concurrent use
 // and holds no global state.
 //
+// A prefix not ending in "/" names a directory: "/backends/agent" follows
+// the keys under "/backends/agent/", never those of "/backends/agent-x/".
 // The id of a key, for GetByID, is the rest of the key after the prefix
 // (and after the slash that follows a prefix not ending in one): under
 // "/backends/agent/" or "/backends/agent", the id of
@@ -131,7 +133,7 @@ func NewPool(ctx context.Context, c etcdv3.Client, prefixes []string, opts ...Po
 	for _, prefix := range prefixes {
 		logger := log.With(cfg.logger, "prefix", prefix)
 		feed := pipeline.NewFeed(pipeline.WithLogger(logger), pipeline.WithObserver(func(b pipeline.Batch) { p.apply(prefix, b) }))
-		m, err := pipeline.Start(ctx, pipeline.SourceFor(c, prefix), feed, logger, 0, 0)
+		m, err := pipeline.Start(ctx, pipeline.SourceFor(c, dirOf(prefix)), feed, logger, 0, 0)
 		if err != nil {
 			p.Close()
 			return nil, fmt.Errorf("grpcsd: new pool: %w", err)
@@ -150,7 +152,7 @@ func checkPrefixes(prefixes []string) error {
 			return fmt.Errorf("prefix %q: %w", a, err)
 		}
 		for _, b := range prefixes[:i] {
-			if strings.HasPrefix(a, b) || strings.HasPrefix(b, a) {
+			if da, db := dirOf(a), dirOf(b); strings.HasPrefix(da, db) || strings.HasPrefix(db, da) {
 				return fmt.Errorf("prefixes %q and %q overlap: a key would have two connections", b, a)
 			}
 		}
@@ -351,6 +353,16 @@ func (p *Pool) Close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// dirOf returns the prefix the Pool watches for prefix: prefix itself when
+// it ends in "/", else the directory it names, so that "/backends/agent"
+// does not take in "/backends/agent-x/…" or "/backends/agents/…".
+func dirOf(prefix string) string {
+	if strings.HasSuffix(prefix, "/") {
+		return prefix
+	}
+	return prefix + "/"
 }
 
 // keyID returns the id of key under prefix (see Pool).

@@ -229,3 +229,34 @@ func put(t *testing.T, kv *clientv3.Client, key, value string) {
 		t.Fatalf("put %s: %v", key, err)
 	}
 }
+
+// TestPoolPrefixWithoutSlashIgnoresSiblingPrefixes: a prefix not ending in
+// "/" is a directory, as the Pool's ids say (under "/backends/agent" the id
+// of "/backends/agent/agent1" is "agent1"); keys of the sibling prefixes
+// "/backends/agent-x/…" and "/backends/agents/…" are no part of it.
+func TestPoolPrefixWithoutSlashIgnoresSiblingPrefixes(t *testing.T) {
+	etcd := newEtcd(t)
+	c := itestclient.New(t, etcd.Endpoints())
+	dir := "/" + t.Name() + "/backends/agent"
+	register(t, c, dir+"/agent1", startServer(t, "agent1").addr)
+	register(t, c, dir+"-x/sibling1", startServer(t, "sibling1").addr)
+	ev := &events{}
+	p := newPool(t, c, []string{dir}, ev)
+	register(t, c, dir+"s/sibling2", startServer(t, "sibling2").addr) // after the first read
+	register(t, c, dir+"/agent2", startServer(t, "agent2").addr)
+	itest.Eventually(t, 5*time.Second, "agent2 in the pool", func() bool {
+		_, ok := ev.find(grpcsd.Added, dir+"/agent2")
+		return ok
+	})
+	all, err := p.GetAll(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 2 || all[dir+"/agent1"] == nil || all[dir+"/agent2"] == nil {
+		keys := make([]string, 0, len(all))
+		for k := range all {
+			keys = append(keys, k)
+		}
+		t.Fatalf("pool under %q holds %q, want agent1 and agent2 only", dir, keys)
+	}
+}
