@@ -198,7 +198,7 @@ func (r *Registrar) start(resume bool) (*run, error) {
 	r.run = ru
 	r.setStateLocked(StateRegistering, nil)
 	r.mu.Unlock()
-	r.service.TTL.warnRepaired(r.logger)
+	r.service.ttlOrDefault().warnRepaired(r.logger)
 	err := r.register(ctx)
 	if err == nil {
 		r.finish(ru, nil)
