@@ -12,6 +12,8 @@ import (
 	"github.com/go-kit/log/level"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/etcdsd/etcdsd/internal/backoff"
 )
@@ -94,6 +96,10 @@ func (c *EtcdClient) RegisterContext(ctx context.Context, s Service) error {
 		if errors.Is(err, errLeaseRetired) {
 			continue
 		}
+		if why := refusal(err); why != "" {
+			return permanent{fmt.Errorf("etcdv3: register %q (value of %d bytes, lease TTL %ds): etcd refuses it for good, %s: %w",
+				s.Key, len(s.Value), key.seconds, why, err)}
+		}
 		if err != nil {
 			return fmt.Errorf("etcdv3: register %q: %w", s.Key, callError(ctx, err))
 		}
@@ -102,6 +108,26 @@ func (c *EtcdClient) RegisterContext(ctx context.Context, s Service) error {
 		c.mu.Unlock()
 		return nil
 	}
+}
+
+// refusal says why etcd refused a registration for a reason that retrying
+// cannot fix, or "" when err may pass.
+func refusal(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, rpctypes.ErrRequestTooLarge),
+		// gRPC's message limits, the client's or etcd's (its request limit
+		// plus an allowance); etcd's "too many requests", which passes,
+		// has the same code.
+		status.Code(err) == codes.ResourceExhausted && !errors.Is(err, rpctypes.ErrTooManyRequests):
+		return "the request is too large"
+	case errors.Is(err, rpctypes.ErrLeaseTTLTooLarge):
+		return "the lease TTL is over its maximum"
+	case errors.Is(err, rpctypes.ErrPermissionDenied):
+		return "the client's user may not write the key"
+	}
+	return ""
 }
 
 // DeregisterContext is Deregister with a caller's context. It returns
@@ -218,9 +244,10 @@ func (l *sharedLease) add(ctx context.Context, key, value string) (clientv3.Leas
 		// etcd may have applied the put all the same (a timeout says
 		// nothing), and the other keys keep the lease alive: until a retry
 		// succeeds, the key is deleted at the next heartbeat that gets
-		// through, so a Deregister meanwhile cannot leave it behind.
+		// through, so a Deregister meanwhile cannot leave it behind. A put
+		// etcd refused was not applied.
 		l.mu.Lock()
-		if _, live := l.services[key]; !live {
+		if _, live := l.services[key]; !live && refusal(err) == "" {
 			l.orphans[key] = true
 		}
 		l.mu.Unlock()

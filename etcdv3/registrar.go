@@ -18,7 +18,8 @@ type State int
 
 // Registrar states.
 const (
-	// StateIdle: never registered, or a RegisterContext gave up.
+	// StateIdle: never registered, a RegisterContext gave up, or the
+	// registration can never succeed (Status.Err says why).
 	StateIdle State = iota
 	// StateRegistering: the first put has not succeeded yet; retrying.
 	StateRegistering
@@ -124,7 +125,10 @@ func NewRegistrar(client Client, service Service, logger log.Logger) *Registrar 
 // before returning (within the client's request timeout, and its dial
 // timeout while etcd is unreachable); on failure it logs the error and
 // keeps retrying in the background until it succeeds or Deregister is
-// called. Only an empty or malformed key or an empty value is not retried.
+// called. What retrying cannot fix is not retried: an empty or malformed
+// key, an empty value or one that consumers cannot parse (see
+// instance.Parse), and etcd's refusals for good (a request too large, a
+// lease TTL over etcd's maximum, permission denied); Status reports it.
 func (r *Registrar) Register() {
 	if _, err := r.start(false); err != nil {
 		r.logger.Log("err", err)
@@ -133,9 +137,10 @@ func (r *Registrar) Register() {
 
 // RegisterContext registers, retrying with backoff until it succeeds or ctx
 // ends, and returns the error then. It returns at once, with the error, for
-// input that can never succeed: an empty key or value (the bare ErrNoKey or
-// ErrNoValue, as in go-kit) or a malformed key. Deregister or Pause ends it
-// with an error.
+// what can never succeed (see Register): an empty key or value gives the
+// bare ErrNoKey or ErrNoValue, as in go-kit, a value consumers cannot parse
+// an error wrapping instance.ErrMalformed. Deregister or Pause ends it with
+// an error.
 func (r *Registrar) RegisterContext(ctx context.Context) error {
 	return r.await(ctx, false)
 }
@@ -200,9 +205,14 @@ func (r *Registrar) start(resume bool) (*run, error) {
 	r.mu.Unlock()
 	r.service.ttlOrDefault().warnRepaired(r.logger)
 	err := r.register(ctx)
-	if err == nil {
+	var p permanent
+	switch {
+	case err == nil:
 		r.finish(ru, nil)
 		return ru, nil
+	case errors.As(err, &p):
+		r.finish(ru, p.error)
+		return nil, err
 	}
 	r.setRunErr(ru, err)
 	go r.retry(ru, err)
@@ -231,8 +241,14 @@ func (r *Registrar) retry(ru *run, lastErr error) {
 	logged := time.Now()
 	for b.Sleep(ru.ctx) {
 		err := r.register(ru.ctx)
-		if err == nil {
+		var p permanent
+		switch {
+		case err == nil:
 			r.finish(ru, nil)
+			return
+		case errors.As(err, &p):
+			level.Error(r.logger).Log("msg", "register refused, not retrying", "err", p.error)
+			r.finish(ru, p.error)
 			return
 		}
 		if ru.ctx.Err() != nil {

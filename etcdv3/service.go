@@ -7,6 +7,8 @@ import (
 
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
+
+	"github.com/etcdsd/etcdsd/instance"
 )
 
 // Default lease timing, as in go-kit: the key lives 9 s without a heartbeat,
@@ -92,7 +94,9 @@ func (s Service) ttlOrDefault() *TTLOption {
 }
 
 // validate checks everything Register needs. As in go-kit, an empty key or
-// value gives the bare ErrNoKey or ErrNoValue.
+// value gives the bare ErrNoKey or ErrNoValue. The value is checked by the
+// parser every consumer uses, so that a value they would leave out is
+// refused here, where it is made, rather than logged there.
 func (s Service) validate() error {
 	if s.Key == "" {
 		return ErrNoKey
@@ -102,6 +106,9 @@ func (s Service) validate() error {
 	}
 	if err := ValidateKey(s.Key); err != nil {
 		return fmt.Errorf("etcdv3: register %q: %w", s.Key, err)
+	}
+	if _, err := instance.Parse(s.Value); err != nil {
+		return fmt.Errorf("etcdv3: register %q: value: %w", s.Key, err)
 	}
 	return nil
 }
