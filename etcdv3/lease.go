@@ -48,7 +48,7 @@ type sharedLease struct {
 	mu       sync.Mutex
 	id       clientv3.LeaseID
 	services map[string]string // key → value
-	orphans  map[string]bool   // deregistered keys whose delete failed; retried
+	orphans  map[string]string // deregistered keys whose delete failed, with their values; retried
 	healthy  bool              // the last keepalive or put succeeded
 	lastErr  error
 	retired  bool // the last key left; the lease must not be reused
@@ -68,7 +68,7 @@ func newSharedLease(c *EtcdClient, key leaseKey) *sharedLease {
 		key:      key,
 		logger:   log.With(c.logger, "ttl", fmt.Sprintf("%ds", key.seconds)),
 		services: make(map[string]string),
-		orphans:  make(map[string]bool),
+		orphans:  make(map[string]string),
 		done:     make(chan struct{}),
 	}
 }
@@ -136,7 +136,20 @@ func refusal(err error) string {
 // the call fails: its lease is revoked, or else it expires within its TTL
 // (when other keys share the lease, the delete is retried until it
 // succeeds).
+//
+// A key this client keeps is deleted only while it still holds this
+// client's lease and value, so that a process which registered the key
+// since (a rolling restart reusing it) keeps its registration. A key this
+// client does not keep is deleted whatever holds it, as go-kit's
+// Deregister does.
 func (c *EtcdClient) DeregisterContext(ctx context.Context, s Service) error {
+	return c.deregister(ctx, s, false)
+}
+
+// deregister is DeregisterContext; with keptOnly, a key this client does
+// not keep is left alone: a Registrar that registered it deletes only what
+// it put.
+func (c *EtcdClient) deregister(ctx context.Context, s Service, keptOnly bool) error {
 	if s.Key == "" {
 		return ErrNoKey
 	}
@@ -154,6 +167,9 @@ func (c *EtcdClient) DeregisterContext(ctx context.Context, s Service) error {
 		}
 	}
 	c.mu.Unlock()
+	if owner == nil && keptOnly {
+		return nil
+	}
 	if owner == nil {
 		// Not kept alive by this client (or already deregistered): still
 		// make sure the key is gone, as go-kit's Deregister does.
@@ -248,7 +264,7 @@ func (l *sharedLease) add(ctx context.Context, key, value string) (clientv3.Leas
 		// etcd refused was not applied.
 		l.mu.Lock()
 		if _, live := l.services[key]; !live && refusal(err) == "" {
-			l.orphans[key] = true
+			l.orphans[key] = value
 		}
 		l.mu.Unlock()
 		return 0, err
@@ -271,18 +287,20 @@ func (l *sharedLease) add(ctx context.Context, key, value string) (clientv3.Leas
 func (l *sharedLease) remove(ctx context.Context, key string) error {
 	l.writeMu.Lock()
 	l.mu.Lock()
+	value := l.services[key]
 	delete(l.services, key)
 	last := len(l.services) == 0
 	if last {
 		l.retired = true
 	}
 	running := l.running
+	id := l.id
 	l.mu.Unlock()
 	if !last {
 		defer l.writeMu.Unlock()
-		if _, err := l.c.cli.Delete(ctx, key); err != nil {
+		if err := l.deleteOurs(ctx, id, key, value); err != nil {
 			l.mu.Lock()
-			l.orphans[key] = true
+			l.orphans[key] = value
 			l.mu.Unlock()
 			return fmt.Errorf("%w (the key stays until a later retry deletes it)", err)
 		}
@@ -294,7 +312,18 @@ func (l *sharedLease) remove(ctx context.Context, key string) error {
 	if running {
 		<-l.done
 	}
-	return l.revoke(ctx, key)
+	return l.revoke(ctx, key, value)
+}
+
+// deleteOurs deletes key only while it holds lease id and value, in one
+// transaction: a key put since by someone else, such as the next process
+// of a rolling restart, is theirs.
+func (l *sharedLease) deleteOurs(ctx context.Context, id clientv3.LeaseID, key, value string) error {
+	_, err := l.c.cli.Txn(ctx).If(
+		clientv3.Compare(clientv3.LeaseValue(key), "=", id),
+		clientv3.Compare(clientv3.Value(key), "=", value),
+	).Then(clientv3.OpDelete(key)).Commit()
+	return err
 }
 
 // close stops the keeper; with revoke, it also revokes the lease so that
@@ -315,13 +344,13 @@ func (l *sharedLease) close(revoke bool) {
 		// courtesy; unrevoked keys still expire within their TTL.
 		ctx, cancel := context.WithTimeout(context.Background(), min(l.c.opts.RequestTimeout, time.Second))
 		defer cancel()
-		if err := l.revoke(ctx, ""); err != nil {
+		if err := l.revoke(ctx, "", ""); err != nil {
 			level.Warn(l.logger).Log("msg", "revoke lease on close", "err", err)
 		}
 	}
 }
 
-func (l *sharedLease) revoke(ctx context.Context, key string) error {
+func (l *sharedLease) revoke(ctx context.Context, key, value string) error {
 	l.mu.Lock()
 	id := l.id
 	l.mu.Unlock()
@@ -334,7 +363,7 @@ func (l *sharedLease) revoke(ctx context.Context, key string) error {
 	}
 	if key != "" {
 		// Nothing keeps the lease alive any more: the key goes at expiry.
-		if _, derr := l.c.cli.Delete(ctx, key); derr == nil {
+		if derr := l.deleteOurs(ctx, id, key, value); derr == nil {
 			return nil
 		}
 	}
@@ -435,13 +464,11 @@ func (l *sharedLease) deleteOrphans(ctx context.Context) {
 	l.writeMu.Lock()
 	defer l.writeMu.Unlock()
 	l.mu.Lock()
-	keys := make([]string, 0, len(l.orphans))
-	for k := range l.orphans {
-		keys = append(keys, k)
-	}
+	orphans := maps.Clone(l.orphans)
+	id := l.id
 	l.mu.Unlock()
-	for _, k := range keys {
-		if _, err := l.c.cli.Delete(ctx, k); err != nil {
+	for k, v := range orphans {
+		if err := l.deleteOurs(ctx, id, k, v); err != nil {
 			return
 		}
 		l.mu.Lock()

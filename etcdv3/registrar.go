@@ -89,6 +89,9 @@ type Registrar struct {
 	state   State
 	lastErr error
 	run     *run // the attempts in flight while registering
+	// joined: a registration was started, so Deregister deletes only what
+	// it put; before that it deletes the key, as go-kit's.
+	joined bool
 }
 
 // run is one registration's attempts: the first in the caller's goroutine,
@@ -200,7 +203,7 @@ func (r *Registrar) start(resume bool) (*run, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ru := &run{ctx: ctx, cancel: cancel, done: make(chan struct{})}
-	r.run = ru
+	r.run, r.joined = ru, true
 	r.setStateLocked(StateRegistering, nil)
 	r.mu.Unlock()
 	r.service.ttlOrDefault().warnRepaired(r.logger)
@@ -308,11 +311,14 @@ func (r *Registrar) registered() {
 
 // Deregister implements the sd.Registrar interface. Call it when you want your
 // service to be deregistered from etcd, typically just prior to shutdown. It
-// stops any retrying, deletes the key and releases its lease, also when
-// Register was never called (as go-kit's). It returns within the client's
-// request timeout, and within its dial timeout while etcd is unreachable;
-// the key never comes back (see EtcdClient.DeregisterContext). Errors are
-// logged; DeregisterContext returns them.
+// stops any retrying, deletes the key and releases its lease. With the real
+// client, the key is deleted only while it still holds this registration's
+// lease and value: a process that registered the key since (a rolling
+// restart reusing it) keeps its registration. Called before any Register,
+// it deletes the key whatever holds it, as go-kit's. It returns within the
+// client's request timeout, and within its dial timeout while etcd is
+// unreachable; the key never comes back (see EtcdClient.DeregisterContext).
+// Errors are logged; DeregisterContext returns them.
 func (r *Registrar) Deregister() {
 	ctx, cancel := r.requestContext()
 	defer cancel()
@@ -388,7 +394,10 @@ func (r *Registrar) Resume(ctx context.Context) error {
 func (r *Registrar) leave(ctx context.Context) error {
 	var err error
 	if ec, ok := r.client.(*EtcdClient); ok {
-		err = ec.DeregisterContext(ctx, r.service)
+		r.mu.Lock()
+		joined := r.joined
+		r.mu.Unlock()
+		err = ec.deregister(ctx, r.service, joined)
 	} else {
 		err = r.client.Deregister(r.service)
 	}
