@@ -294,11 +294,11 @@ func (r *Registrar) finish(ru *run, err error) {
 		}
 		cancel()
 	}
-	ru.cancel()
-	close(ru.done)
 	if mine && err == nil {
 		r.registered()
 	}
+	ru.cancel()
+	close(ru.done)
 }
 
 func (r *Registrar) registered() {
@@ -341,20 +341,30 @@ func (r *Registrar) requestContext() (context.Context, context.CancelFunc) {
 // DeregisterContext is Deregister bounded by ctx, returning the error
 // instead of logging it. It is idempotent.
 func (r *Registrar) DeregisterContext(ctx context.Context) error {
-	if err := r.stop(ctx, StateDeregistered); err != nil {
+	ru, _ := r.take(StateDeregistered)
+	if err := r.stop(ctx, ru); err != nil {
 		return fmt.Errorf("etcdv3: deregister %q: %w", r.service.Key, err)
 	}
 	return r.leave(ctx)
 }
 
-// stop moves to state and cancels the attempts in flight, waiting for them
-// to end within ctx (one that succeeds later undoes itself).
-func (r *Registrar) stop(ctx context.Context, state State) error {
+// take moves to state, taking the attempts in flight from their owner; to
+// paused, only from registering or registered (ok false otherwise), in the
+// same step, so that a Deregister meanwhile is never undone.
+func (r *Registrar) take(state State) (ru *run, ok bool) {
 	r.mu.Lock()
-	ru := r.run
-	r.run = nil
+	defer r.mu.Unlock()
+	if state == StatePaused && r.state != StateRegistering && r.state != StateRegistered {
+		return nil, false
+	}
+	ru, r.run = r.run, nil
 	r.setStateLocked(state, nil)
-	r.mu.Unlock()
+	return ru, true
+}
+
+// stop cancels the attempts ru, taken by take, waiting for them to end
+// within ctx (one that succeeds later undoes itself).
+func (r *Registrar) stop(ctx context.Context, ru *run) error {
 	if ru == nil {
 		return nil
 	}
@@ -371,10 +381,11 @@ func (r *Registrar) stop(ctx context.Context, state State) error {
 // process goes on, e.g. before a deploy or while draining. Resume puts it
 // back. Both are no-ops when already in the wanted state.
 func (r *Registrar) Pause(ctx context.Context) error {
-	if st := r.State(); st != StateRegistering && st != StateRegistered {
+	ru, ok := r.take(StatePaused)
+	if !ok {
 		return nil
 	}
-	if err := r.stop(ctx, StatePaused); err != nil {
+	if err := r.stop(ctx, ru); err != nil {
 		return fmt.Errorf("etcdv3: pause %q: %w", r.service.Key, err)
 	}
 	if err := r.leave(ctx); err != nil {
