@@ -491,7 +491,9 @@ func (c *EtcdClient) Register(s Service) error {
 }
 
 // Deregister implements Client: it deletes s.Key and stops keeping it alive;
-// the lease is revoked when no other service uses it.
+// the lease is revoked when no other service uses it. A key this client
+// keeps is deleted only while it holds this client's lease and value (see
+// DeregisterContext).
 func (c *EtcdClient) Deregister(s Service) error {
 	ctx, cancel := c.requestContext()
 	defer cancel()

@@ -1,9 +1,11 @@
 package etcdv3
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -249,5 +251,24 @@ func TestRegistrarDeregisterWithoutRegisterDeletesTheKeyAsGoKit(t *testing.T) {
 	}
 	if got, want := buf.String(), "key=/p/a value=1:1 action=deregister\n"; got != want {
 		t.Fatalf("log = %q, want %q", got, want)
+	}
+}
+
+// Pause moves to paused only from registering or registered, in one step:
+// a Deregister between its check and its move must win.
+func TestPauseRacingDeregisterEndsDeregistered(t *testing.T) {
+	f := newGoKitFake()
+	defer f.close()
+	for i := range 2000 {
+		r := NewRegistrar(f, Service{Key: "/p/a", Value: "1:1"}, log.NewNopLogger())
+		r.Register()
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); r.Pause(context.Background()) }()
+		go func() { defer wg.Done(); r.Deregister() }()
+		wg.Wait()
+		if st := r.State(); st != StateDeregistered {
+			t.Fatalf("iteration %d: state %v after Pause and Deregister, want deregistered", i, st)
+		}
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/go-kit/log/level"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/etcdsd/etcdsd/internal/backoff"
 )
@@ -46,7 +48,7 @@ type sharedLease struct {
 	mu       sync.Mutex
 	id       clientv3.LeaseID
 	services map[string]string // key → value
-	orphans  map[string]bool   // deregistered keys whose delete failed; retried
+	orphans  map[string]string // deregistered keys whose delete failed, with their values; retried
 	healthy  bool              // the last keepalive or put succeeded
 	lastErr  error
 	retired  bool // the last key left; the lease must not be reused
@@ -66,7 +68,7 @@ func newSharedLease(c *EtcdClient, key leaseKey) *sharedLease {
 		key:      key,
 		logger:   log.With(c.logger, "ttl", fmt.Sprintf("%ds", key.seconds)),
 		services: make(map[string]string),
-		orphans:  make(map[string]bool),
+		orphans:  make(map[string]string),
 		done:     make(chan struct{}),
 	}
 }
@@ -94,6 +96,10 @@ func (c *EtcdClient) RegisterContext(ctx context.Context, s Service) error {
 		if errors.Is(err, errLeaseRetired) {
 			continue
 		}
+		if why := refusal(err); why != "" {
+			return permanent{fmt.Errorf("etcdv3: register %q (value of %d bytes, lease TTL %ds): etcd refuses it for good, %s: %w",
+				s.Key, len(s.Value), key.seconds, why, err)}
+		}
 		if err != nil {
 			return fmt.Errorf("etcdv3: register %q: %w", s.Key, callError(ctx, err))
 		}
@@ -104,13 +110,46 @@ func (c *EtcdClient) RegisterContext(ctx context.Context, s Service) error {
 	}
 }
 
+// refusal says why etcd refused a registration for a reason that retrying
+// cannot fix, or "" when err may pass.
+func refusal(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, rpctypes.ErrRequestTooLarge),
+		// gRPC's message limits, the client's or etcd's (its request limit
+		// plus an allowance); etcd's "too many requests", which passes,
+		// has the same code.
+		status.Code(err) == codes.ResourceExhausted && !errors.Is(err, rpctypes.ErrTooManyRequests):
+		return "the request is too large"
+	case errors.Is(err, rpctypes.ErrLeaseTTLTooLarge):
+		return "the lease TTL is over its maximum"
+	case errors.Is(err, rpctypes.ErrPermissionDenied):
+		return "the client's user may not write the key"
+	}
+	return ""
+}
+
 // DeregisterContext is Deregister with a caller's context. It returns
 // within ctx, and within the dial timeout while etcd is unreachable. A key
 // this client keeps alive is never put back once this is called, even if
 // the call fails: its lease is revoked, or else it expires within its TTL
 // (when other keys share the lease, the delete is retried until it
 // succeeds).
+//
+// A key this client keeps is deleted only while it still holds this
+// client's lease and value, so that a process which registered the key
+// since (a rolling restart reusing it) keeps its registration. A key this
+// client does not keep is deleted whatever holds it, as go-kit's
+// Deregister does.
 func (c *EtcdClient) DeregisterContext(ctx context.Context, s Service) error {
+	return c.deregister(ctx, s, false)
+}
+
+// deregister is DeregisterContext; with keptOnly, a key this client does
+// not keep is left alone: a Registrar that registered it deletes only what
+// it put.
+func (c *EtcdClient) deregister(ctx context.Context, s Service, keptOnly bool) error {
 	if s.Key == "" {
 		return ErrNoKey
 	}
@@ -128,6 +167,9 @@ func (c *EtcdClient) DeregisterContext(ctx context.Context, s Service) error {
 		}
 	}
 	c.mu.Unlock()
+	if owner == nil && keptOnly {
+		return nil
+	}
 	if owner == nil {
 		// Not kept alive by this client (or already deregistered): still
 		// make sure the key is gone, as go-kit's Deregister does.
@@ -218,10 +260,11 @@ func (l *sharedLease) add(ctx context.Context, key, value string) (clientv3.Leas
 		// etcd may have applied the put all the same (a timeout says
 		// nothing), and the other keys keep the lease alive: until a retry
 		// succeeds, the key is deleted at the next heartbeat that gets
-		// through, so a Deregister meanwhile cannot leave it behind.
+		// through, so a Deregister meanwhile cannot leave it behind. A put
+		// etcd refused was not applied.
 		l.mu.Lock()
-		if _, live := l.services[key]; !live {
-			l.orphans[key] = true
+		if _, live := l.services[key]; !live && refusal(err) == "" {
+			l.orphans[key] = value
 		}
 		l.mu.Unlock()
 		return 0, err
@@ -244,18 +287,20 @@ func (l *sharedLease) add(ctx context.Context, key, value string) (clientv3.Leas
 func (l *sharedLease) remove(ctx context.Context, key string) error {
 	l.writeMu.Lock()
 	l.mu.Lock()
+	value := l.services[key]
 	delete(l.services, key)
 	last := len(l.services) == 0
 	if last {
 		l.retired = true
 	}
 	running := l.running
+	id := l.id
 	l.mu.Unlock()
 	if !last {
 		defer l.writeMu.Unlock()
-		if _, err := l.c.cli.Delete(ctx, key); err != nil {
+		if err := l.deleteOurs(ctx, id, key, value); err != nil {
 			l.mu.Lock()
-			l.orphans[key] = true
+			l.orphans[key] = value
 			l.mu.Unlock()
 			return fmt.Errorf("%w (the key stays until a later retry deletes it)", err)
 		}
@@ -267,7 +312,18 @@ func (l *sharedLease) remove(ctx context.Context, key string) error {
 	if running {
 		<-l.done
 	}
-	return l.revoke(ctx, key)
+	return l.revoke(ctx, key, value)
+}
+
+// deleteOurs deletes key only while it holds lease id and value, in one
+// transaction: a key put since by someone else, such as the next process
+// of a rolling restart, is theirs.
+func (l *sharedLease) deleteOurs(ctx context.Context, id clientv3.LeaseID, key, value string) error {
+	_, err := l.c.cli.Txn(ctx).If(
+		clientv3.Compare(clientv3.LeaseValue(key), "=", id),
+		clientv3.Compare(clientv3.Value(key), "=", value),
+	).Then(clientv3.OpDelete(key)).Commit()
+	return err
 }
 
 // close stops the keeper; with revoke, it also revokes the lease so that
@@ -288,13 +344,13 @@ func (l *sharedLease) close(revoke bool) {
 		// courtesy; unrevoked keys still expire within their TTL.
 		ctx, cancel := context.WithTimeout(context.Background(), min(l.c.opts.RequestTimeout, time.Second))
 		defer cancel()
-		if err := l.revoke(ctx, ""); err != nil {
+		if err := l.revoke(ctx, "", ""); err != nil {
 			level.Warn(l.logger).Log("msg", "revoke lease on close", "err", err)
 		}
 	}
 }
 
-func (l *sharedLease) revoke(ctx context.Context, key string) error {
+func (l *sharedLease) revoke(ctx context.Context, key, value string) error {
 	l.mu.Lock()
 	id := l.id
 	l.mu.Unlock()
@@ -307,7 +363,7 @@ func (l *sharedLease) revoke(ctx context.Context, key string) error {
 	}
 	if key != "" {
 		// Nothing keeps the lease alive any more: the key goes at expiry.
-		if _, derr := l.c.cli.Delete(ctx, key); derr == nil {
+		if derr := l.deleteOurs(ctx, id, key, value); derr == nil {
 			return nil
 		}
 	}
@@ -408,13 +464,11 @@ func (l *sharedLease) deleteOrphans(ctx context.Context) {
 	l.writeMu.Lock()
 	defer l.writeMu.Unlock()
 	l.mu.Lock()
-	keys := make([]string, 0, len(l.orphans))
-	for k := range l.orphans {
-		keys = append(keys, k)
-	}
+	orphans := maps.Clone(l.orphans)
+	id := l.id
 	l.mu.Unlock()
-	for _, k := range keys {
-		if _, err := l.c.cli.Delete(ctx, k); err != nil {
+	for k, v := range orphans {
+		if err := l.deleteOurs(ctx, id, k, v); err != nil {
 			return
 		}
 		l.mu.Lock()

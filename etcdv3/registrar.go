@@ -18,7 +18,8 @@ type State int
 
 // Registrar states.
 const (
-	// StateIdle: never registered, or a RegisterContext gave up.
+	// StateIdle: never registered, a RegisterContext gave up, or the
+	// registration can never succeed (Status.Err says why).
 	StateIdle State = iota
 	// StateRegistering: the first put has not succeeded yet; retrying.
 	StateRegistering
@@ -81,16 +82,27 @@ type Registrar struct {
 	logger  log.Logger
 	metrics *Metrics // the real client's, or nil
 
-	// opMu serialises Register, Deregister, Pause and Resume, so that a
-	// first attempt in flight cannot put a key back after Deregister.
-	opMu sync.Mutex
-
+	// mu guards the fields below and is never held while waiting on etcd:
+	// Deregister and Pause take the attempts in flight away from their
+	// owner and cancel them, so they return within their own bound.
 	mu      sync.Mutex
 	state   State
 	lastErr error
-	cancel  context.CancelFunc // stops the retry goroutine, if any
-	done    chan struct{}      // closed when the retry goroutine ends
-	changed chan struct{}      // closed and replaced on every state change
+	run     *run // the attempts in flight while registering
+	// joined: a registration was started, so Deregister deletes only what
+	// it put; before that it deletes the key, as go-kit's.
+	joined bool
+}
+
+// run is one registration's attempts: the first in the caller's goroutine,
+// the retries in a goroutine of their own. Whoever takes it from
+// Registrar.run (Deregister, Pause, a RegisterContext giving up) cancels it;
+// an attempt that succeeds after that takes its key away again.
+type run struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{} // closed once the attempts have ended
+	err    error         // the outcome, set before done is closed
 }
 
 // NewRegistrar returns a etcd Registrar acting on the provided catalog
@@ -103,7 +115,6 @@ func NewRegistrar(client Client, service Service, logger log.Logger) *Registrar 
 		client:  client,
 		service: service,
 		logger:  log.With(logger, "key", service.Key, "value", service.Value),
-		changed: make(chan struct{}),
 	}
 	if ec, ok := client.(*EtcdClient); ok {
 		r.metrics = ec.opts.Metrics
@@ -117,98 +128,107 @@ func NewRegistrar(client Client, service Service, logger log.Logger) *Registrar 
 // before returning (within the client's request timeout, and its dial
 // timeout while etcd is unreachable); on failure it logs the error and
 // keeps retrying in the background until it succeeds or Deregister is
-// called. Only an empty or malformed key or an empty value is not retried.
+// called. What retrying cannot fix is not retried: an empty or malformed
+// key, an empty value or one that consumers cannot parse (see
+// instance.Parse), and etcd's refusals for good (a request too large, a
+// lease TTL over etcd's maximum, permission denied); Status reports it.
 func (r *Registrar) Register() {
-	r.opMu.Lock()
-	defer r.opMu.Unlock()
-	if err := r.start(); err != nil {
+	if _, err := r.start(false); err != nil {
 		r.logger.Log("err", err)
 	}
 }
 
 // RegisterContext registers, retrying with backoff until it succeeds or ctx
 // ends, and returns the error then. It returns at once, with the error, for
-// input that can never succeed: an empty key or value (the bare ErrNoKey or
-// ErrNoValue, as in go-kit) or a malformed key.
+// what can never succeed (see Register): an empty key or value gives the
+// bare ErrNoKey or ErrNoValue, as in go-kit, a value consumers cannot parse
+// an error wrapping instance.ErrMalformed. Deregister or Pause ends it with
+// an error.
 func (r *Registrar) RegisterContext(ctx context.Context) error {
-	r.opMu.Lock()
-	defer r.opMu.Unlock()
-	return r.registerLocked(ctx)
+	return r.await(ctx, false)
 }
 
-func (r *Registrar) registerLocked(ctx context.Context) error {
+// await starts registering (from Paused only, when resuming) and waits
+// until the attempts end or ctx does.
+func (r *Registrar) await(ctx context.Context, resume bool) error {
+	ru, err := r.start(resume)
 	var p permanent
-	if err := r.start(); errors.As(err, &p) {
+	if errors.As(err, &p) {
 		return p.error // bare, as go-kit returns ErrNoKey and ErrNoValue
 	}
-	for {
-		r.mu.Lock()
-		st, lastErr, changed := r.state, r.lastErr, r.changed
-		r.mu.Unlock()
-		switch st {
-		case StateRegistered:
-			return nil
-		case StateRegistering:
-		default:
-			return fmt.Errorf("etcdv3: register %q: registrar is %v", r.service.Key, st)
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			r.stopRetrying()
-			if r.State() == StateRegistered {
-				return nil
-			}
-			r.setState(StateIdle, lastErr)
-			if lastErr == nil {
-				lastErr = ctx.Err()
-			}
-			return fmt.Errorf("etcdv3: register %q: gave up: %w", r.service.Key, errors.Join(ctx.Err(), lastErr))
-		}
+	if ru == nil {
+		return nil
 	}
+	select {
+	case <-ru.done:
+		return ru.err
+	case <-ctx.Done():
+	}
+	r.mu.Lock()
+	mine := r.run == ru
+	lastErr := r.lastErr
+	if mine {
+		r.run = nil
+		r.setStateLocked(StateIdle, lastErr)
+	}
+	r.mu.Unlock()
+	ru.cancel()
+	<-ru.done // at once: its etcd calls end with the cancel
+	if !mine {
+		return ru.err // it ended, or Deregister or Pause took it, first
+	}
+	if lastErr == nil {
+		lastErr = ctx.Err()
+	}
+	return fmt.Errorf("etcdv3: register %q: gave up: %w", r.service.Key, errors.Join(ctx.Err(), lastErr))
 }
 
 // start makes one attempt and, if it fails for a reason that may pass,
-// leaves a goroutine retrying. It is a no-op while registering or
-// registered.
-func (r *Registrar) start() error {
-	r.mu.Lock()
-	if r.state == StateRegistering || r.state == StateRegistered {
-		r.mu.Unlock()
-		return nil
-	}
-	r.mu.Unlock()
+// leaves a goroutine retrying. It returns the attempts in flight, or nil
+// once registered; with resume, it does nothing unless paused.
+func (r *Registrar) start(resume bool) (*run, error) {
 	if err := r.service.validate(); err != nil {
 		r.setState(StateIdle, err)
-		return permanent{err}
+		return nil, permanent{err}
 	}
-	r.service.TTL.warnRepaired(r.logger)
-	ctx, cancel := context.WithCancel(context.Background())
-	err := r.register(ctx, false)
-	if err == nil {
-		cancel()
-		r.registered()
-		return nil
-	}
-	done := make(chan struct{})
 	r.mu.Lock()
-	r.cancel, r.done = cancel, done
+	switch {
+	case r.state == StateRegistering:
+		ru := r.run
+		r.mu.Unlock()
+		return ru, nil
+	case r.state == StateRegistered, resume && r.state != StatePaused:
+		r.mu.Unlock()
+		return nil, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ru := &run{ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	r.run, r.joined = ru, true
+	r.setStateLocked(StateRegistering, nil)
 	r.mu.Unlock()
-	r.setState(StateRegistering, err)
-	go r.retry(ctx, done, err)
-	return err
+	r.service.ttlOrDefault().warnRepaired(r.logger)
+	err := r.register(ctx)
+	var p permanent
+	switch {
+	case err == nil:
+		r.finish(ru, nil)
+		return ru, nil
+	case errors.As(err, &p):
+		r.finish(ru, p.error)
+		return nil, err
+	}
+	r.setRunErr(ru, err)
+	go r.retry(ru, err)
+	return ru, err
 }
 
-// register makes one attempt: through the real client, bounded by ctx too
-// when retrying (so that Deregister stops an attempt in flight); through
-// any other Client, with go-kit's Register.
-func (r *Registrar) register(ctx context.Context, retrying bool) error {
+// register makes one attempt, which ends when ctx does: through the real
+// client bounded by its request timeout too; through any other Client,
+// with go-kit's Register.
+func (r *Registrar) register(ctx context.Context) error {
 	ec, ok := r.client.(*EtcdClient)
 	if !ok {
 		return r.client.Register(r.service)
-	}
-	if !retrying {
-		return ec.Register(r.service)
 	}
 	ctx, cancel := context.WithTimeout(ctx, ec.opts.RequestTimeout)
 	defer cancel()
@@ -219,30 +239,69 @@ func (r *Registrar) register(ctx context.Context, retrying bool) error {
 // is logged again.
 const retryLogEvery = time.Minute
 
-func (r *Registrar) retry(ctx context.Context, done chan struct{}, lastErr error) {
-	defer close(done)
+func (r *Registrar) retry(ru *run, lastErr error) {
 	b := backoff.New(100*time.Millisecond, r.service.ttlOrDefault().heartbeat)
 	logged := time.Now()
-	for b.Sleep(ctx) {
-		err := r.register(ctx, true)
-		if err == nil {
-			r.registered()
+	for b.Sleep(ru.ctx) {
+		err := r.register(ru.ctx)
+		var p permanent
+		switch {
+		case err == nil:
+			r.finish(ru, nil)
+			return
+		case errors.As(err, &p):
+			level.Error(r.logger).Log("msg", "register refused, not retrying", "err", p.error)
+			r.finish(ru, p.error)
 			return
 		}
-		if ctx.Err() != nil {
-			return
+		if ru.ctx.Err() != nil {
+			break
 		}
 		if err.Error() != lastErr.Error() || time.Since(logged) >= retryLogEvery {
 			level.Warn(r.logger).Log("msg", "register failed, retrying", "err", err)
 			logged = time.Now()
 		}
 		lastErr = err
-		r.setState(StateRegistering, err)
+		r.setRunErr(ru, err)
 	}
+	r.finish(ru, ru.ctx.Err())
+}
+
+// finish ends the attempts of ru with err (nil: registered). When ru was
+// taken away meanwhile, a registration it made anyway is undone, unless a
+// later Register has started over.
+func (r *Registrar) finish(ru *run, err error) {
+	r.mu.Lock()
+	mine := r.run == ru
+	undo := false
+	if mine {
+		r.run = nil
+		if err == nil {
+			r.setStateLocked(StateRegistered, nil)
+		} else {
+			r.setStateLocked(StateIdle, err)
+		}
+		ru.err = err
+	} else {
+		ru.err = fmt.Errorf("etcdv3: register %q: stopped: registrar is %v", r.service.Key, r.state)
+		undo = err == nil && r.state != StateRegistering && r.state != StateRegistered
+	}
+	r.mu.Unlock()
+	if undo {
+		ctx, cancel := r.requestContext()
+		if lerr := r.leave(ctx); lerr != nil {
+			r.logger.Log("err", lerr)
+		}
+		cancel()
+	}
+	if mine && err == nil {
+		r.registered()
+	}
+	ru.cancel()
+	close(ru.done)
 }
 
 func (r *Registrar) registered() {
-	r.setState(StateRegistered, nil)
 	if r.service.TTL != nil {
 		r.logger.Log("action", "register", "lease", r.client.LeaseID())
 	} else {
@@ -252,16 +311,16 @@ func (r *Registrar) registered() {
 
 // Deregister implements the sd.Registrar interface. Call it when you want your
 // service to be deregistered from etcd, typically just prior to shutdown. It
-// stops any retrying, deletes the key and releases its lease, also when
-// Register was never called (as go-kit's). It returns within the client's
-// request timeout, and within its dial timeout while etcd is unreachable;
-// the key never comes back (see EtcdClient.DeregisterContext). Errors are
-// logged; DeregisterContext returns them.
+// stops any retrying, deletes the key and releases its lease. With the real
+// client, the key is deleted only while it still holds this registration's
+// lease and value: a process that registered the key since (a rolling
+// restart reusing it) keeps its registration. Called before any Register,
+// it deletes the key whatever holds it, as go-kit's. It returns within the
+// client's request timeout, and within its dial timeout while etcd is
+// unreachable; the key never comes back (see EtcdClient.DeregisterContext).
+// Errors are logged; DeregisterContext returns them.
 func (r *Registrar) Deregister() {
-	ctx, cancel := context.Background(), context.CancelFunc(func() {})
-	if ec, ok := r.client.(*EtcdClient); ok {
-		ctx, cancel = ec.requestContext() // any other Client bounds its own Deregister
-	}
+	ctx, cancel := r.requestContext()
 	defer cancel()
 	if err := r.DeregisterContext(ctx); err != nil {
 		r.logger.Log("err", err)
@@ -270,30 +329,65 @@ func (r *Registrar) Deregister() {
 	r.logger.Log("action", "deregister")
 }
 
+// requestContext bounds a call that takes no context: by the real client's
+// request timeout; any other Client bounds its own calls.
+func (r *Registrar) requestContext() (context.Context, context.CancelFunc) {
+	if ec, ok := r.client.(*EtcdClient); ok {
+		return ec.requestContext()
+	}
+	return context.Background(), func() {}
+}
+
 // DeregisterContext is Deregister bounded by ctx, returning the error
 // instead of logging it. It is idempotent.
 func (r *Registrar) DeregisterContext(ctx context.Context) error {
-	r.opMu.Lock()
-	defer r.opMu.Unlock()
-	r.stopRetrying()
-	r.setState(StateDeregistered, nil)
+	ru, _ := r.take(StateDeregistered)
+	if err := r.stop(ctx, ru); err != nil {
+		return fmt.Errorf("etcdv3: deregister %q: %w", r.service.Key, err)
+	}
 	return r.leave(ctx)
+}
+
+// take moves to state, taking the attempts in flight from their owner; to
+// paused, only from registering or registered (ok false otherwise), in the
+// same step, so that a Deregister meanwhile is never undone.
+func (r *Registrar) take(state State) (ru *run, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if state == StatePaused && r.state != StateRegistering && r.state != StateRegistered {
+		return nil, false
+	}
+	ru, r.run = r.run, nil
+	r.setStateLocked(state, nil)
+	return ru, true
+}
+
+// stop cancels the attempts ru, taken by take, waiting for them to end
+// within ctx (one that succeeds later undoes itself).
+func (r *Registrar) stop(ctx context.Context, ru *run) error {
+	if ru == nil {
+		return nil
+	}
+	ru.cancel()
+	select {
+	case <-ru.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Pause takes the instance out of discovery (its key is deleted) while the
 // process goes on, e.g. before a deploy or while draining. Resume puts it
 // back. Both are no-ops when already in the wanted state.
 func (r *Registrar) Pause(ctx context.Context) error {
-	r.opMu.Lock()
-	defer r.opMu.Unlock()
-	r.mu.Lock()
-	st := r.state
-	r.mu.Unlock()
-	if st != StateRegistering && st != StateRegistered {
+	ru, ok := r.take(StatePaused)
+	if !ok {
 		return nil
 	}
-	r.stopRetrying()
-	r.setState(StatePaused, nil)
+	if err := r.stop(ctx, ru); err != nil {
+		return fmt.Errorf("etcdv3: pause %q: %w", r.service.Key, err)
+	}
 	if err := r.leave(ctx); err != nil {
 		return err
 	}
@@ -303,13 +397,7 @@ func (r *Registrar) Pause(ctx context.Context) error {
 
 // Resume undoes Pause, retrying until it succeeds or ctx ends.
 func (r *Registrar) Resume(ctx context.Context) error {
-	r.opMu.Lock()
-	defer r.opMu.Unlock()
-	if r.State() != StatePaused {
-		return nil
-	}
-	r.setState(StateIdle, nil)
-	return r.registerLocked(ctx)
+	return r.await(ctx, true)
 }
 
 // leave deletes the key: bounded by ctx through the real client, with
@@ -317,12 +405,17 @@ func (r *Registrar) Resume(ctx context.Context) error {
 func (r *Registrar) leave(ctx context.Context) error {
 	var err error
 	if ec, ok := r.client.(*EtcdClient); ok {
-		err = ec.DeregisterContext(ctx, r.service)
+		r.mu.Lock()
+		joined := r.joined
+		r.mu.Unlock()
+		err = ec.deregister(ctx, r.service, joined)
 	} else {
 		err = r.client.Deregister(r.service)
 	}
 	if err != nil {
-		r.setState(r.State(), err)
+		r.mu.Lock()
+		r.lastErr = err
+		r.mu.Unlock()
 	}
 	return err
 }
@@ -356,24 +449,24 @@ func (r *Registrar) State() State {
 	return r.state
 }
 
-func (r *Registrar) stopRetrying() {
+// setRunErr records a failed attempt of ru, unless ru was taken away.
+func (r *Registrar) setRunErr(ru *run, err error) {
 	r.mu.Lock()
-	cancel, done := r.cancel, r.done
-	r.cancel, r.done = nil, nil
-	r.mu.Unlock()
-	if cancel != nil {
-		cancel()
-		<-done
+	defer r.mu.Unlock()
+	if r.run == ru {
+		r.setStateLocked(StateRegistering, err)
 	}
 }
 
 func (r *Registrar) setState(s State, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.setStateLocked(s, err)
+}
+
+func (r *Registrar) setStateLocked(s State, err error) {
 	r.metrics.registrationMoved(r.state, s, true)
 	r.state, r.lastErr = s, err
-	close(r.changed)
-	r.changed = make(chan struct{})
 }
 
 // permanent marks errors that retrying cannot fix.

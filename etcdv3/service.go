@@ -7,6 +7,8 @@ import (
 
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
+
+	"github.com/etcdsd/etcdsd/instance"
 )
 
 // Default lease timing, as in go-kit: the key lives 9 s without a heartbeat,
@@ -30,9 +32,9 @@ type Service struct {
 type TTLOption struct {
 	heartbeat time.Duration
 	ttl       time.Duration
-	// asked holds the values given to NewTTLOption when they were
-	// repaired, so that Register can say so; zero when kept as given.
-	asked struct{ heartbeat, ttl time.Duration }
+	// asked holds the values given when they were repaired, so that
+	// Register can say so; nil when kept as given.
+	asked *TTLOption
 }
 
 // MinHeartbeat is the shortest heartbeat NewTTLOption keeps, as in go-kit.
@@ -52,7 +54,7 @@ func NewTTLOption(heartbeat, ttl time.Duration) *TTLOption {
 		o.ttl = 3 * o.heartbeat
 	}
 	if o.heartbeat != heartbeat || o.ttl != ttl {
-		o.asked.heartbeat, o.asked.ttl = heartbeat, ttl
+		o.asked = &TTLOption{heartbeat: heartbeat, ttl: ttl}
 	}
 	return o
 }
@@ -66,7 +68,7 @@ func (o *TTLOption) TTL() time.Duration { return o.ttl }
 // warnRepaired logs, at warning level, that NewTTLOption repaired the
 // values it was given, naming them and the values used.
 func (o *TTLOption) warnRepaired(logger log.Logger) {
-	if o == nil || (o.asked.heartbeat == 0 && o.asked.ttl == 0) {
+	if o == nil || o.asked == nil {
 		return
 	}
 	level.Warn(logger).Log("msg", "TTL option repaired as go-kit does",
@@ -78,16 +80,23 @@ func (o *TTLOption) leaseSeconds() int64 {
 	return int64(math.Ceil(o.ttl.Seconds()))
 }
 
-// ttlOrDefault returns the service's TTL option or the default one.
+// ttlOrDefault returns the service's TTL option or the default one. An
+// option NewTTLOption did not make (go-kit accepts &TTLOption{}) is
+// repaired as NewTTLOption would, so that no heartbeat is zero or negative.
 func (s Service) ttlOrDefault() *TTLOption {
-	if s.TTL == nil {
+	switch {
+	case s.TTL == nil:
 		return NewTTLOption(DefaultHeartbeat, DefaultTTL)
+	case s.TTL.heartbeat < MinHeartbeat || s.TTL.ttl <= s.TTL.heartbeat:
+		return NewTTLOption(s.TTL.heartbeat, s.TTL.ttl)
 	}
 	return s.TTL
 }
 
 // validate checks everything Register needs. As in go-kit, an empty key or
-// value gives the bare ErrNoKey or ErrNoValue.
+// value gives the bare ErrNoKey or ErrNoValue. The value is checked by the
+// parser every consumer uses, so that a value they would leave out is
+// refused here, where it is made, rather than logged there.
 func (s Service) validate() error {
 	if s.Key == "" {
 		return ErrNoKey
@@ -97,6 +106,9 @@ func (s Service) validate() error {
 	}
 	if err := ValidateKey(s.Key); err != nil {
 		return fmt.Errorf("etcdv3: register %q: %w", s.Key, err)
+	}
+	if _, err := instance.Parse(s.Value); err != nil {
+		return fmt.Errorf("etcdv3: register %q: value: %w", s.Key, err)
 	}
 	return nil
 }

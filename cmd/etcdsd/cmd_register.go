@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/etcdsd/etcdsd/etcdv3"
+	"github.com/etcdsd/etcdsd/instance"
 )
 
 // runRegister puts a key under a lease, keeps it alive until interrupted,
@@ -37,6 +38,10 @@ func runRegister(ctx context.Context, args []string, stdout, _ io.Writer) error 
 	}
 	if err := etcdv3.ValidateKey(key); err != nil {
 		return usageError{fmt.Errorf("--key %q: %w", key, err)}
+	}
+	// Refused before connecting, as the Registrar would refuse it.
+	if _, err := instance.Parse(value); err != nil {
+		return usageError{fmt.Errorf("--value: %w", err)}
 	}
 	// The client must outlive the interrupt to deregister: a client ends
 	// with the context it was made with.

@@ -95,6 +95,39 @@ func TestRepairedTTLOptionRegistersWithGoKitsValuesAndAWarning(t *testing.T) {
 	}
 }
 
+// A TTLOption made without NewTTLOption, which go-kit accepts, is
+// repaired as NewTTLOption repairs it: the key is kept alive, with a
+// warning naming the values given and used.
+func TestZeroTTLOptionIsRepairedAsNewTTLOptionWithAWarning(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	c := itestclient.New(t, srv.Endpoints())
+	admin := srv.Client(t)
+	const key = "/s/zero-ttl"
+	var logged itest.Buffer
+	r := etcdv3.NewRegistrar(c, etcdv3.Service{Key: key, Value: "x:1", TTL: &etcdv3.TTLOption{}}, log.NewLogfmtLogger(&logged))
+	if err := r.RegisterContext(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Deregister()
+	want := "heartbeat_given=0s ttl_given=0s heartbeat=500ms ttl=1.5s"
+	if got := logged.String(); strings.Count(got, "level=warn") != 1 || !strings.Contains(got, want) {
+		t.Fatalf("log %q, want one warning with %q", got, want)
+	}
+	ttl, err := admin.TimeToLive(context.Background(), clientv3.LeaseID(r.Status().LeaseID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl.GrantedTTL != 2 {
+		t.Fatalf("lease granted for %d s, want 2 (1.5 s rounded up)", ttl.GrantedTTL)
+	}
+	// Kept alive past two lease TTLs.
+	for deadline := time.Now().Add(4 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if !itest.KeyExists(t, admin, key) {
+			t.Fatal("key expired: not kept alive")
+		}
+	}
+}
+
 // closedPort returns a loopback address nothing listens on.
 func closedPort(t *testing.T) string {
 	t.Helper()

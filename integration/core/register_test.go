@@ -169,3 +169,48 @@ func TestPauseAndResume(t *testing.T) {
 	reg.Deregister()
 	sub.WaitInstances(t, 5*time.Second)
 }
+
+// In a rolling restart the new process registers the key the old one used
+// (here with the same value); the old process's Deregister, even repeated,
+// must not delete the new registration. A Registrar that never registered
+// deletes the key, as go-kit's does.
+func TestDeregisterLeavesAKeyRegisteredSinceByAnotherProcess(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	admin := srv.Client(t)
+	const key = "/services/rolling/a"
+	s := etcdv3.Service{Key: key, Value: "127.0.0.1:1", TTL: shortTTL()}
+	oldProc, newProc := itestclient.New(t, srv.Endpoints()), itestclient.New(t, srv.Endpoints())
+
+	// The old process has a second service on the same lease.
+	sibling := etcdv3.NewRegistrar(oldProc, etcdv3.Service{Key: "/services/rolling/b", Value: "127.0.0.1:2", TTL: shortTTL()}, itest.Logger(t))
+	oldReg := etcdv3.NewRegistrar(oldProc, s, itest.Logger(t))
+	for _, r := range []*etcdv3.Registrar{sibling, oldReg} {
+		if err := r.RegisterContext(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer sibling.Deregister()
+	newReg := etcdv3.NewRegistrar(newProc, s, itest.Logger(t))
+	if err := newReg.RegisterContext(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer newReg.Deregister()
+
+	oldReg.Deregister()
+	oldReg.Deregister() // twice, as a deferred call and a signal handler may
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := admin.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Kvs) != 1 || resp.Kvs[0].Lease != newReg.Status().LeaseID {
+		t.Fatalf("after the old process deregistered, %s = %v, want the new process's registration on lease %x", key, resp.Kvs, newReg.Status().LeaseID)
+	}
+
+	// A Registrar that never registered deletes the key, as go-kit's.
+	etcdv3.NewRegistrar(itestclient.New(t, srv.Endpoints()), s, itest.Logger(t)).Deregister()
+	if itest.KeyExists(t, admin, key) {
+		t.Fatal("Deregister without Register left the key")
+	}
+}

@@ -139,3 +139,64 @@ func TestDeregisteredKeySharingALeaseIsDeletedOnceEtcdAnswers(t *testing.T) {
 		t.Fatal("the key still registered expired")
 	}
 }
+
+// registering starts call (a RegisterContext or Resume that retries until
+// its context ends) with etcd down and waits until its first attempt has
+// failed; the returned channel gets call's error.
+func registering(t *testing.T, r *etcdv3.Registrar, call func(context.Context) error) <-chan error {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() { errc <- call(context.Background()) }()
+	itest.Eventually(t, converge, "registering with an error", func() bool {
+		st := r.Status()
+		return st.State == etcdv3.StateRegistering && st.Err != nil
+	})
+	return errc
+}
+
+// endsWithin fails the test unless errc gives an error within limit.
+func endsWithin(t *testing.T, limit time.Duration, what string, errc <-chan error) {
+	t.Helper()
+	select {
+	case err := <-errc:
+		if err == nil {
+			t.Fatalf("%s succeeded after Deregister", what)
+		}
+	case <-time.After(limit):
+		t.Fatalf("%s still retrying %v after Deregister", what, limit)
+	}
+}
+
+func TestRegistrarDeregisterReturnsWhileRegisterContextRetries(t *testing.T) {
+	srv := newServer(t)
+	c := newClient(t, srv)
+	srv.Stop()
+	const key = "/outage/dereg-registering/a"
+	r := etcdv3.NewRegistrar(c, service(key), itest.Logger(t))
+	errc := registering(t, r, r.RegisterContext)
+	returnsWithin(t, requestTimeout+slack, "Registrar.Deregister while RegisterContext retries", r.Deregister)
+	endsWithin(t, slack, "RegisterContext", errc)
+
+	admin := restart(t, srv)
+	staysAbsent(t, admin, key, 2*ttl)
+}
+
+func TestRegistrarDeregisterReturnsWhileResumeRetries(t *testing.T) {
+	srv := newServer(t)
+	c := newClient(t, srv)
+	const key = "/outage/dereg-resuming/a"
+	r := etcdv3.NewRegistrar(c, service(key), itest.Logger(t))
+	if err := r.RegisterContext(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Pause(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	errc := registering(t, r, r.Resume)
+	returnsWithin(t, requestTimeout+slack, "Registrar.Deregister while Resume retries", r.Deregister)
+	endsWithin(t, slack, "Resume", errc)
+
+	admin := restart(t, srv)
+	staysAbsent(t, admin, key, 2*ttl)
+}
