@@ -146,6 +146,18 @@ func (s *laggingSource) Snapshot(ctx context.Context) (int64, []pipeline.KV, err
 	return s.at, kvs, nil
 }
 
+// behind returns a source of prefix through c whose first snapshot is at
+// the store's current revision: the writes a test makes next put its watch
+// that far behind. c is closed with the test.
+func behind(t *testing.T, c *EtcdClient, cli *clientv3.Client, prefix string) *laggingSource {
+	t.Helper()
+	t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, start := etcdContent(t, ctx, cli, prefix)
+	return &laggingSource{etcdSource: &etcdSource{c: c, prefix: prefix, timeout: 5 * time.Second}, at: start}
+}
+
 // followBatches starts a Mirror over src into a Feed that hands every batch
 // to each (on the Mirror's goroutine) and checks that revisions never go
 // back; the Feed and the Mirror stop with the test.
@@ -199,18 +211,16 @@ func waitEqual(t *testing.T, o *observedFeed, want map[string]string, rev int64)
 func TestWatchAppliesAPrefixDeleteOfTenThousandKeysAsOneRevision(t *testing.T) {
 	const prefix = "/bigdelete/"
 	cli := etcdtest.NewServer(t).Client(t)
-	c := FromClient(cli, ClientOptions{})
-	t.Cleanup(func() { c.Close() })
+	src := behind(t, FromClient(cli, ClientOptions{}), cli, prefix)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	_, start := etcdContent(t, ctx, cli, prefix)
 	putKeys(t, ctx, cli, prefix, 0, 10000)
 	del, err := cli.Delete(ctx, prefix, clientv3.WithPrefix())
 	if err != nil || del.Deleted != 10000 {
 		t.Fatalf("delete prefix: %d deleted, %v", del.Deleted, err)
 	}
 	var deletes atomic.Int64 // counted on the Mirror's goroutine
-	feed := followBatches(t, &laggingSource{etcdSource: &etcdSource{c: c, prefix: prefix, timeout: 5 * time.Second}, at: start},
+	feed := followBatches(t, src,
 		func(b pipeline.Batch) {
 			for _, ch := range b.Changes {
 				if ch.Op == pipeline.Delete {
@@ -230,11 +240,9 @@ func TestWatchAppliesAPrefixDeleteOfTenThousandKeysAsOneRevision(t *testing.T) {
 func TestWatchCompactedDuringCatchUpEndsEqualToEtcd(t *testing.T) {
 	const prefix = "/compactcatchup/"
 	cli := etcdtest.NewServer(t).Client(t)
-	c := FromClient(cli, ClientOptions{})
-	t.Cleanup(func() { c.Close() })
+	src := behind(t, FromClient(cli, ClientOptions{}), cli, prefix)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	_, start := etcdContent(t, ctx, cli, prefix)
 	for i := range 3000 {
 		if _, err := cli.Put(ctx, fmt.Sprintf("%s%05d", prefix, i%700), fmt.Sprint(i)); err != nil {
 			t.Fatal(err)
@@ -242,7 +250,7 @@ func TestWatchCompactedDuringCatchUpEndsEqualToEtcd(t *testing.T) {
 	}
 	_, end := etcdContent(t, ctx, cli, prefix)
 	var compacted atomic.Bool // set on the Mirror's goroutine
-	feed := followBatches(t, &laggingSource{etcdSource: &etcdSource{c: c, prefix: prefix, timeout: 5 * time.Second}, at: start},
+	feed := followBatches(t, src,
 		func(b pipeline.Batch) {
 			if !compacted.Load() && !b.Resync && len(b.Changes) > 0 {
 				compacted.Store(true) // the first catch-up response is in
@@ -267,18 +275,16 @@ func TestWatchResumedByClientAfterConnectionDropCatchesUp(t *testing.T) {
 	proxy := etcdtest.NewProxy(t, srv.Endpoints()[0])
 	direct := srv.Client(t)
 	cli := proxy.Client(t)
-	c := FromClient(cli, ClientOptions{DialTimeout: 5 * time.Second})
-	t.Cleanup(func() { c.Close() })
+	src := behind(t, FromClient(cli, ClientOptions{DialTimeout: 5 * time.Second}), direct, prefix)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	_, start := etcdContent(t, ctx, direct, prefix)
 	for i := range 3000 {
 		if _, err := direct.Put(ctx, fmt.Sprintf("%s%05d", prefix, i%900), fmt.Sprint(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	var dropped atomic.Bool // set on the Mirror's goroutine
-	feed := followBatches(t, &laggingSource{etcdSource: &etcdSource{c: c, prefix: prefix, timeout: 5 * time.Second}, at: start},
+	feed := followBatches(t, src,
 		func(b pipeline.Batch) {
 			if !dropped.Load() && !b.Resync && len(b.Changes) > 0 {
 				dropped.Store(true)
