@@ -26,7 +26,9 @@
 // among the READY connections of that version, weighted round robin by each
 // instance's weight (an operator's set-weight override included), and fails
 // with codes.Unavailable, naming the wanted and the available versions, when
-// no instance has it. An RPC without a version uses every READY connection.
+// no instance has it (one with grpc.WaitForReady(true) waits for the
+// version's first instance). An RPC without a version uses every READY
+// connection.
 // While no instance is known at all, RPCs fail with codes.Unavailable, and
 // those with grpc.WaitForReady(true) wait for one.
 package grpcsd

@@ -1,6 +1,7 @@
 package grpcsd
 
 import (
+	"fmt"
 	"math/bits"
 	"math/rand/v2"
 	"slices"
@@ -10,9 +11,7 @@ import (
 
 	"google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/balancer/endpointsharding"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/status"
 )
 
 // versionPicker routes each RPC to the READY children of the version its
@@ -95,8 +94,10 @@ func (p *versionPicker) Pick(info balancer.PickInfo) (balancer.PickResult, error
 	}
 	g := p.versions[v]
 	if g == nil {
-		return balancer.PickResult{}, status.Errorf(codes.Unavailable,
-			"grpcsd: no instance with version %q (versions available: %s)", v, p.available)
+		// A plain error, not a status: gRPC fails an RPC at it with
+		// Unavailable, but lets a wait-for-ready RPC wait for the
+		// version's first instance (a rollout under way).
+		return balancer.PickResult{}, fmt.Errorf("grpcsd: no instance with version %q (versions available: %s)", v, p.available)
 	}
 	switch {
 	case len(g.ready) > 0:

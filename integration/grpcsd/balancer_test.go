@@ -2,6 +2,7 @@ package grpcsd
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -9,10 +10,13 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/etcdsd/etcdsd/catalog"
 	"github.com/etcdsd/etcdsd/etcdv3"
+	"github.com/etcdsd/etcdsd/grpcsd"
 	"github.com/etcdsd/etcdsd/instance"
 	"github.com/etcdsd/etcdsd/internal/itest"
 	"github.com/etcdsd/etcdsd/internal/itest/itestclient"
@@ -165,5 +169,46 @@ func TestSetWeightOverrideSharesGRPCPicks(t *testing.T) {
 	})
 	if share < 0.85 || share > 0.95 {
 		t.Errorf("app-1's share = %.1f%%, want 85%% to 95%% (weight override 9 against 1)", 100*share)
+	}
+}
+
+// TestWaitForReadyRPCForAVersionWaitsForItsFirstInstance: during a rollout,
+// a wait-for-ready RPC for v2 issued while only v1 is known waits for v2's
+// first instance; one without wait-for-ready fails at once, Unavailable,
+// naming the versions there are.
+func TestWaitForReadyRPCForAVersionWaitsForItsFirstInstance(t *testing.T) {
+	etcd := newEtcd(t)
+	c := itestclient.New(t, etcd.Endpoints())
+	prefix := "/" + t.Name() + "/app/"
+	register(t, c, prefix+"app-1", startServer(t, "app-1").value(t, "v1"))
+	conn := dial(t, newBuilder(t, c), "etcd://"+prefix)
+	ctx := context.Background()
+	if _, err := call(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	v2 := grpcsd.WithVersion(ctx, "v2")
+	if _, err := call(v2, conn); status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), `no instance with version "v2" (versions available: "v1")`) {
+		t.Fatalf("RPC for v2 without wait-for-ready: %v, want Unavailable naming v2 and v1", err)
+	}
+
+	done := make(chan error, 1)
+	go func() {
+		wctx, cancel := context.WithTimeout(v2, 10*time.Second)
+		defer cancel()
+		name, err := call(wctx, conn, grpc.WaitForReady(true))
+		if err == nil && name != "app-2" {
+			err = fmt.Errorf("served by %q, want app-2", name)
+		}
+		done <- err
+	}()
+	// The RPC waits: a pick fails at once or not at all.
+	select {
+	case err := <-done:
+		t.Fatalf("wait-for-ready RPC for v2 ended before any v2 instance registered: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	register(t, c, prefix+"app-2", startServer(t, "app-2").value(t, "v2"))
+	if err := <-done; err != nil {
+		t.Errorf("wait-for-ready RPC for v2: %v, want it served once app-2 (v2) registers", err)
 	}
 }
