@@ -92,7 +92,7 @@ func checkID(id string) error {
 // since the name follows its last "/" and names hold none
 // (property.ParseKey, which the Instancers' overlay reads keys with).
 func checkPropertyID(id string) error {
-	if id == property.ServiceWide {
+	if property.ReadsAsServiceWide(id) {
 		return fmt.Errorf("%w: instance id %q is reserved for service-wide properties", ErrBadName, id)
 	}
 	return checkText("instance id", id)

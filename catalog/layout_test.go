@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -98,6 +99,23 @@ func TestGoKitStyleKeysRead(t *testing.T) {
 	}
 	if inst.Name != "app" || inst.ID != "http://10.0.0.1:80" || inst.Address != "http://10.0.0.1:80" {
 		t.Fatalf("decoded %+v", inst)
+	}
+}
+
+// TestPropertyIDsWhoseLastSegmentIsServiceWideAreRefused: the property key
+// of id "v1/_" is the service-wide key of an Instancer on the sub-prefix
+// /services/app/v1/, so a property of it would hide or reweigh every
+// instance there.
+func TestPropertyIDsWhoseLastSegmentIsServiceWideAreRefused(t *testing.T) {
+	for _, id := range []string{"_", "v1/_", "http://10.0.0.1:80/_"} {
+		if err := checkPropertyID(id); !errors.Is(err, ErrBadName) || !strings.Contains(err.Error(), fmt.Sprintf("%q", id)) {
+			t.Errorf("checkPropertyID(%q) = %v, want ErrBadName naming it", id, err)
+		}
+	}
+	for _, id := range []string{"a", "http://10.0.0.1:80", "_/x", "a_", "v1/_x"} {
+		if err := checkPropertyID(id); err != nil {
+			t.Errorf("checkPropertyID(%q) = %v, want nil", id, err)
+		}
 	}
 }
 

@@ -18,11 +18,8 @@ import (
 
 	"github.com/etcdsd/etcdsd/catalog"
 	"github.com/etcdsd/etcdsd/instance"
+	"github.com/etcdsd/etcdsd/internal/property"
 )
-
-// serviceWideID is the id under which the catalog keeps the properties of
-// a whole service; no instance may have it.
-const serviceWideID = "_"
 
 // op is one of the console's writes: the property it sets or clears.
 type op struct {
@@ -115,7 +112,7 @@ func (s *Server) doWrite(r *http.Request, o op) (Change, error) {
 		if err := checkText("instance id", id); err != nil {
 			return Change{}, fail(http.StatusBadRequest, "%v", err)
 		}
-		if id == serviceWideID {
+		if property.ReadsAsServiceWide(id) {
 			return Change{}, fail(http.StatusBadRequest, "instance id %q is reserved for service-wide properties: use /api/services/%s/%s", id, service, o.name)
 		}
 	}

@@ -114,6 +114,7 @@ func TestBadInputGetsA4xxJSONErrorAndChangesNothing(t *testing.T) {
 		{"POST", "/api/services/api/instances/api-1/drain", "application/json", `{"really":true}`, 400, "drain takes no request body"},
 		{"POST", "/api/services/a%2Fb/drain", "", "", 400, `service name "a/b" contains "/"`},
 		{"POST", "/api/services/api/instances/_/drain", "", "", 400, `instance id "_" is reserved`},
+		{"POST", "/api/services/api/instances/v1%2F_/drain", "", "", 400, `instance id "v1/_" is reserved`},
 		{"POST", "/api/services/api/instances/" + strings.Repeat("x", 600) + "/drain", "", "", 400, "instance id of 600 bytes: the limit is 512"},
 		{"GET", "/api/services/nope", "", "", 404, `unknown service "nope"`},
 		{"GET", "/api/nothing", "", "", 404, "no API GET /api/nothing"},

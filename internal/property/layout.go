@@ -75,6 +75,15 @@ func ParseKey(propsPrefix, key string) (id, name string, ok bool) {
 	return id, name, true
 }
 
+// ReadsAsServiceWide reports whether the property key of instance id
+// would read as a service-wide one under some Instancer's prefix: id is
+// ServiceWide or ends in "/"+ServiceWide (the key of id "v1/_" of service
+// app is the service-wide key of an Instancer on /services/app/v1/).
+// Such an id can have no property of its own.
+func ReadsAsServiceWide(id string) bool {
+	return id == ServiceWide || strings.HasSuffix(id, "/"+ServiceWide)
+}
+
 // Decode returns the pipeline parser of the properties under propsPrefix:
 // it accepts a key of the shape Key makes with a value CheckValue accepts,
 // so that a Feed leaves out (and logs once) any other.
