@@ -64,8 +64,10 @@ type Change struct {
 type Batch struct {
 	// Rev is the etcd revision the Feed reflects after this batch.
 	Rev int64
-	// Changes hold at most one change per key. Their order is the order of
-	// the keys' first changes in the batch.
+	// Changes are in revision order. A Subscription's batch holds at most
+	// one change per key (in no order a consumer may rely on); an
+	// observer's batch is one watch response, which, catching up over many
+	// revisions, may change a key more than once: apply it in order.
 	Changes []Change
 	// Reset says Changes (all of them Puts) are the whole content: the
 	// consumer drops every key it has that they do not name. A

@@ -53,13 +53,12 @@ func (s *Subscription) offer(b Batch) {
 	s.mu.Lock()
 	p := &s.pending
 	if !s.dirty || b.Reset {
-		// Nothing pending, or b replaces everything: take b as it is.
+		// Nothing pending, or b replaces everything: start from b.
 		at := b.At
 		if s.dirty && p.At.Before(at) {
 			at = p.At // b replaces what is pending, which waited longer
 		}
-		*p = Batch{Rev: b.Rev, Reset: b.Reset, Resync: b.Resync, Err: b.Err, At: at}
-		p.Changes = append([]Change(nil), b.Changes...)
+		*p = Batch{Rev: b.Rev, Reset: b.Reset, Resync: b.Resync, Err: b.Err, At: at, Changes: make([]Change, 0, len(b.Changes))}
 		s.index = nil
 	} else {
 		p.Rev, p.Err = b.Rev, b.Err
@@ -67,47 +66,57 @@ func (s *Subscription) offer(b Batch) {
 		if p.At.IsZero() {
 			p.At = b.At
 		}
-		if s.index == nil {
-			s.index = make(map[string]int, len(p.Changes)+len(b.Changes))
-			for i, ch := range p.Changes {
-				s.index[ch.Key] = i
-			}
+	}
+	// b itself is merged change by change: one watch response that catches
+	// up over many revisions may change a key more than once, and the
+	// consumer gets one change per key, the last.
+	if s.index == nil {
+		s.index = make(map[string]int, len(p.Changes)+len(b.Changes))
+		for i, ch := range p.Changes {
+			s.index[ch.Key] = i
 		}
-		for _, ch := range b.Changes {
-			if p.Reset {
-				// A reset is the whole content, all puts: what the key had
-				// before means nothing to a consumer that starts over.
-				ch.Prev = ""
-			}
-			i, ok := s.index[ch.Key]
-			switch {
-			case !ok && p.Reset && ch.Op == Delete:
-				// Not in the reset: nothing to take out.
-			case !ok:
-				s.index[ch.Key] = len(p.Changes)
-				p.Changes = append(p.Changes, ch)
-			case ch.Op == Delete && (p.Reset || p.Changes[i].Op == Put && p.Changes[i].Prev == ""):
-				// The consumer never saw the key (a reset lists what
-				// exists; a pending put with no Prev was its arrival):
-				// nothing is left to tell.
-				last := len(p.Changes) - 1
-				p.Changes[i] = p.Changes[last]
-				s.index[p.Changes[i].Key] = i
-				p.Changes = p.Changes[:last]
-				delete(s.index, ch.Key)
-			default:
-				// The consumer last saw the pending change's Prev.
-				if !p.Reset {
-					ch.Prev = p.Changes[i].Prev
-				}
-				p.Changes[i] = ch
-			}
-		}
+	}
+	for _, ch := range b.Changes {
+		s.merge(ch)
 	}
 	s.dirty = true
 	s.mu.Unlock()
 	select {
 	case s.ready <- struct{}{}:
 	default:
+	}
+}
+
+// merge folds ch into the pending batch, which holds at most one change
+// per key.
+func (s *Subscription) merge(ch Change) {
+	p := &s.pending
+	if p.Reset {
+		// A reset is the whole content, all puts: what the key had before
+		// means nothing to a consumer that starts over.
+		ch.Prev = ""
+	}
+	i, ok := s.index[ch.Key]
+	switch {
+	case !ok && p.Reset && ch.Op == Delete:
+		// Not in the reset: nothing to take out.
+	case !ok:
+		s.index[ch.Key] = len(p.Changes)
+		p.Changes = append(p.Changes, ch)
+	case ch.Op == Delete && (p.Reset || p.Changes[i].Op == Put && p.Changes[i].Prev == ""):
+		// The consumer never saw the key (a reset lists what exists; a
+		// pending put with no Prev was its arrival): nothing is left to
+		// tell.
+		last := len(p.Changes) - 1
+		p.Changes[i] = p.Changes[last]
+		s.index[p.Changes[i].Key] = i
+		p.Changes = p.Changes[:last]
+		delete(s.index, ch.Key)
+	default:
+		// The consumer last saw the pending change's Prev.
+		if !p.Reset {
+			ch.Prev = p.Changes[i].Prev
+		}
+		p.Changes[i] = ch
 	}
 }

@@ -260,3 +260,36 @@ func TestFeedResetDeletesWhatIsGoneBesideMalformedKeys(t *testing.T) {
 type countLogger struct{ n int }
 
 func (l *countLogger) Log(...any) error { l.n++; return nil }
+
+// TestSubscriptionKeepsTheLastChangeOfAKeyChangedTwiceInOneResponse: a
+// watch response that catches up over many revisions can change one key
+// twice, so a Feed batch may hold two changes of it. A Subscription hands
+// its consumer one change per key, the last, whatever else it coalesces
+// with: a consumer applying its batch in any order ends at etcd's state.
+func TestSubscriptionKeepsTheLastChangeOfAKeyChangedTwiceInOneResponse(t *testing.T) {
+	f := NewFeed()
+	defer f.Stop()
+	f.Reset(1, []KV{{Key: "/k", Value: "k:0", ModRev: 1}}, true)
+	sub := f.Subscribe()
+	defer sub.Close()
+	take(t, sub)
+
+	f.Apply(5, []Change{put("/m", "m:1", 2), put("/k", "k:1", 3), put("/k", "k:2", 4), put("/n", "n:1", 5)})
+	f.Apply(6, []Change{del("/m", 6)}) // coalesced with the batch above
+	b := take(t, sub)
+	if got, want := keysOf(b), []string{"put /k=k:2", "put /n=n:1"}; !slices.Equal(got, want) {
+		t.Fatalf("batch = %v, want %v", got, want)
+	}
+	for _, ch := range b.Changes {
+		if ch.Key == "/k" && ch.Prev != "k:0" {
+			t.Errorf("/k's Prev = %q, want k:0, what the consumer last saw", ch.Prev)
+		}
+	}
+
+	// Alone, too: one change per key, the last.
+	f.Apply(8, []Change{put("/k", "k:3", 7), del("/k", 8)})
+	b = take(t, sub)
+	if len(b.Changes) != 1 || b.Changes[0].Op != Delete || b.Changes[0].Prev != "k:2" {
+		t.Fatalf("batch = %+v, want one delete of /k, Prev k:2", b.Changes)
+	}
+}
