@@ -508,19 +508,33 @@ func (l *sharedLease) regrant(ctx context.Context) error {
 
 // regrantLocked grants a new lease and puts every key on it, and the keys
 // in extra too. The caller holds writeMu.
+//
+// The new lease becomes current only once every key is on it: were it
+// current before, a failed put would leave the keeper refreshing a lease
+// with no key on it, its heartbeats succeeding, and the keys lost for good.
+// Left on the lost lease, the keeper's next heartbeat gets LeaseNotFound
+// and re-grants again.
 func (l *sharedLease) regrantLocked(ctx context.Context, extra map[string]string) (clientv3.LeaseID, error) {
 	old := l.currentID()
-	id, err := l.grant(ctx)
+	resp, err := l.c.cli.Grant(ctx, l.key.seconds)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("grant lease of %ds: %w", l.key.seconds, err)
 	}
+	id := resp.ID
 	l.mu.Lock()
 	kvs := maps.Clone(l.services)
 	l.mu.Unlock()
 	maps.Copy(kvs, extra)
 	if err := l.putAll(ctx, id, kvs); err != nil {
+		// Best effort, within the caller's bound: the keys already put on
+		// the new lease leave with it now rather than at its expiry, and
+		// the next re-grant puts them all again.
+		l.c.cli.Revoke(ctx, id)
 		return 0, fmt.Errorf("put %d keys on lease %x: %w", len(kvs), int64(id), err)
 	}
+	l.mu.Lock()
+	l.id = id
+	l.mu.Unlock()
 	if old != clientv3.NoLease && old != id {
 		// Best effort: the old lease is gone in the usual case.
 		l.c.cli.Revoke(ctx, old)

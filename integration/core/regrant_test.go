@@ -1,0 +1,92 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+
+	"github.com/etcdsd/etcdsd/etcdtest"
+	"github.com/etcdsd/etcdsd/etcdv3"
+	"github.com/etcdsd/etcdsd/internal/itest"
+	"github.com/etcdsd/etcdsd/internal/itest/itestclient"
+)
+
+// failNextTxn returns a client option whose unary interceptor, once armed,
+// fails the next KV/Txn with err without sending it. A re-grant puts the
+// keys of a lease in transactions; a registration's own put is a KV/Put.
+func failNextTxn(armed *atomic.Bool, err error) func(*etcdv3.ClientOptions) {
+	icpt := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if method == "/etcdserverpb.KV/Txn" && armed.CompareAndSwap(true, false) {
+			return err
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	return func(o *etcdv3.ClientOptions) {
+		o.DialOptions = append(o.DialOptions, grpc.WithChainUnaryInterceptor(icpt))
+	}
+}
+
+// revoke revokes lease id as another client (or an expiry in a partition
+// longer than the TTL) would.
+func revoke(t *testing.T, admin *clientv3.Client, id int64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := admin.Revoke(ctx, clientv3.LeaseID(id)); err != nil {
+		t.Fatalf("revoke lease %x: %v", id, err)
+	}
+}
+
+// A Register that finds the shared lease lost re-grants it with every key
+// on it; when that put fails, the other registrations must still come back
+// within their TTL (the lost lease stays current, so the keeper's next
+// heartbeat re-grants again).
+func TestRegisterWhoseRegrantFailsLosesNoOtherRegistration(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	var armed atomic.Bool
+	c := itestclient.New(t, srv.Endpoints(), failNextTxn(&armed, rpctypes.ErrGRPCLeaderChanged))
+	admin := srv.Client(t)
+	const ttlSeconds = 3
+	ttl := etcdv3.NewTTLOption(time.Second, ttlSeconds*time.Second)
+	const prefix = "/services/regrant-fails/"
+	a := etcdv3.NewRegistrar(c, etcdv3.Service{Key: prefix + "a", Value: "127.0.0.1:8001", TTL: ttl}, itest.Logger(t))
+	if err := a.RegisterContext(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Deregister()
+	revoke(t, admin, a.Status().LeaseID)
+
+	armed.Store(true)
+	b := etcdv3.NewRegistrar(c, etcdv3.Service{Key: prefix + "b", Value: "127.0.0.1:8002", TTL: ttl}, itest.Logger(t))
+	b.Register()
+	defer b.Deregister()
+	if armed.Load() {
+		t.Fatal("the re-grant's transaction was not attempted")
+	}
+	itest.Eventually(t, ttlSeconds*time.Second, "both registrations in etcd within their TTL", func() bool {
+		return fmt.Sprint(itest.Values(t, admin, prefix)) == "[127.0.0.1:8001 127.0.0.1:8002]"
+	})
+	itest.Eventually(t, ttlSeconds*time.Second, "both registrars registered on one healthy lease", func() bool {
+		sa, sb := a.Status(), b.Status()
+		return sa.State == etcdv3.StateRegistered && sb.State == etcdv3.StateRegistered &&
+			sa.Err == nil && sb.Err == nil && sa.LeaseID == sb.LeaseID
+	})
+	lease := a.Status().LeaseID
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := admin.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range resp.Kvs {
+		if kv.Lease != lease {
+			t.Fatalf("%s is on lease %x, not the registrars' lease %x", kv.Key, kv.Lease, lease)
+		}
+	}
+}
