@@ -110,11 +110,18 @@ func (c *EtcdClient) RegisterContext(ctx context.Context, s Service) error {
 	}
 }
 
+// regrantError is the error of a re-grant made while registering a key: it
+// put every key of the lease, so etcd's refusal of it may be about the
+// others or about their sum, never a reason to refuse this key for good.
+type regrantError struct{ error }
+
+func (e regrantError) Unwrap() error { return e.error }
+
 // refusal says why etcd refused a registration for a reason that retrying
 // cannot fix, or "" when err may pass.
 func refusal(err error) string {
 	switch {
-	case err == nil:
+	case err == nil, errors.As(err, new(regrantError)):
 		return ""
 	case errors.Is(err, rpctypes.ErrRequestTooLarge),
 		// gRPC's message limits, the client's or etcd's (its request limit
@@ -254,6 +261,8 @@ func (l *sharedLease) add(ctx context.Context, key, value string) (clientv3.Leas
 		// a new one now, with this key and the others on it.
 		if id, err = l.regrantLocked(ctx, map[string]string{key: value}); err == nil {
 			l.c.opts.Metrics.reregistered()
+		} else {
+			err = regrantError{err}
 		}
 	}
 	if err != nil {

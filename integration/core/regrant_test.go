@@ -90,3 +90,36 @@ func TestRegisterWhoseRegrantFailsLosesNoOtherRegistration(t *testing.T) {
 		}
 	}
 }
+
+// A re-grant carries every key of the lease: its failure, even one etcd
+// would give for a request too large, says nothing about the registration
+// that ran into it, which must be retried, not refused for good.
+func TestRegisterIsNotRefusedForAFailedRegrantOfTheSharedLease(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	var armed atomic.Bool
+	c := itestclient.New(t, srv.Endpoints(), failNextTxn(&armed, rpctypes.ErrGRPCRequestTooLarge))
+	admin := srv.Client(t)
+	ttl := etcdv3.NewTTLOption(time.Second, 3*time.Second)
+	const prefix = "/services/regrant-blame/"
+	a := etcdv3.NewRegistrar(c, etcdv3.Service{Key: prefix + "a", Value: "127.0.0.1:8001", TTL: ttl}, itest.Logger(t))
+	if err := a.RegisterContext(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Deregister()
+	revoke(t, admin, a.Status().LeaseID)
+
+	armed.Store(true)
+	b := etcdv3.NewRegistrar(c, etcdv3.Service{Key: prefix + "b", Value: "127.0.0.1:8002", TTL: ttl}, itest.Logger(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.RegisterContext(ctx); err != nil {
+		t.Fatalf("b.RegisterContext = %v, want it registered once a re-grant passes", err)
+	}
+	defer b.Deregister()
+	if armed.Load() {
+		t.Fatal("the re-grant's transaction was not attempted")
+	}
+	itest.Eventually(t, 3*time.Second, "both registrations in etcd", func() bool {
+		return fmt.Sprint(itest.Values(t, admin, prefix)) == "[127.0.0.1:8001 127.0.0.1:8002]"
+	})
+}
