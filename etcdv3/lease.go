@@ -23,6 +23,16 @@ import (
 // loss costs one round trip per 128 keys.
 const maxTxnOps = 128
 
+// maxTxnBytes keeps a re-grant's transaction well under etcd's default
+// request limit (--max-request-bytes, 1.5 MiB), which registrations that
+// etcd took one at a time may exceed together: a transaction etcd refuses
+// would be retried forever. A key larger than this goes alone.
+const maxTxnBytes = 1 << 20
+
+// txnOpBytes is a generous allowance for an op's encoding beside its key
+// and value (field tags, lengths, the lease).
+const txnOpBytes = 64
+
 // leaseKey identifies the lease that a registration shares with others: all
 // services of one client with the same TTL and heartbeat use one lease, so
 // that a thousand services cost one keepalive, not a thousand.
@@ -391,19 +401,28 @@ func (l *sharedLease) grant(ctx context.Context) (clientv3.LeaseID, error) {
 	return resp.ID, nil
 }
 
-// putAll puts kvs under lease id, maxTxnOps keys per transaction.
+// putAll puts kvs under lease id, in transactions of at most maxTxnOps keys
+// and maxTxnBytes.
 func (l *sharedLease) putAll(ctx context.Context, id clientv3.LeaseID, kvs map[string]string) error {
 	ops := make([]clientv3.Op, 0, min(len(kvs), maxTxnOps))
+	size := 0
 	flush := func() error {
 		if len(ops) == 0 {
 			return nil
 		}
 		_, err := l.c.cli.Txn(ctx).Then(ops...).Commit()
-		ops = ops[:0]
+		ops, size = ops[:0], 0
 		return err
 	}
 	for k, v := range kvs {
+		n := len(k) + len(v) + txnOpBytes
+		if size+n > maxTxnBytes {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
 		ops = append(ops, clientv3.OpPut(k, v, clientv3.WithLease(id)))
+		size += n
 		if len(ops) == maxTxnOps {
 			if err := flush(); err != nil {
 				return err

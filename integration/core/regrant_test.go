@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -41,6 +42,28 @@ func revoke(t *testing.T, admin *clientv3.Client, id int64) {
 	if _, err := admin.Revoke(ctx, clientv3.LeaseID(id)); err != nil {
 		t.Fatalf("revoke lease %x: %v", id, err)
 	}
+}
+
+// bigValue is a valid instance value of about 900 KiB: two of them fit
+// etcd's default request limit (1.5 MiB) one at a time, not together.
+func bigValue(id string) string {
+	return fmt.Sprintf(`{"id":%q,"name":"app","address":"127.0.0.1:8001","metadata":{"pad":%q}}`, id, strings.Repeat("x", 900*1024))
+}
+
+// keys returns the keys under prefix, read directly.
+func keys(t *testing.T, admin *clientv3.Client, prefix string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := admin.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		t.Fatalf("get %q: %v", prefix, err)
+	}
+	var out []string
+	for _, kv := range resp.Kvs {
+		out = append(out, string(kv.Key))
+	}
+	return out
 }
 
 // A Register that finds the shared lease lost re-grants it with every key
@@ -121,5 +144,33 @@ func TestRegisterIsNotRefusedForAFailedRegrantOfTheSharedLease(t *testing.T) {
 	}
 	itest.Eventually(t, 3*time.Second, "both registrations in etcd", func() bool {
 		return fmt.Sprint(itest.Values(t, admin, prefix)) == "[127.0.0.1:8001 127.0.0.1:8002]"
+	})
+}
+
+// Registrations that etcd takes one at a time but not in one request: once
+// their lease is lost, the re-grant must put them in requests etcd takes.
+func TestLeaseLostWithRegistrationsTooLargeForOneRequestRegistersEachAgain(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	c := itestclient.New(t, srv.Endpoints(), func(o *etcdv3.ClientOptions) { o.Logger = nil }) // the values fill the log
+	admin := srv.Client(t)
+	const ttlSeconds = 2
+	ttl := etcdv3.NewTTLOption(500*time.Millisecond, ttlSeconds*time.Second)
+	const prefix = "/services/regrant-large/"
+	var regs []*etcdv3.Registrar
+	for _, id := range []string{"a", "b"} {
+		r := etcdv3.NewRegistrar(c, etcdv3.Service{Key: prefix + id, Value: bigValue(id), TTL: ttl}, nil)
+		if err := r.RegisterContext(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		defer r.Deregister()
+		regs = append(regs, r)
+	}
+	revoke(t, admin, regs[0].Status().LeaseID)
+	itest.Eventually(t, ttlSeconds*time.Second, "both registrations back within their TTL", func() bool {
+		return len(keys(t, admin, prefix)) == 2
+	})
+	itest.Eventually(t, ttlSeconds*time.Second, "the lease healthy", func() bool {
+		st := regs[0].Status()
+		return st.State == etcdv3.StateRegistered && st.Err == nil
 	})
 }
