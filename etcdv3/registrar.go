@@ -27,6 +27,8 @@ const (
 	// which also puts it back after a lease loss.
 	StateRegistered
 	// StatePaused: left discovery on purpose (Pause); Resume comes back.
+	// A Resume that gives up returns here, so that Resume can be called
+	// again.
 	StatePaused
 	// StateDeregistered: Deregister was called.
 	StateDeregistered
@@ -103,6 +105,9 @@ type run struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed once the attempts have ended
 	err    error         // the outcome, set before done is closed
+	// resumed: started by Resume, so giving up returns to paused, where
+	// only Resume registers again.
+	resumed bool
 }
 
 // NewRegistrar returns a etcd Registrar acting on the provided catalog
@@ -169,7 +174,11 @@ func (r *Registrar) await(ctx context.Context, resume bool) error {
 	lastErr := r.lastErr
 	if mine {
 		r.run = nil
-		r.setStateLocked(StateIdle, lastErr)
+		if ru.resumed {
+			r.setStateLocked(StatePaused, lastErr)
+		} else {
+			r.setStateLocked(StateIdle, lastErr)
+		}
 	}
 	r.mu.Unlock()
 	ru.cancel()
@@ -202,7 +211,7 @@ func (r *Registrar) start(resume bool) (*run, error) {
 		return nil, nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ru := &run{ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	ru := &run{ctx: ctx, cancel: cancel, done: make(chan struct{}), resumed: resume}
 	r.run, r.joined = ru, true
 	r.setStateLocked(StateRegistering, nil)
 	r.mu.Unlock()
@@ -395,7 +404,9 @@ func (r *Registrar) Pause(ctx context.Context) error {
 	return nil
 }
 
-// Resume undoes Pause, retrying until it succeeds or ctx ends.
+// Resume undoes Pause, retrying until it succeeds or ctx ends. A Resume
+// that gives up leaves the Registrar paused, with the error in Status, so
+// that Resume may be called again.
 func (r *Registrar) Resume(ctx context.Context) error {
 	return r.await(ctx, true)
 }
