@@ -94,6 +94,13 @@ type Registrar struct {
 	// joined: a registration was started, so Deregister deletes only what
 	// it put; before that it deletes the key, as go-kit's.
 	joined bool
+	// leaving counts the deletes in flight (Pause, Deregister, the undo of
+	// attempts taken away), counted from the same step that changes the
+	// state; left is closed when the count drops to zero. A registration
+	// started meanwhile waits for left before it puts, so that a delete
+	// decided before it never lands after its put.
+	leaving int
+	left    chan struct{}
 }
 
 // run is one registration's attempts: the first in the caller's goroutine,
@@ -108,6 +115,9 @@ type run struct {
 	// resumed: started by Resume, so giving up returns to paused, where
 	// only Resume registers again.
 	resumed bool
+	// after, when not nil, is closed once the deletes in flight when the
+	// attempts started have ended; no attempt puts before.
+	after <-chan struct{}
 }
 
 // NewRegistrar returns a etcd Registrar acting on the provided catalog
@@ -212,11 +222,14 @@ func (r *Registrar) start(resume bool) (*run, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ru := &run{ctx: ctx, cancel: cancel, done: make(chan struct{}), resumed: resume}
+	if r.leaving > 0 {
+		ru.after = r.left
+	}
 	r.run, r.joined = ru, true
 	r.setStateLocked(StateRegistering, nil)
 	r.mu.Unlock()
 	r.service.ttlOrDefault().warnRepaired(r.logger)
-	err := r.register(ctx)
+	err := r.register(ru)
 	var p permanent
 	switch {
 	case err == nil:
@@ -231,16 +244,28 @@ func (r *Registrar) start(resume bool) (*run, error) {
 	return ru, err
 }
 
-// register makes one attempt, which ends when ctx does: through the real
-// client bounded by its request timeout too; through any other Client,
-// with go-kit's Register.
-func (r *Registrar) register(ctx context.Context) error {
+// register makes one attempt of ru, which ends when ru.ctx does: through
+// the real client bounded by its request timeout too; through any other
+// Client, with go-kit's Register. It puts only once the deletes ru waits
+// for have ended.
+func (r *Registrar) register(ru *run) error {
+	ctx := ru.ctx
 	ec, ok := r.client.(*EtcdClient)
+	if ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, ec.opts.RequestTimeout)
+		defer cancel()
+	}
+	if ru.after != nil {
+		select {
+		case <-ru.after:
+		case <-ctx.Done():
+			return fmt.Errorf("etcdv3: register %q: waiting for the delete before it to end: %w", r.service.Key, ctx.Err())
+		}
+	}
 	if !ok {
 		return r.client.Register(r.service)
 	}
-	ctx, cancel := context.WithTimeout(ctx, ec.opts.RequestTimeout)
-	defer cancel()
 	return ec.RegisterContext(ctx, r.service)
 }
 
@@ -252,7 +277,7 @@ func (r *Registrar) retry(ru *run, lastErr error) {
 	b := backoff.New(100*time.Millisecond, r.service.ttlOrDefault().heartbeat)
 	logged := time.Now()
 	for b.Sleep(ru.ctx) {
-		err := r.register(ru.ctx)
+		err := r.register(ru)
 		var p permanent
 		switch {
 		case err == nil:
@@ -294,6 +319,9 @@ func (r *Registrar) finish(ru *run, err error) {
 	} else {
 		ru.err = fmt.Errorf("etcdv3: register %q: stopped: registrar is %v", r.service.Key, r.state)
 		undo = err == nil && r.state != StateRegistering && r.state != StateRegistered
+		if undo {
+			r.beginLeaveLocked()
+		}
 	}
 	r.mu.Unlock()
 	if undo {
@@ -302,6 +330,7 @@ func (r *Registrar) finish(ru *run, err error) {
 			r.logger.Log("err", lerr)
 		}
 		cancel()
+		r.endLeave()
 	}
 	if mine && err == nil {
 		r.registered()
@@ -351,6 +380,7 @@ func (r *Registrar) requestContext() (context.Context, context.CancelFunc) {
 // instead of logging it. It is idempotent.
 func (r *Registrar) DeregisterContext(ctx context.Context) error {
 	ru, _ := r.take(StateDeregistered)
+	defer r.endLeave()
 	if err := r.stop(ctx, ru); err != nil {
 		return fmt.Errorf("etcdv3: deregister %q: %w", r.service.Key, err)
 	}
@@ -359,7 +389,8 @@ func (r *Registrar) DeregisterContext(ctx context.Context) error {
 
 // take moves to state, taking the attempts in flight from their owner; to
 // paused, only from registering or registered (ok false otherwise), in the
-// same step, so that a Deregister meanwhile is never undone.
+// same step, so that a Deregister meanwhile is never undone. With ok, it
+// counts the delete that follows, which the caller ends with endLeave.
 func (r *Registrar) take(state State) (ru *run, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -368,7 +399,26 @@ func (r *Registrar) take(state State) (ru *run, ok bool) {
 	}
 	ru, r.run = r.run, nil
 	r.setStateLocked(state, nil)
+	r.beginLeaveLocked()
 	return ru, true
+}
+
+// beginLeaveLocked counts a delete about to start; the caller holds mu.
+func (r *Registrar) beginLeaveLocked() {
+	if r.leaving == 0 {
+		r.left = make(chan struct{})
+	}
+	r.leaving++
+}
+
+// endLeave ends a delete counted by beginLeaveLocked, whether or not it
+// was made, releasing the registrations that wait for it.
+func (r *Registrar) endLeave() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.leaving--; r.leaving == 0 {
+		close(r.left)
+	}
 }
 
 // stop cancels the attempts ru, taken by take, waiting for them to end
@@ -394,6 +444,7 @@ func (r *Registrar) Pause(ctx context.Context) error {
 	if !ok {
 		return nil
 	}
+	defer r.endLeave()
 	if err := r.stop(ctx, ru); err != nil {
 		return fmt.Errorf("etcdv3: pause %q: %w", r.service.Key, err)
 	}

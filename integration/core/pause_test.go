@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"runtime"
 	"testing"
 	"time"
 
@@ -51,5 +52,55 @@ func TestResumeAfterAResumeThatGaveUpRegisters(t *testing.T) {
 	}
 	if !itest.KeyExists(t, srv.Client(t), key) {
 		t.Fatal("Resume returned nil but the key is not in etcd")
+	}
+}
+
+// A Resume that starts while a Pause is deleting the key must not be undone
+// by that delete: when both return, the key is in etcd exactly when the
+// Registrar says registered.
+func TestResumeRacingPauseEndsAsItsStateSays(t *testing.T) {
+	raceBackAgainstLeave(t, "/services/race-pause/a", etcdv3.StatePaused,
+		func(r *etcdv3.Registrar) error { return r.Pause(context.Background()) },
+		func(r *etcdv3.Registrar) error { return r.Resume(context.Background()) })
+}
+
+// The same for a Register that starts while a Deregister is deleting the key.
+func TestRegisterRacingDeregisterEndsAsItsStateSays(t *testing.T) {
+	raceBackAgainstLeave(t, "/services/race-deregister/a", etcdv3.StateDeregistered,
+		func(r *etcdv3.Registrar) error { return r.DeregisterContext(context.Background()) },
+		func(r *etcdv3.Registrar) error { return r.RegisterContext(context.Background()) })
+}
+
+// raceBackAgainstLeave runs leave, and back as soon as the Registrar is in
+// state mid (leave's delete still to come), for a bounded number of rounds,
+// and fails at the first round that ends registered without the key.
+func raceBackAgainstLeave(t *testing.T, key string, mid etcdv3.State, leave, back func(*etcdv3.Registrar) error) {
+	srv := etcdtest.NewServer(t)
+	c := itestclient.New(t, srv.Endpoints(), func(o *etcdv3.ClientOptions) { o.Logger = nil }) // thousands of rounds
+	admin := srv.Client(t)
+	r := etcdv3.NewRegistrar(c, etcdv3.Service{Key: key, Value: "127.0.0.1:8001", TTL: shortTTL()}, nil)
+	if err := r.RegisterContext(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Deregister()
+	const rounds = 1000
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; i < rounds && time.Now().Before(deadline); i++ {
+		done := make(chan error, 1)
+		go func() {
+			for r.State() != mid {
+				runtime.Gosched()
+			}
+			done <- back(r)
+		}()
+		lerr := leave(r)
+		berr := <-done
+		st := r.Status()
+		if exists := itest.KeyExists(t, admin, key); st.State == etcdv3.StateRegistered && !exists {
+			t.Fatalf("round %d: leave = %v, back = %v; status %+v, but %s is not in etcd", i, lerr, berr, st, key)
+		}
+		if berr != nil {
+			t.Fatalf("round %d: back = %v", i, berr)
+		}
 	}
 }
