@@ -18,8 +18,9 @@ type State int
 
 // Registrar states.
 const (
-	// StateIdle: never registered, a RegisterContext gave up, or the
-	// registration can never succeed (Status.Err says why).
+	// StateIdle: never registered, a RegisterContext gave up, the client
+	// was closed, or the registration can never succeed (Status.Err says
+	// why).
 	StateIdle State = iota
 	// StateRegistering: the first put has not succeeded yet; retrying.
 	StateRegistering
@@ -142,11 +143,12 @@ func NewRegistrar(client Client, service Service, logger log.Logger) *Registrar 
 // service to be registered in etcd, typically at startup. It tries once
 // before returning (within the client's request timeout, and its dial
 // timeout while etcd is unreachable); on failure it logs the error and
-// keeps retrying in the background until it succeeds or Deregister is
-// called. What retrying cannot fix is not retried: an empty or malformed
-// key, an empty value or one that consumers cannot parse (see
-// instance.Parse), and etcd's refusals for good (a request too large, a
-// lease TTL over etcd's maximum, permission denied); Status reports it.
+// keeps retrying in the background until it succeeds, Deregister is
+// called or the client is closed. What retrying cannot fix is not retried:
+// an empty or malformed key, an empty value or one that consumers cannot
+// parse (see instance.Parse), and etcd's refusals for good (a request too
+// large, a lease TTL over etcd's maximum, permission denied); Status
+// reports it.
 func (r *Registrar) Register() {
 	if _, err := r.start(false); err != nil {
 		r.logger.Log("err", err)
@@ -238,6 +240,10 @@ func (r *Registrar) start(resume bool) (*run, error) {
 	case errors.As(err, &p):
 		r.finish(ru, p.error)
 		return nil, err
+	case errors.Is(err, errClosed):
+		// A closed client never registers again: nothing to retry.
+		r.finish(ru, err)
+		return ru, err
 	}
 	r.setRunErr(ru, err)
 	go r.retry(ru, err)
@@ -286,6 +292,11 @@ func (r *Registrar) retry(ru *run, lastErr error) {
 		case errors.As(err, &p):
 			level.Error(r.logger).Log("msg", "register refused, not retrying", "err", p.error)
 			r.finish(ru, p.error)
+			return
+		case errors.Is(err, errClosed):
+			// Final: a goroutine left retrying would outlive the client.
+			level.Warn(r.logger).Log("msg", "register stopped, client closed", "err", err)
+			r.finish(ru, err)
 			return
 		}
 		if ru.ctx.Err() != nil {
