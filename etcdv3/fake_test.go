@@ -17,6 +17,9 @@ type goKitFake struct {
 	regs     int
 	read     map[string]bool // prefixes GetEntries was asked for
 	quit     chan struct{}
+	// onDeregister, when set, runs once at the start of the next
+	// Deregister, before its delete.
+	onDeregister func()
 }
 
 func newGoKitFake() *goKitFake {
@@ -105,6 +108,13 @@ func (f *goKitFake) Register(s Service) error {
 }
 
 func (f *goKitFake) Deregister(s Service) error {
+	f.mu.Lock()
+	hook := f.onDeregister
+	f.onDeregister = nil
+	f.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
 	f.del(s.Key)
 	return nil
 }

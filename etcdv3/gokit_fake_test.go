@@ -272,3 +272,35 @@ func TestPauseRacingDeregisterEndsDeregistered(t *testing.T) {
 		}
 	}
 }
+
+// A Resume started while Pause is deleting the key puts it only once that
+// delete is done, so it ends registered with its key in the store.
+func TestResumeDuringPausesDeleteEndsWithTheKey(t *testing.T) {
+	f := newGoKitFake()
+	defer f.close()
+	const key = "/p/a"
+	r := NewRegistrar(f, Service{Key: key, Value: "1:1"}, log.NewNopLogger())
+	r.Register()
+	deleting, release := make(chan struct{}), make(chan struct{})
+	f.mu.Lock()
+	f.onDeregister = func() { close(deleting); <-release }
+	f.mu.Unlock()
+	paused := make(chan error, 1)
+	go func() { paused <- r.Pause(context.Background()) }()
+	<-deleting
+	resumed := make(chan error, 1)
+	go func() { resumed <- r.Resume(context.Background()) }()
+	itest.Eventually(t, 5*time.Second, "Resume started", func() bool { return r.State() != StatePaused })
+	close(release)
+	for _, c := range []chan error{paused, resumed} {
+		if err := <-c; err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.mu.Lock()
+	_, exists := f.kv[key]
+	f.mu.Unlock()
+	if st := r.State(); st != StateRegistered || !exists {
+		t.Fatalf("after Pause and a Resume during its delete: state %v, key in the store %v; want registered with the key", st, exists)
+	}
+}

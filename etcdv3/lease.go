@@ -23,6 +23,16 @@ import (
 // loss costs one round trip per 128 keys.
 const maxTxnOps = 128
 
+// maxTxnBytes keeps a re-grant's transaction well under etcd's default
+// request limit (--max-request-bytes, 1.5 MiB), which registrations that
+// etcd took one at a time may exceed together: a transaction etcd refuses
+// would be retried forever. A key larger than this goes alone.
+const maxTxnBytes = 1 << 20
+
+// txnOpBytes is a generous allowance for an op's encoding beside its key
+// and value (field tags, lengths, the lease).
+const txnOpBytes = 64
+
 // leaseKey identifies the lease that a registration shares with others: all
 // services of one client with the same TTL and heartbeat use one lease, so
 // that a thousand services cost one keepalive, not a thousand.
@@ -110,11 +120,18 @@ func (c *EtcdClient) RegisterContext(ctx context.Context, s Service) error {
 	}
 }
 
+// regrantError is the error of a re-grant made while registering a key: it
+// put every key of the lease, so etcd's refusal of it may be about the
+// others or about their sum, never a reason to refuse this key for good.
+type regrantError struct{ error }
+
+func (e regrantError) Unwrap() error { return e.error }
+
 // refusal says why etcd refused a registration for a reason that retrying
 // cannot fix, or "" when err may pass.
 func refusal(err error) string {
 	switch {
-	case err == nil:
+	case err == nil, errors.As(err, new(regrantError)):
 		return ""
 	case errors.Is(err, rpctypes.ErrRequestTooLarge),
 		// gRPC's message limits, the client's or etcd's (its request limit
@@ -254,6 +271,8 @@ func (l *sharedLease) add(ctx context.Context, key, value string) (clientv3.Leas
 		// a new one now, with this key and the others on it.
 		if id, err = l.regrantLocked(ctx, map[string]string{key: value}); err == nil {
 			l.c.opts.Metrics.reregistered()
+		} else {
+			err = regrantError{err}
 		}
 	}
 	if err != nil {
@@ -382,19 +401,28 @@ func (l *sharedLease) grant(ctx context.Context) (clientv3.LeaseID, error) {
 	return resp.ID, nil
 }
 
-// putAll puts kvs under lease id, maxTxnOps keys per transaction.
+// putAll puts kvs under lease id, in transactions of at most maxTxnOps keys
+// and maxTxnBytes.
 func (l *sharedLease) putAll(ctx context.Context, id clientv3.LeaseID, kvs map[string]string) error {
 	ops := make([]clientv3.Op, 0, min(len(kvs), maxTxnOps))
+	size := 0
 	flush := func() error {
 		if len(ops) == 0 {
 			return nil
 		}
 		_, err := l.c.cli.Txn(ctx).Then(ops...).Commit()
-		ops = ops[:0]
+		ops, size = ops[:0], 0
 		return err
 	}
 	for k, v := range kvs {
+		n := len(k) + len(v) + txnOpBytes
+		if size+n > maxTxnBytes {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
 		ops = append(ops, clientv3.OpPut(k, v, clientv3.WithLease(id)))
+		size += n
 		if len(ops) == maxTxnOps {
 			if err := flush(); err != nil {
 				return err
@@ -508,19 +536,33 @@ func (l *sharedLease) regrant(ctx context.Context) error {
 
 // regrantLocked grants a new lease and puts every key on it, and the keys
 // in extra too. The caller holds writeMu.
+//
+// The new lease becomes current only once every key is on it: were it
+// current before, a failed put would leave the keeper refreshing a lease
+// with no key on it, its heartbeats succeeding, and the keys lost for good.
+// Left on the lost lease, the keeper's next heartbeat gets LeaseNotFound
+// and re-grants again.
 func (l *sharedLease) regrantLocked(ctx context.Context, extra map[string]string) (clientv3.LeaseID, error) {
 	old := l.currentID()
-	id, err := l.grant(ctx)
+	resp, err := l.c.cli.Grant(ctx, l.key.seconds)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("grant lease of %ds: %w", l.key.seconds, err)
 	}
+	id := resp.ID
 	l.mu.Lock()
 	kvs := maps.Clone(l.services)
 	l.mu.Unlock()
 	maps.Copy(kvs, extra)
 	if err := l.putAll(ctx, id, kvs); err != nil {
+		// Best effort, within the caller's bound: the keys already put on
+		// the new lease leave with it now rather than at its expiry, and
+		// the next re-grant puts them all again.
+		l.c.cli.Revoke(ctx, id)
 		return 0, fmt.Errorf("put %d keys on lease %x: %w", len(kvs), int64(id), err)
 	}
+	l.mu.Lock()
+	l.id = id
+	l.mu.Unlock()
 	if old != clientv3.NoLease && old != id {
 		// Best effort: the old lease is gone in the usual case.
 		l.c.cli.Revoke(ctx, old)

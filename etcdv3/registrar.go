@@ -18,8 +18,9 @@ type State int
 
 // Registrar states.
 const (
-	// StateIdle: never registered, a RegisterContext gave up, or the
-	// registration can never succeed (Status.Err says why).
+	// StateIdle: never registered, a RegisterContext gave up, the client
+	// was closed, or the registration can never succeed (Status.Err says
+	// why).
 	StateIdle State = iota
 	// StateRegistering: the first put has not succeeded yet; retrying.
 	StateRegistering
@@ -27,6 +28,8 @@ const (
 	// which also puts it back after a lease loss.
 	StateRegistered
 	// StatePaused: left discovery on purpose (Pause); Resume comes back.
+	// A Resume that gives up returns here, so that Resume can be called
+	// again.
 	StatePaused
 	// StateDeregistered: Deregister was called.
 	StateDeregistered
@@ -92,6 +95,13 @@ type Registrar struct {
 	// joined: a registration was started, so Deregister deletes only what
 	// it put; before that it deletes the key, as go-kit's.
 	joined bool
+	// leaving counts the deletes in flight (Pause, Deregister, the undo of
+	// attempts taken away), counted from the same step that changes the
+	// state; left is closed when the count drops to zero. A registration
+	// started meanwhile waits for left before it puts, so that a delete
+	// decided before it never lands after its put.
+	leaving int
+	left    chan struct{}
 }
 
 // run is one registration's attempts: the first in the caller's goroutine,
@@ -103,6 +113,12 @@ type run struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed once the attempts have ended
 	err    error         // the outcome, set before done is closed
+	// resumed: started by Resume, so giving up returns to paused, where
+	// only Resume registers again.
+	resumed bool
+	// after, when not nil, is closed once the deletes in flight when the
+	// attempts started have ended; no attempt puts before.
+	after <-chan struct{}
 }
 
 // NewRegistrar returns a etcd Registrar acting on the provided catalog
@@ -127,11 +143,12 @@ func NewRegistrar(client Client, service Service, logger log.Logger) *Registrar 
 // service to be registered in etcd, typically at startup. It tries once
 // before returning (within the client's request timeout, and its dial
 // timeout while etcd is unreachable); on failure it logs the error and
-// keeps retrying in the background until it succeeds or Deregister is
-// called. What retrying cannot fix is not retried: an empty or malformed
-// key, an empty value or one that consumers cannot parse (see
-// instance.Parse), and etcd's refusals for good (a request too large, a
-// lease TTL over etcd's maximum, permission denied); Status reports it.
+// keeps retrying in the background until it succeeds, Deregister is
+// called or the client is closed. What retrying cannot fix is not retried:
+// an empty or malformed key, an empty value or one that consumers cannot
+// parse (see instance.Parse), and etcd's refusals for good (a request too
+// large, a lease TTL over etcd's maximum, permission denied); Status
+// reports it.
 func (r *Registrar) Register() {
 	if _, err := r.start(false); err != nil {
 		r.logger.Log("err", err)
@@ -169,7 +186,11 @@ func (r *Registrar) await(ctx context.Context, resume bool) error {
 	lastErr := r.lastErr
 	if mine {
 		r.run = nil
-		r.setStateLocked(StateIdle, lastErr)
+		if ru.resumed {
+			r.setStateLocked(StatePaused, lastErr)
+		} else {
+			r.setStateLocked(StateIdle, lastErr)
+		}
 	}
 	r.mu.Unlock()
 	ru.cancel()
@@ -202,12 +223,15 @@ func (r *Registrar) start(resume bool) (*run, error) {
 		return nil, nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ru := &run{ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	ru := &run{ctx: ctx, cancel: cancel, done: make(chan struct{}), resumed: resume}
+	if r.leaving > 0 {
+		ru.after = r.left
+	}
 	r.run, r.joined = ru, true
 	r.setStateLocked(StateRegistering, nil)
 	r.mu.Unlock()
 	r.service.ttlOrDefault().warnRepaired(r.logger)
-	err := r.register(ctx)
+	err := r.register(ru)
 	var p permanent
 	switch {
 	case err == nil:
@@ -216,22 +240,38 @@ func (r *Registrar) start(resume bool) (*run, error) {
 	case errors.As(err, &p):
 		r.finish(ru, p.error)
 		return nil, err
+	case errors.Is(err, errClosed):
+		// A closed client never registers again: nothing to retry.
+		r.finish(ru, err)
+		return ru, err
 	}
 	r.setRunErr(ru, err)
 	go r.retry(ru, err)
 	return ru, err
 }
 
-// register makes one attempt, which ends when ctx does: through the real
-// client bounded by its request timeout too; through any other Client,
-// with go-kit's Register.
-func (r *Registrar) register(ctx context.Context) error {
+// register makes one attempt of ru, which ends when ru.ctx does: through
+// the real client bounded by its request timeout too; through any other
+// Client, with go-kit's Register. It puts only once the deletes ru waits
+// for have ended.
+func (r *Registrar) register(ru *run) error {
+	ctx := ru.ctx
 	ec, ok := r.client.(*EtcdClient)
+	if ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, ec.opts.RequestTimeout)
+		defer cancel()
+	}
+	if ru.after != nil {
+		select {
+		case <-ru.after:
+		case <-ctx.Done():
+			return fmt.Errorf("etcdv3: register %q: waiting for the delete before it to end: %w", r.service.Key, ctx.Err())
+		}
+	}
 	if !ok {
 		return r.client.Register(r.service)
 	}
-	ctx, cancel := context.WithTimeout(ctx, ec.opts.RequestTimeout)
-	defer cancel()
 	return ec.RegisterContext(ctx, r.service)
 }
 
@@ -243,7 +283,7 @@ func (r *Registrar) retry(ru *run, lastErr error) {
 	b := backoff.New(100*time.Millisecond, r.service.ttlOrDefault().heartbeat)
 	logged := time.Now()
 	for b.Sleep(ru.ctx) {
-		err := r.register(ru.ctx)
+		err := r.register(ru)
 		var p permanent
 		switch {
 		case err == nil:
@@ -252,6 +292,11 @@ func (r *Registrar) retry(ru *run, lastErr error) {
 		case errors.As(err, &p):
 			level.Error(r.logger).Log("msg", "register refused, not retrying", "err", p.error)
 			r.finish(ru, p.error)
+			return
+		case errors.Is(err, errClosed):
+			// Final: a goroutine left retrying would outlive the client.
+			level.Warn(r.logger).Log("msg", "register stopped, client closed", "err", err)
+			r.finish(ru, err)
 			return
 		}
 		if ru.ctx.Err() != nil {
@@ -285,6 +330,9 @@ func (r *Registrar) finish(ru *run, err error) {
 	} else {
 		ru.err = fmt.Errorf("etcdv3: register %q: stopped: registrar is %v", r.service.Key, r.state)
 		undo = err == nil && r.state != StateRegistering && r.state != StateRegistered
+		if undo {
+			r.beginLeaveLocked()
+		}
 	}
 	r.mu.Unlock()
 	if undo {
@@ -293,6 +341,7 @@ func (r *Registrar) finish(ru *run, err error) {
 			r.logger.Log("err", lerr)
 		}
 		cancel()
+		r.endLeave()
 	}
 	if mine && err == nil {
 		r.registered()
@@ -342,6 +391,7 @@ func (r *Registrar) requestContext() (context.Context, context.CancelFunc) {
 // instead of logging it. It is idempotent.
 func (r *Registrar) DeregisterContext(ctx context.Context) error {
 	ru, _ := r.take(StateDeregistered)
+	defer r.endLeave()
 	if err := r.stop(ctx, ru); err != nil {
 		return fmt.Errorf("etcdv3: deregister %q: %w", r.service.Key, err)
 	}
@@ -350,7 +400,8 @@ func (r *Registrar) DeregisterContext(ctx context.Context) error {
 
 // take moves to state, taking the attempts in flight from their owner; to
 // paused, only from registering or registered (ok false otherwise), in the
-// same step, so that a Deregister meanwhile is never undone.
+// same step, so that a Deregister meanwhile is never undone. With ok, it
+// counts the delete that follows, which the caller ends with endLeave.
 func (r *Registrar) take(state State) (ru *run, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -359,7 +410,26 @@ func (r *Registrar) take(state State) (ru *run, ok bool) {
 	}
 	ru, r.run = r.run, nil
 	r.setStateLocked(state, nil)
+	r.beginLeaveLocked()
 	return ru, true
+}
+
+// beginLeaveLocked counts a delete about to start; the caller holds mu.
+func (r *Registrar) beginLeaveLocked() {
+	if r.leaving == 0 {
+		r.left = make(chan struct{})
+	}
+	r.leaving++
+}
+
+// endLeave ends a delete counted by beginLeaveLocked, whether or not it
+// was made, releasing the registrations that wait for it.
+func (r *Registrar) endLeave() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.leaving--; r.leaving == 0 {
+		close(r.left)
+	}
 }
 
 // stop cancels the attempts ru, taken by take, waiting for them to end
@@ -385,6 +455,7 @@ func (r *Registrar) Pause(ctx context.Context) error {
 	if !ok {
 		return nil
 	}
+	defer r.endLeave()
 	if err := r.stop(ctx, ru); err != nil {
 		return fmt.Errorf("etcdv3: pause %q: %w", r.service.Key, err)
 	}
@@ -395,7 +466,9 @@ func (r *Registrar) Pause(ctx context.Context) error {
 	return nil
 }
 
-// Resume undoes Pause, retrying until it succeeds or ctx ends.
+// Resume undoes Pause, retrying until it succeeds or ctx ends. A Resume
+// that gives up leaves the Registrar paused, with the error in Status, so
+// that Resume may be called again.
 func (r *Registrar) Resume(ctx context.Context) error {
 	return r.await(ctx, true)
 }

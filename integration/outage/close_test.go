@@ -3,10 +3,12 @@ package outage
 import (
 	"context"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/go-kit/kit/endpoint"
 	"github.com/go-kit/kit/sd"
+	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -123,4 +125,32 @@ func TestClientStartedBeforeEtcdRegistersAndFillsInOnceEtcdAnswers(t *testing.T)
 
 	restart(t, srv)
 	sub.WaitInstances(t, converge, "127.0.0.1:1")
+}
+
+// A Registrar retrying while etcd is down stops once its client is closed:
+// a closed client never registers anything, and a program that closed it
+// may never call Deregister.
+func TestRegistrarStopsRetryingWhenItsClientIsClosed(t *testing.T) {
+	srv := newServer(t)
+	before := goleak.IgnoreCurrent()
+	c, err := etcdv3.NewEtcdClient(context.Background(), srv.Endpoints(), etcdv3.ClientOptions{DialTimeout: dialTimeout, RequestTimeout: dialTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	r := etcdv3.NewRegistrar(c, service("/outage/closed/a"), itest.Logger(t))
+	r.Register()
+	if st := r.State(); st != etcdv3.StateRegistering {
+		t.Fatalf("state with etcd down = %v, want registering", st)
+	}
+	c.Close()
+	itest.Eventually(t, requestTimeout+slack, "the Registrar stopped retrying", func() bool {
+		return r.State() != etcdv3.StateRegistering
+	})
+	if st := r.Status(); st.State != etcdv3.StateIdle || st.Err == nil || !strings.Contains(st.Err.Error(), "client closed") {
+		t.Fatalf("status after Close = %+v, want idle with the client closed", st)
+	}
+	if err := goleak.Find(before); err != nil {
+		t.Fatalf("goroutines left after the client closed: %v", err)
+	}
 }
