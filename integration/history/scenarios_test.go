@@ -1,0 +1,308 @@
+package history
+
+import (
+	"context"
+	"hash/fnv"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/go-kit/log"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcdsd/etcdsd/etcdtest"
+	"github.com/etcdsd/etcdsd/etcdv3"
+)
+
+// Environment variables of the checker.
+const (
+	envSeed     = "ETCDSD_HISTORY_SEED"     // replays the scenarios of one seed
+	envDuration = "ETCDSD_HISTORY_DURATION" // runs the scenarios in a loop that long
+)
+
+// Timing of the consumers' client and of the registrars, as in
+// integration/faults: an outage shows within a fraction of a second, and a
+// lease expires within a scenario.
+const (
+	dialTimeout    = 400 * time.Millisecond
+	requestTimeout = time.Second
+	heartbeat      = etcdv3.MinHeartbeat
+	ttl            = 2 * time.Second
+	// converge bounds how long consumers may take to reach the final state
+	// once writes stop.
+	converge = 20 * time.Second
+)
+
+// scene is one scenario being run: etcd, a client straight to it that
+// writes and records the history, a fault proxy in front of each endpoint
+// for the consumers, and the checker.
+type scene struct {
+	t       *testing.T
+	rng     *rand.Rand
+	k       *checker
+	direct  *clientv3.Client
+	proxies []*etcdtest.Proxy
+	tally   *tally
+}
+
+type scenario struct {
+	name string
+	run  func(s *scene, start func(endpoints []string, direct *clientv3.Client))
+}
+
+var scenarios = []scenario{
+	{"churn with a prefix delete of 10000 keys", churn},
+	{"latency and a pause that parks the watch", latencyAndPause},
+	{"partition shorter than the TTL", partition(false)},
+	{"partition longer than the TTL", partition(true)},
+	{"compaction during a gap", compactionInGap},
+	{"leader killed", leaderKilled},
+	{"etcd restarted", etcdRestarted},
+}
+
+// TestHistory runs every scenario with a random seed (ETCDSD_HISTORY_SEED
+// replays one), or, with ETCDSD_HISTORY_DURATION, all of them in a loop
+// with a new seed each round for that long, and checks every state each
+// consumer delivered against etcd's history.
+func TestHistory(t *testing.T) {
+	seed := time.Now().UnixNano()
+	if v := os.Getenv(envSeed); v != "" {
+		var err error
+		if seed, err = strconv.ParseInt(v, 10, 64); err != nil {
+			t.Fatalf("%s=%q: %v", envSeed, v, err)
+		}
+	}
+	var until time.Time
+	if v := os.Getenv(envDuration); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("%s=%q: %v", envDuration, v, err)
+		}
+		until = time.Now().Add(d)
+	}
+	tally := newTally()
+	defer func() { t.Log(tally.summary()) }()
+	master := rand.New(rand.NewPCG(uint64(seed), 0))
+	for round := 0; ; round++ {
+		t.Logf("round %d: seed %d (replay with %s=%d)", round, seed, envSeed, seed)
+		for _, sc := range scenarios {
+			t.Run(sc.name, func(t *testing.T) { runScenario(t, sc, seed, tally) })
+		}
+		if time.Now().After(until) {
+			return
+		}
+		seed = master.Int64()
+	}
+}
+
+func runScenario(t *testing.T, sc scenario, seed int64, tally *tally) {
+	t.Logf("seed %d", seed)
+	h := fnv.New64a()
+	h.Write([]byte(sc.name))
+	s := &scene{t: t, rng: rand.New(rand.NewPCG(uint64(seed), h.Sum64())), tally: tally}
+	start := func(endpoints []string, direct *clientv3.Client) {
+		s.direct = direct
+		hist := record(t, direct, prefix)
+		t.Cleanup(func() {
+			tally.mu.Lock()
+			tally.events += hist.eventCount()
+			tally.mu.Unlock()
+		})
+		s.k = &checker{t: t, seed: seed, prefix: prefix, h: hist, tally: tally}
+		for _, ep := range endpoints {
+			s.proxies = append(s.proxies, etcdtest.NewProxy(t, ep))
+		}
+	}
+	sc.run(s, start)
+}
+
+func (s *scene) fault(kind string) { s.tally.add(s.tally.faults, kind, 1) }
+
+// client returns an etcdv3 client of etcd through the fault proxies,
+// closed at cleanup (before etcd stops).
+func (s *scene) client() *etcdv3.EtcdClient {
+	s.t.Helper()
+	eps := make([]string, len(s.proxies))
+	for i, p := range s.proxies {
+		eps[i] = p.Endpoint()
+	}
+	c, err := etcdv3.NewEtcdClient(context.Background(), eps, etcdv3.ClientOptions{
+		DialTimeout: dialTimeout, RequestTimeout: requestTimeout, Logger: log.NewNopLogger(),
+	})
+	if err != nil {
+		s.t.Fatalf("new client of %v: %v", eps, err)
+	}
+	s.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// between returns a random duration in [lo, hi).
+func (s *scene) between(lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(s.rng.Int64N(int64(hi-lo)))
+}
+
+// writers starts 4 writers of up to 300 keys each.
+func (s *scene) writers() *writers { return startWriters(s.t, s.direct, s.rng, 4, 300) }
+
+// cut partitions the consumers from etcd; heal ends it (see
+// integration/faults).
+func (s *scene) cut() {
+	for _, p := range s.proxies {
+		p.Blackhole()
+		p.DropConnections()
+	}
+}
+
+func (s *scene) heal() {
+	for _, p := range s.proxies {
+		p.Unblackhole()
+		p.DropConnections()
+	}
+}
+
+// finish stops the writers and checks that every consumer reaches the
+// final state.
+func (s *scene) finish(w *writers) {
+	w.stop()
+	s.k.converge(converge)
+}
+
+// churn: consumers from the start and consumers started mid-churn, and,
+// at a random moment, 10,000 keys written and deleted with one prefix
+// delete.
+func churn(s *scene, start func([]string, *clientv3.Client)) {
+	srv := etcdtest.NewServer(s.t)
+	start(srv.Endpoints(), srv.Client(s.t))
+	c := s.client()
+	s.k.follow(s.t, c, "")
+	w := s.writers()
+	time.Sleep(s.between(200*time.Millisecond, time.Second))
+	s.k.follow(s.t, s.client(), " (started mid-churn)")
+	time.Sleep(s.between(0, 500*time.Millisecond))
+	bulk(s.t, s.direct, 10000)
+	time.Sleep(s.between(200*time.Millisecond, time.Second))
+	s.finish(w)
+}
+
+// latencyAndPause: latency on the consumers' link, consumers started
+// mid-churn over it, and a pause of the link while the writers write, long
+// enough for etcd to fall more than 1,000 revisions ahead of the watch.
+func latencyAndPause(s *scene, start func([]string, *clientv3.Client)) {
+	srv := etcdtest.NewServer(s.t)
+	start(srv.Endpoints(), srv.Client(s.t))
+	p := s.proxies[0]
+	c := s.client()
+	s.k.follow(s.t, c, "")
+	p.SetLatency(s.between(20*time.Millisecond, 150*time.Millisecond))
+	s.fault("latency")
+	w := s.writers()
+	time.Sleep(s.between(200*time.Millisecond, 800*time.Millisecond))
+	s.k.follow(s.t, s.client(), " (started mid-churn)")
+	before := w.writes.Load()
+	p.Pause()
+	s.fault("pause")
+	time.Sleep(s.between(1500*time.Millisecond, 3*time.Second))
+	for w.writes.Load()-before < 1200 { // etcd well over 1,000 revisions ahead
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.Unpause()
+	time.Sleep(s.between(300*time.Millisecond, time.Second))
+	p.ClearLatency()
+	s.finish(w)
+}
+
+// partition cuts the consumers and three registrars off etcd for less, or
+// more, than the registrars' TTL.
+func partition(longer bool) func(*scene, func([]string, *clientv3.Client)) {
+	return func(s *scene, start func([]string, *clientv3.Client)) {
+		srv := etcdtest.NewServer(s.t)
+		start(srv.Endpoints(), srv.Client(s.t))
+		c := s.client()
+		for i := range 3 {
+			id := "r" + strconv.Itoa(i)
+			r := etcdv3.NewRegistrar(c, etcdv3.Service{Key: prefix + id, Value: value(id), TTL: etcdv3.NewTTLOption(heartbeat, ttl)}, log.NewNopLogger())
+			r.Register()
+			s.t.Cleanup(r.Deregister)
+		}
+		s.k.follow(s.t, c, "")
+		w := s.writers()
+		time.Sleep(s.between(200*time.Millisecond, 800*time.Millisecond))
+		d := s.between(300*time.Millisecond, ttl-heartbeat)
+		kind := "partition < TTL"
+		if longer {
+			d, kind = s.between(ttl+heartbeat, 2*ttl), "partition > TTL"
+		}
+		s.cut()
+		s.fault(kind)
+		time.Sleep(d)
+		s.heal()
+		time.Sleep(s.between(time.Second, 2*time.Second)) // registrars re-register
+		s.finish(w)
+	}
+}
+
+// compactionInGap cuts the consumers off, writes, compacts etcd's history
+// up to its current revision, and heals: the watches resume from a
+// compacted revision.
+func compactionInGap(s *scene, start func([]string, *clientv3.Client)) {
+	srv := etcdtest.NewServer(s.t)
+	start(srv.Endpoints(), srv.Client(s.t))
+	s.k.follow(s.t, s.client(), "")
+	w := s.writers()
+	time.Sleep(s.between(200*time.Millisecond, 800*time.Millisecond))
+	s.cut()
+	s.fault("partition")
+	time.Sleep(s.between(time.Second, 2*time.Second))
+	rev, err := s.k.h.current(syncWithin)
+	if err == nil {
+		err = s.k.h.syncTo(rev, syncWithin) // the history must not be compacted away
+	}
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_, err = s.direct.Compact(ctx, rev)
+	cancel()
+	if err != nil {
+		s.t.Fatalf("compact at %d: %v", rev, err)
+	}
+	s.fault("compaction")
+	s.heal()
+	time.Sleep(s.between(300*time.Millisecond, time.Second))
+	s.finish(w)
+}
+
+// leaderKilled stops the leader of a 3-member cluster under churn and
+// starts it again.
+func leaderKilled(s *scene, start func([]string, *clientv3.Client)) {
+	cl := etcdtest.NewCluster(s.t, 3)
+	start(cl.Endpoints(), cl.Client(s.t))
+	s.k.follow(s.t, s.client(), "")
+	w := s.writers()
+	time.Sleep(s.between(200*time.Millisecond, 800*time.Millisecond))
+	leader := cl.Leader()
+	cl.StopMember(leader)
+	s.fault("leader killed")
+	time.Sleep(s.between(500*time.Millisecond, 1500*time.Millisecond))
+	cl.StartMember(leader)
+	time.Sleep(s.between(200*time.Millisecond, 800*time.Millisecond))
+	s.finish(w)
+}
+
+// etcdRestarted kills etcd (a separate process) with SIGKILL under churn
+// and starts it again on the same ports and data.
+func etcdRestarted(s *scene, start func([]string, *clientv3.Client)) {
+	p := etcdtest.StartProcess(s.t)
+	start(p.Endpoints(), p.Client(s.t))
+	s.k.follow(s.t, s.client(), "")
+	w := s.writers()
+	time.Sleep(s.between(200*time.Millisecond, 800*time.Millisecond))
+	p.Kill()
+	s.fault("etcd killed and restarted")
+	time.Sleep(s.between(100*time.Millisecond, time.Second))
+	p.Restart()
+	time.Sleep(s.between(300*time.Millisecond, time.Second))
+	s.finish(w)
+}
