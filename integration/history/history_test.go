@@ -3,7 +3,6 @@ package history
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"slices"
 	"sort"
 	"strings"
@@ -45,14 +44,19 @@ type event struct {
 	del        bool
 }
 
-// kvHash is the hash of one key and its value; a state's hash is their sum.
+// kvHash is the hash of one key and its value (64-bit FNV-1a, its bits
+// spread by splitmix64's finaliser so that sums do not cancel); a state's
+// hash is their sum.
 func kvHash(key, value string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(key))
-	h.Write([]byte{0})
-	h.Write([]byte(value))
-	x := h.Sum64()
-	// splitmix64's finaliser spreads fnv's bits, so that sums do not cancel.
+	const prime = 1099511628211
+	x := uint64(14695981039346656037)
+	for i := 0; i < len(key); i++ {
+		x = (x ^ uint64(key[i])) * prime
+	}
+	x *= prime // the separator, a zero byte
+	for i := 0; i < len(value); i++ {
+		x = (x ^ uint64(value[i])) * prime
+	}
 	x ^= x >> 30
 	x *= 0xbf58476d1ce4e5b9
 	x ^= x >> 27

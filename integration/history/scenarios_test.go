@@ -27,7 +27,7 @@ const (
 // lease expires within a scenario.
 const (
 	dialTimeout    = 400 * time.Millisecond
-	requestTimeout = time.Second
+	requestTimeout = 5 * time.Second // a snapshot of 10,000 keys under -race
 	heartbeat      = etcdv3.MinHeartbeat
 	ttl            = 2 * time.Second
 	// converge bounds how long consumers may take to reach the final state
@@ -53,7 +53,7 @@ type scenario struct {
 }
 
 var scenarios = []scenario{
-	{"churn with a prefix delete of 10000 keys", churn},
+	{"churn and a prefix delete of 10000 keys", churn},
 	{"latency and a pause that parks the watch", latencyAndPause},
 	{"partition shorter than the TTL", partition(false)},
 	{"partition longer than the TTL", partition(true)},
@@ -169,19 +169,19 @@ func (s *scene) finish(w *writers) {
 	s.k.converge(converge)
 }
 
-// churn: consumers from the start and consumers started mid-churn, and,
-// at a random moment, 10,000 keys written and deleted with one prefix
-// delete.
+// churn: 10,000 keys written first, consumers from the start (reading
+// them) and consumers started mid-churn, and at a random moment the 10,000
+// keys deleted with one prefix delete.
 func churn(s *scene, start func([]string, *clientv3.Client)) {
 	srv := etcdtest.NewServer(s.t)
 	start(srv.Endpoints(), srv.Client(s.t))
-	c := s.client()
-	s.k.follow(s.t, c, "")
+	bulkKeys(s.t, s.direct, 10000)
+	s.k.follow(s.t, s.client(), "")
 	w := s.writers()
 	time.Sleep(s.between(200*time.Millisecond, time.Second))
 	s.k.follow(s.t, s.client(), " (started mid-churn)")
-	time.Sleep(s.between(0, 500*time.Millisecond))
-	bulk(s.t, s.direct, 10000)
+	time.Sleep(s.between(0, time.Second))
+	bulkDelete(s.t, s.direct)
 	time.Sleep(s.between(200*time.Millisecond, time.Second))
 	s.finish(w)
 }
