@@ -63,7 +63,9 @@ func (s *etcdSource) Watch(ctx context.Context, rev int64, apply func(int64, []p
 	// forever while etcd is unreachable; call it aside so that the outage
 	// is still noticed and reported.
 	opened := make(chan clientv3.WatchChan, 1)
-	go func() { opened <- c.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev)) }()
+	go func() {
+		opened <- c.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev), clientv3.WithProgressNotify())
+	}()
 	var wch clientv3.WatchChan
 	defer func() {
 		cancel()
@@ -98,7 +100,18 @@ func (s *etcdSource) Watch(ctx context.Context, rev int64, apply func(int64, []p
 			if err := wr.Err(); err != nil {
 				return fmt.Errorf("etcdv3: watch prefix %q from revision %d: %w", prefix, rev, err)
 			}
-			apply(wr.Header.Revision, convert(wr.Events))
+			// A watcher behind the store gets its missed events in
+			// responses of at most 1,000 revisions, each stamped with
+			// the store's current revision: only the events' own
+			// revisions say what has been delivered. A progress
+			// notification, sent only to a watcher that has caught up,
+			// vouches for its header revision.
+			switch {
+			case len(wr.Events) > 0:
+				apply(wr.Events[len(wr.Events)-1].Kv.ModRevision, convert(wr.Events))
+			case wr.IsProgressNotify():
+				apply(wr.Header.Revision, nil)
+			}
 		case <-changed:
 		case <-ctx.Done():
 			return ctx.Err()

@@ -193,10 +193,13 @@ func (f *Feed) Reset(rev int64, kvs []KV, first bool) {
 	f.publishLocked(b, first || len(changes) > 0 || f.err != nil)
 }
 
-// Apply applies the changes of one watch response at revision rev. Changes
-// at or below the Feed's revision are already reflected and skipped, a put
-// of the value a key already has changes nothing, and a delete of an absent
-// key is dropped. Their Instance fields are ignored: values are parsed here.
+// Apply applies the changes of one watch response; rev is the revision
+// through which the source has handed over every change (see Source.Watch),
+// and the Feed reflects the greatest of rev and the changes' own revisions
+// afterwards. Changes at or below the Feed's revision are already reflected
+// and skipped, a put of the value a key already has changes nothing, and a
+// delete of an absent key is dropped. Their Instance fields are ignored:
+// values are parsed here.
 func (f *Feed) Apply(rev int64, raw []Change) {
 	at := time.Now()
 	f.mu.Lock()
@@ -205,6 +208,7 @@ func (f *Feed) Apply(rev int64, raw []Change) {
 		if ch.Rev != 0 && ch.Rev <= f.rev {
 			continue
 		}
+		rev = max(rev, ch.Rev)
 		switch ch.Op {
 		case Put:
 			if c, ok := f.putLocked(ch.Key, ch.Value, ch.Rev); ok {
@@ -361,18 +365,17 @@ func (f *Feed) publishLocked(b Batch, send bool) {
 		s.offer(b)
 	}
 	f.events.publish(b.Err)
-	n := len(f.state) - f.hidden
+	// Set under the lock: Apply and Refilter may publish from two
+	// goroutines, and an older count set last would stay.
+	if m := f.metrics; m != nil && m.Instances != nil {
+		m.Instances.Set(float64(len(f.state) - f.hidden))
+	}
 	f.mu.Unlock()
 	if f.observe != nil {
 		f.observe(b)
 	}
-	if m := f.metrics; m != nil {
-		if m.Instances != nil {
-			m.Instances.Set(float64(n))
-		}
-		if m.Update != nil && b.Err == nil {
-			m.Update.Observe(time.Since(b.At).Seconds())
-		}
+	if m := f.metrics; m != nil && m.Update != nil && b.Err == nil {
+		m.Update.Observe(time.Since(b.At).Seconds())
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/go-kit/kit/metrics"
+
+	"github.com/etcdsd/etcdsd/instance"
 )
 
 // recorder is a go-kit Counter, Gauge and Histogram that keeps, per label
@@ -186,5 +188,75 @@ func TestCoalescedBatchKeepsTheEarliestTime(t *testing.T) {
 	}
 	if d := time.Since(b.At); d < time.Millisecond {
 		t.Fatalf("coalesced batch At is %v old, want the earlier batch's time", d)
+	}
+}
+
+// stallingGauge holds its first Set until a second one has been made, or
+// until patience runs out, and keeps the value of the Set that returns
+// last, as a gauge does.
+type stallingGauge struct {
+	metrics.Gauge
+	mu       sync.Mutex
+	calls    int
+	last     float64
+	first    chan struct{} // closed when the first Set has begun
+	second   chan struct{} // closed when a second Set has been made
+	patience time.Duration
+}
+
+func (g *stallingGauge) Set(v float64) {
+	g.mu.Lock()
+	g.calls++
+	n := g.calls
+	g.mu.Unlock()
+	switch n {
+	case 1:
+		close(g.first)
+		select {
+		case <-g.second:
+		case <-time.After(g.patience):
+		}
+	case 2:
+		close(g.second)
+	}
+	g.mu.Lock()
+	g.last = v
+	g.mu.Unlock()
+}
+
+// TestInstancesGaugeEndsAtTheFeedsCount races a Refilter, whose Set of the
+// instances gauge is held up, against an Apply that adds an instance: the
+// gauge must end at the Feed's count, not at the older count the held-up
+// Set carries.
+func TestInstancesGaugeEndsAtTheFeedsCount(t *testing.T) {
+	g := &stallingGauge{first: make(chan struct{}), second: make(chan struct{}), patience: time.Second}
+	var drain sync.Mutex
+	drained := map[string]bool{}
+	filter := func(key string, inst instance.Instance) (instance.Instance, bool) {
+		drain.Lock()
+		defer drain.Unlock()
+		return inst, !drained[key]
+	}
+	f := NewFeed(WithFilter(filter), WithMetrics(&Metrics{}))
+	f.Reset(1, []KV{{Key: "/a", Value: "10.0.0.1:80", ModRev: 1}, {Key: "/b", Value: "10.0.0.2:80", ModRev: 1}}, true)
+	f.metrics.Instances = g
+
+	drain.Lock()
+	drained["/a"] = true
+	drain.Unlock()
+	refiltered := make(chan struct{})
+	go func() { defer close(refiltered); f.Refilter() }() // 1 instance seen
+	<-g.first
+	applied := make(chan struct{})
+	go func() {
+		defer close(applied)
+		f.Apply(2, []Change{{Op: Put, Key: "/c", Value: "10.0.0.3:80", Rev: 2}}) // 2 seen
+	}()
+	<-refiltered
+	<-applied
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if want := float64(f.Len()); g.last != want {
+		t.Fatalf("instances gauge ends at %v; the Feed holds %v", g.last, want)
 	}
 }

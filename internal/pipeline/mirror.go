@@ -26,7 +26,12 @@ type Source interface {
 	Snapshot(ctx context.Context) (rev int64, kvs []KV, err error)
 	// Watch hands apply every change after rev, one watch response at a
 	// time, on the calling goroutine, until the watch fails (it returns
-	// why) or ctx ends. The changes need no Instance.
+	// why) or ctx ends. The changes need no Instance. apply's rev is the
+	// revision through which every change has been handed over: the last
+	// change's own revision, or one etcd vouches for with nothing pending
+	// (a progress notification). It is never a response header's
+	// revision, which is the store's and runs ahead of a watch that is
+	// catching up.
 	Watch(ctx context.Context, rev int64, apply func(rev int64, changes []Change)) error
 }
 

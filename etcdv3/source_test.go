@@ -1,0 +1,293 @@
+package etcdv3
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcdsd/etcdsd/etcdtest"
+	"github.com/etcdsd/etcdsd/internal/pipeline"
+)
+
+// TestWatchCatchesUpMoreThanABatchOfRevisions watches from a revision far
+// behind the store. etcd sends the missed events in responses of at most
+// 1,000 revisions, each stamped with the store's current revision; the
+// Feed must take what it has applied from the events, or it skips every
+// later response as already seen.
+func TestWatchCatchesUpMoreThanABatchOfRevisions(t *testing.T) {
+	const prefix, keys = "/catchup/", 2600 // three catch-up responses at least
+	cli := etcdtest.NewServer(t).Client(t)
+	c := FromClient(cli, ClientOptions{})
+	t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	start, err := cli.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make(map[string]string, keys)
+	for i := range keys {
+		k, v := fmt.Sprintf("%s%05d", prefix, i), fmt.Sprintf("10.0.%d.%d:80", i/250, i%250)
+		if _, err := cli.Put(ctx, k, v); err != nil {
+			t.Fatal(err)
+		}
+		want[k] = v
+	}
+
+	// The catch-up takes milliseconds; a Feed that skipped events waits
+	// for more that never come.
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	feed := pipeline.NewFeed()
+	feed.Reset(start.Header.Revision, nil, true)
+	src := &etcdSource{c: c, prefix: prefix, timeout: time.Second}
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	responses := 0
+	go func() {
+		done <- src.Watch(wctx, start.Header.Revision+1, func(rev int64, changes []pipeline.Change) {
+			responses++
+			feed.Apply(rev, changes)
+			if feed.Len() == keys {
+				stop()
+			}
+		})
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		stop()
+		<-done
+	}
+	got := feed.Contents()
+	if len(got) != keys {
+		t.Fatalf("Feed holds %d of %d keys after %d watch responses (revision %d)", len(got), keys, responses, feed.Revision())
+	}
+	for _, ch := range got {
+		if want[ch.Key] != ch.Value {
+			t.Fatalf("key %s: got %q, want %q", ch.Key, ch.Value, want[ch.Key])
+		}
+	}
+	if responses < 3 {
+		t.Fatalf("caught up in %d responses; the test wants etcd's batches of at most 1,000 revisions", responses)
+	}
+}
+
+// putKeys writes n keys prefix+%05d, from first on, 128 to a transaction
+// (etcd's default limit): one revision per transaction.
+func putKeys(t *testing.T, ctx context.Context, cli *clientv3.Client, prefix string, first, n int) {
+	t.Helper()
+	for i := first; i < first+n; {
+		var ops []clientv3.Op
+		for ; i < first+n && len(ops) < 128; i++ {
+			ops = append(ops, clientv3.OpPut(fmt.Sprintf("%s%05d", prefix, i), fmt.Sprintf("10.%d.%d.%d:80", i/62500, i/250%250, i%250)))
+		}
+		if _, err := cli.Txn(ctx).Then(ops...).Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// etcdContent reads prefix from etcd: its keys and values, and the revision.
+func etcdContent(t *testing.T, ctx context.Context, cli *clientv3.Client, prefix string) (map[string]string, int64) {
+	t.Helper()
+	resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(map[string]string, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		out[string(kv.Key)] = string(kv.Value)
+	}
+	return out, resp.Header.Revision
+}
+
+// differs says how the Feed's content differs from want, "" when it does not.
+func differs(feed *pipeline.Feed, want map[string]string) string {
+	got := feed.Contents()
+	if len(got) != len(want) {
+		return fmt.Sprintf("%d keys, want %d", len(got), len(want))
+	}
+	for _, ch := range got {
+		if want[ch.Key] != ch.Value {
+			return fmt.Sprintf("key %s is %q, want %q", ch.Key, ch.Value, want[ch.Key])
+		}
+	}
+	return ""
+}
+
+// laggingSource reads its first snapshot at an old revision, so that the
+// watch after it starts that far behind the store, as after a snapshot of
+// a large prefix read under churn.
+type laggingSource struct {
+	*etcdSource
+	at    int64
+	first bool
+}
+
+func (s *laggingSource) Snapshot(ctx context.Context) (int64, []pipeline.KV, error) {
+	if s.first {
+		return s.etcdSource.Snapshot(ctx)
+	}
+	s.first = true
+	resp, err := s.c.cli.Get(ctx, s.prefix, clientv3.WithPrefix(), clientv3.WithRev(s.at))
+	if err != nil {
+		return 0, nil, err
+	}
+	kvs := make([]pipeline.KV, len(resp.Kvs))
+	for i, kv := range resp.Kvs {
+		kvs[i] = pipeline.KV{Key: string(kv.Key), Value: string(kv.Value), ModRev: kv.ModRevision}
+	}
+	return s.at, kvs, nil
+}
+
+// followBatches starts a Mirror over src into a Feed that hands every batch
+// to each (on the Mirror's goroutine) and checks that revisions never go
+// back; the Feed and the Mirror stop with the test.
+func followBatches(t *testing.T, src pipeline.Source, each func(pipeline.Batch)) *observedFeed {
+	t.Helper()
+	o := &observedFeed{}
+	o.Feed = pipeline.NewFeed(pipeline.WithObserver(func(b pipeline.Batch) {
+		if last := o.rev.Load(); b.Rev < last {
+			t.Errorf("batch at revision %d after one at %d", b.Rev, last)
+		}
+		if each != nil {
+			each(b)
+		}
+		o.rev.Store(b.Rev)
+	}))
+	m, err := pipeline.Start(context.Background(), src, o.Feed, nil, 10*time.Millisecond, 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Stop(); o.Stop() })
+	return o
+}
+
+// observedFeed is a Feed and the revision of the last batch its observer
+// has finished with.
+type observedFeed struct {
+	*pipeline.Feed
+	rev atomic.Int64
+}
+
+// waitEqual polls until the Feed holds want and its observer is done with
+// revision rev or a later one.
+func waitEqual(t *testing.T, o *observedFeed, want map[string]string, rev int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d := differs(o.Feed, want)
+		if d == "" && o.rev.Load() >= rev {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Feed observed at revision %d, want %d or later: %s", o.rev.Load(), rev, d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestWatchAppliesAPrefixDeleteOfTenThousandKeysAsOneRevision catches up
+// over 79 transactions of 128 puts and one delete of the whole prefix: one
+// revision with 10,000 events, in one response.
+func TestWatchAppliesAPrefixDeleteOfTenThousandKeysAsOneRevision(t *testing.T) {
+	const prefix = "/bigdelete/"
+	cli := etcdtest.NewServer(t).Client(t)
+	c := FromClient(cli, ClientOptions{})
+	t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, start := etcdContent(t, ctx, cli, prefix)
+	putKeys(t, ctx, cli, prefix, 0, 10000)
+	del, err := cli.Delete(ctx, prefix, clientv3.WithPrefix())
+	if err != nil || del.Deleted != 10000 {
+		t.Fatalf("delete prefix: %d deleted, %v", del.Deleted, err)
+	}
+	var deletes atomic.Int64 // counted on the Mirror's goroutine
+	feed := followBatches(t, &laggingSource{etcdSource: &etcdSource{c: c, prefix: prefix, timeout: 5 * time.Second}, at: start},
+		func(b pipeline.Batch) {
+			for _, ch := range b.Changes {
+				if ch.Op == pipeline.Delete {
+					deletes.Add(1)
+				}
+			}
+		})
+	waitEqual(t, feed, map[string]string{}, del.Header.Revision)
+	if n := deletes.Load(); n != 10000 {
+		t.Errorf("%d deletes delivered, want 10000", n)
+	}
+}
+
+// TestWatchCompactedDuringCatchUpEndsEqualToEtcd compacts the history
+// under a watch that is still catching up: the Mirror reads a fresh
+// snapshot and ends equal to etcd, its revisions never going back.
+func TestWatchCompactedDuringCatchUpEndsEqualToEtcd(t *testing.T) {
+	const prefix = "/compactcatchup/"
+	cli := etcdtest.NewServer(t).Client(t)
+	c := FromClient(cli, ClientOptions{})
+	t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, start := etcdContent(t, ctx, cli, prefix)
+	for i := range 3000 {
+		if _, err := cli.Put(ctx, fmt.Sprintf("%s%05d", prefix, i%700), fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, end := etcdContent(t, ctx, cli, prefix)
+	var compacted atomic.Bool // set on the Mirror's goroutine
+	feed := followBatches(t, &laggingSource{etcdSource: &etcdSource{c: c, prefix: prefix, timeout: 5 * time.Second}, at: start},
+		func(b pipeline.Batch) {
+			if !compacted.Load() && !b.Resync && len(b.Changes) > 0 {
+				compacted.Store(true) // the first catch-up response is in
+				if _, err := cli.Compact(ctx, end); err != nil {
+					t.Errorf("compact at %d: %v", end, err)
+				}
+			}
+		})
+	want, rev := etcdContent(t, ctx, cli, prefix)
+	waitEqual(t, feed, want, rev)
+	if !compacted.Load() {
+		t.Fatal("no catch-up response came before the end")
+	}
+}
+
+// TestWatchResumedByClientAfterConnectionDropCatchesUp cuts the connection
+// while the watch catches up: clientv3 resumes it from the last event it
+// delivered, and the Feed ends equal to etcd.
+func TestWatchResumedByClientAfterConnectionDropCatchesUp(t *testing.T) {
+	const prefix = "/blipcatchup/"
+	srv := etcdtest.NewServer(t)
+	proxy := etcdtest.NewProxy(t, srv.Endpoints()[0])
+	direct := srv.Client(t)
+	cli := proxy.Client(t)
+	c := FromClient(cli, ClientOptions{DialTimeout: 5 * time.Second})
+	t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, start := etcdContent(t, ctx, direct, prefix)
+	for i := range 3000 {
+		if _, err := direct.Put(ctx, fmt.Sprintf("%s%05d", prefix, i%900), fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var dropped atomic.Bool // set on the Mirror's goroutine
+	feed := followBatches(t, &laggingSource{etcdSource: &etcdSource{c: c, prefix: prefix, timeout: 5 * time.Second}, at: start},
+		func(b pipeline.Batch) {
+			if !dropped.Load() && !b.Resync && len(b.Changes) > 0 {
+				dropped.Store(true)
+				proxy.DropConnections()
+			}
+		})
+	want, rev := etcdContent(t, ctx, direct, prefix)
+	waitEqual(t, feed, want, rev)
+	if !dropped.Load() {
+		t.Fatal("no catch-up response came before the end")
+	}
+}
