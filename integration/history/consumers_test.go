@@ -183,7 +183,11 @@ func (k *checker) followCatalog(t testing.TB, client *etcdv3.EtcdClient, tag str
 	if err != nil {
 		t.Fatalf("new catalog: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	// Without a deadline, Watch gives its first reads (the instances, then
+	// the properties) etcdv3.DefaultRequestTimeout together, which 10,000
+	// instances read under -race on a busy machine can use up: a far
+	// deadline gives them the time; the watch ends at cleanup long before.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	events, err := cat.Watch(ctx, catalog.WatchService(service))
 	if err != nil {
 		cancel()
