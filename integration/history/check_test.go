@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/go-kit/log"
 )
 
 // syncWithin bounds how long a check waits for the history to catch up.
@@ -19,11 +21,34 @@ type tally struct {
 	events     int
 	states     map[string]int // consumer kind → states checked
 	faults     map[string]int // fault kind → injected
+	recoveries map[string]int // what the consumers' pipelines logged → times
 	violations int
 }
 
 func newTally() *tally {
-	return &tally{states: make(map[string]int), faults: make(map[string]int)}
+	return &tally{states: make(map[string]int), faults: make(map[string]int), recoveries: make(map[string]int)}
+}
+
+// recoveryLogs are the pipeline's log messages that show a fault reached
+// it; the summary counts them, to show what the faults did.
+var recoveryLogs = map[string]string{
+	"watch history compacted, reading a fresh snapshot": "resync after compaction",
+	"watch broken, resyncing":                           "resync after a broken watch",
+}
+
+// logger counts the recoveryLogs the library logs, and drops the rest.
+func (c *tally) logger() log.Logger {
+	return log.LoggerFunc(func(kv ...any) error {
+		for i := 0; i+1 < len(kv); i += 2 {
+			if kv[i] != "msg" {
+				continue
+			}
+			if what, ok := recoveryLogs[fmt.Sprint(kv[i+1])]; ok {
+				c.add(c.recoveries, what, 1)
+			}
+		}
+		return nil
+	})
 }
 
 func (c *tally) add(what map[string]int, key string, n int) {
@@ -42,8 +67,8 @@ func (c *tally) summary() string {
 		}
 		return strings.Join(parts, ", ")
 	}
-	return fmt.Sprintf("history: %d events recorded; states checked: %s; faults injected: %s; violations: %d",
-		c.events, list(c.states), list(c.faults), c.violations)
+	return fmt.Sprintf("history: %d events recorded; states checked: %s; faults injected: %s; pipelines recovered: %s; violations: %d",
+		c.events, list(c.states), list(c.faults), list(c.recoveries), c.violations)
 }
 
 // checker checks the states of one scenario's consumers against its

@@ -9,7 +9,6 @@ import (
 
 	"github.com/go-kit/kit/endpoint"
 	"github.com/go-kit/kit/sd"
-	"github.com/go-kit/log"
 	"google.golang.org/grpc/resolver"
 
 	"github.com/etcdsd/etcdsd/catalog"
@@ -32,7 +31,7 @@ const (
 // at cleanup.
 func (k *checker) follow(t testing.TB, c *etcdv3.EtcdClient, tag string) {
 	t.Helper()
-	in, err := etcdv3.NewInstancer(c, k.prefix, log.NewNopLogger())
+	in, err := etcdv3.NewInstancer(c, k.prefix, k.tally.logger())
 	if err != nil {
 		t.Fatalf("new instancer: %v", err)
 	}
@@ -160,7 +159,7 @@ func (cc *recordingCC) UpdateState(s resolver.State) error {
 func (cc *recordingCC) ReportError(error) {}
 
 func (k *checker) followResolver(t testing.TB, client *etcdv3.EtcdClient, tag string) {
-	b, err := grpcsd.NewBuilder(client)
+	b, err := grpcsd.NewBuilder(client, grpcsd.WithLogger(k.tally.logger()))
 	if err != nil {
 		t.Fatalf("new builder: %v", err)
 	}
@@ -179,7 +178,7 @@ func (k *checker) followResolver(t testing.TB, client *etcdv3.EtcdClient, tag st
 // must be etcd's state at some revision.
 func (k *checker) followCatalog(t testing.TB, client *etcdv3.EtcdClient, tag string) {
 	c := k.consumer("catalog.Watch"+tag, "catalog")
-	cat, err := catalog.New(client)
+	cat, err := catalog.New(client, catalog.WithLogger(k.tally.logger()))
 	if err != nil {
 		t.Fatalf("new catalog: %v", err)
 	}

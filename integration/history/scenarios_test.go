@@ -243,18 +243,20 @@ func partition(longer bool) func(*scene, func([]string, *clientv3.Client)) {
 	}
 }
 
-// compactionInGap cuts the consumers off, writes, compacts etcd's history
-// up to its current revision, and heals: the watches resume from a
-// compacted revision.
+// compactionInGap holds the consumers' traffic while the writers write,
+// compacts etcd's history up to its current revision, and drops their
+// connections: clientv3 resumes each watch at once from the revision after
+// its last event, which is compacted by then.
 func compactionInGap(s *scene, start func([]string, *clientv3.Client)) {
 	srv := etcdtest.NewServer(s.t)
 	start(srv.Endpoints(), srv.Client(s.t))
+	p := s.proxies[0]
 	s.k.follow(s.t, s.client(), "")
 	w := s.writers()
 	time.Sleep(s.between(200*time.Millisecond, 800*time.Millisecond))
-	s.cut()
-	s.fault("partition")
-	time.Sleep(s.between(time.Second, 2*time.Second))
+	p.Pause()
+	s.fault("pause")
+	time.Sleep(s.between(300*time.Millisecond, time.Second))
 	rev, err := s.k.h.current(syncWithin)
 	if err == nil {
 		err = s.k.h.syncTo(rev, syncWithin) // the history must not be compacted away
@@ -269,7 +271,8 @@ func compactionInGap(s *scene, start func([]string, *clientv3.Client)) {
 		s.t.Fatalf("compact at %d: %v", rev, err)
 	}
 	s.fault("compaction")
-	s.heal()
+	p.DropConnections()
+	p.Unpause()
 	time.Sleep(s.between(300*time.Millisecond, time.Second))
 	s.finish(w)
 }
