@@ -288,6 +288,20 @@ func (h *history) eventCount() int {
 	return len(h.events)
 }
 
+// deletes returns how many deletes of keys starting with keyPrefix were
+// recorded.
+func (h *history) deletes(keyPrefix string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, e := range h.events {
+		if e.del && strings.HasPrefix(e.key, keyPrefix) {
+			n++
+		}
+	}
+	return n
+}
+
 // content rebuilds state i.
 func (h *history) content(i int) map[string]string {
 	h.mu.Lock()

@@ -232,7 +232,9 @@ func partition(longer bool) func(*scene, func([]string, *clientv3.Client)) {
 		d := s.between(300*time.Millisecond, ttl-heartbeat)
 		kind := "partition < TTL"
 		if longer {
-			d, kind = s.between(ttl+heartbeat, 2*ttl), "partition > TTL"
+			// The lease outlives the last keepalive by the TTL, and etcd
+			// looks for expired leases every 500 ms.
+			d, kind = s.between(ttl+2*heartbeat, 2*ttl+heartbeat), "partition > TTL"
 		}
 		s.cut()
 		s.fault(kind)
@@ -240,6 +242,9 @@ func partition(longer bool) func(*scene, func([]string, *clientv3.Client)) {
 		s.heal()
 		time.Sleep(s.between(time.Second, 2*time.Second)) // registrars re-register
 		s.finish(w)
+		if expired := s.k.h.deletes(prefix + "r"); longer && expired == 0 {
+			s.t.Errorf("seed %d: no registrar's key expired in a partition of %v, longer than the TTL", s.k.seed, d)
+		}
 	}
 }
 
