@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-kit/log"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
@@ -286,18 +287,40 @@ func compactionInGap(s *scene, start func([]string, *clientv3.Client)) {
 }
 
 // leaderKilled stops the leader of a 3-member cluster under churn and
-// starts it again.
+// starts it again. Every client's connections to it break at once, as when
+// its process dies: the writers' and the history's go through relays that
+// only do that (embedded etcd would otherwise wait for their streams to
+// end before it stops).
 func leaderKilled(s *scene, start func([]string, *clientv3.Client)) {
 	cl := etcdtest.NewCluster(s.t, 3)
-	start(cl.Endpoints(), cl.Client(s.t))
+	relays := make([]*etcdtest.Proxy, 3)
+	eps := make([]string, 3)
+	for i, ep := range cl.Endpoints() {
+		relays[i] = etcdtest.NewProxy(s.t, ep)
+		eps[i] = relays[i].Endpoint()
+	}
+	direct, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { direct.Close() })
+	start(cl.Endpoints(), direct)
 	s.k.follow(s.t, s.client(), "")
 	w := s.writers()
 	time.Sleep(s.between(200*time.Millisecond, 800*time.Millisecond))
 	leader := cl.Leader()
+	crash := []*etcdtest.Proxy{s.proxies[leader], relays[leader]}
+	for _, p := range crash {
+		p.Blackhole()
+		p.DropConnections()
+	}
 	cl.StopMember(leader)
 	s.fault("leader killed")
 	time.Sleep(s.between(500*time.Millisecond, 1500*time.Millisecond))
 	cl.StartMember(leader)
+	for _, p := range crash {
+		p.Unblackhole()
+	}
 	time.Sleep(s.between(200*time.Millisecond, 800*time.Millisecond))
 	s.finish(w)
 }
