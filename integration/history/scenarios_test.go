@@ -15,6 +15,7 @@ import (
 
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
+	"github.com/etcdsd/etcdsd/internal/itest"
 )
 
 // Environment variables of the checker.
@@ -41,16 +42,17 @@ const (
 // for the consumers, and the checker.
 type scene struct {
 	t       *testing.T
+	seed    int64
 	rng     *rand.Rand
+	tally   *tally
 	k       *checker
 	direct  *clientv3.Client
 	proxies []*etcdtest.Proxy
-	tally   *tally
 }
 
 type scenario struct {
 	name string
-	run  func(s *scene, start func(endpoints []string, direct *clientv3.Client))
+	run  func(s *scene)
 }
 
 var scenarios = []scenario{
@@ -102,21 +104,24 @@ func runScenario(t *testing.T, sc scenario, seed int64, tally *tally) {
 	t.Logf("seed %d", seed)
 	h := fnv.New64a()
 	h.Write([]byte(sc.name))
-	s := &scene{t: t, rng: rand.New(rand.NewPCG(uint64(seed), h.Sum64())), tally: tally}
-	start := func(endpoints []string, direct *clientv3.Client) {
-		s.direct = direct
-		hist := record(t, direct, prefix)
-		t.Cleanup(func() {
-			tally.mu.Lock()
-			tally.events += hist.eventCount()
-			tally.mu.Unlock()
-		})
-		s.k = &checker{t: t, seed: seed, prefix: prefix, h: hist, tally: tally}
-		for _, ep := range endpoints {
-			s.proxies = append(s.proxies, etcdtest.NewProxy(t, ep))
-		}
+	sc.run(&scene{t: t, seed: seed, rng: rand.New(rand.NewPCG(uint64(seed), h.Sum64())), tally: tally})
+}
+
+// start records the history of etcd at endpoints through direct, a client
+// with no fault proxy in between, and puts a fault proxy in front of each
+// endpoint for the consumers.
+func (s *scene) start(endpoints []string, direct *clientv3.Client) {
+	s.direct = direct
+	hist := record(s.t, direct, prefix)
+	s.t.Cleanup(func() {
+		s.tally.mu.Lock()
+		s.tally.events += hist.eventCount()
+		s.tally.mu.Unlock()
+	})
+	s.k = &checker{t: s.t, seed: s.seed, prefix: prefix, h: hist, tally: s.tally}
+	for _, ep := range endpoints {
+		s.proxies = append(s.proxies, etcdtest.NewProxy(s.t, ep))
 	}
-	sc.run(s, start)
 }
 
 func (s *scene) fault(kind string) { s.tally.add(s.tally.faults, kind, 1) }
@@ -173,9 +178,9 @@ func (s *scene) finish(w *writers) {
 // churn: 10,000 keys written first, consumers from the start (reading
 // them) and consumers started mid-churn, and at a random moment the 10,000
 // keys deleted with one prefix delete.
-func churn(s *scene, start func([]string, *clientv3.Client)) {
+func churn(s *scene) {
 	srv := etcdtest.NewServer(s.t)
-	start(srv.Endpoints(), srv.Client(s.t))
+	s.start(srv.Endpoints(), srv.Client(s.t))
 	bulkKeys(s.t, s.direct, 10000)
 	s.k.follow(s.t, s.client(), "")
 	w := s.writers()
@@ -190,9 +195,9 @@ func churn(s *scene, start func([]string, *clientv3.Client)) {
 // latencyAndPause: latency on the consumers' link, consumers started
 // mid-churn over it, and a pause of the link while the writers write, long
 // enough for etcd to fall more than 1,000 revisions ahead of the watch.
-func latencyAndPause(s *scene, start func([]string, *clientv3.Client)) {
+func latencyAndPause(s *scene) {
 	srv := etcdtest.NewServer(s.t)
-	start(srv.Endpoints(), srv.Client(s.t))
+	s.start(srv.Endpoints(), srv.Client(s.t))
 	p := s.proxies[0]
 	c := s.client()
 	s.k.follow(s.t, c, "")
@@ -205,9 +210,10 @@ func latencyAndPause(s *scene, start func([]string, *clientv3.Client)) {
 	p.Pause()
 	s.fault("pause")
 	time.Sleep(s.between(1500*time.Millisecond, 3*time.Second))
-	for w.writes.Load()-before < 1200 { // etcd well over 1,000 revisions ahead
-		time.Sleep(50 * time.Millisecond)
-	}
+	// Each write is a revision: etcd ends well over 1,000 revisions ahead.
+	itest.Eventually(s.t, 60*time.Second, "1,200 writes while the link is paused", func() bool {
+		return w.writes.Load()-before >= 1200
+	})
 	p.Unpause()
 	time.Sleep(s.between(300*time.Millisecond, time.Second))
 	p.ClearLatency()
@@ -216,10 +222,10 @@ func latencyAndPause(s *scene, start func([]string, *clientv3.Client)) {
 
 // partition cuts the consumers and three registrars off etcd for less, or
 // more, than the registrars' TTL.
-func partition(longer bool) func(*scene, func([]string, *clientv3.Client)) {
-	return func(s *scene, start func([]string, *clientv3.Client)) {
+func partition(longer bool) func(*scene) {
+	return func(s *scene) {
 		srv := etcdtest.NewServer(s.t)
-		start(srv.Endpoints(), srv.Client(s.t))
+		s.start(srv.Endpoints(), srv.Client(s.t))
 		c := s.client()
 		for i := range 3 {
 			id := "r" + strconv.Itoa(i)
@@ -253,12 +259,12 @@ func partition(longer bool) func(*scene, func([]string, *clientv3.Client)) {
 // compacts etcd's history up to its current revision, and drops their
 // connections: clientv3 resumes each watch at once from the revision after
 // its last event, which is compacted by then.
-func compactionInGap(s *scene, start func([]string, *clientv3.Client)) {
+func compactionInGap(s *scene) {
 	srv := etcdtest.NewServer(s.t)
 	if srv.External() {
 		s.t.Skipf("compaction would compact the whole external etcd of %s", etcdtest.EnvEndpoints)
 	}
-	start(srv.Endpoints(), srv.Client(s.t))
+	s.start(srv.Endpoints(), srv.Client(s.t))
 	p := s.proxies[0]
 	s.k.follow(s.t, s.client(), "")
 	w := s.writers()
@@ -291,7 +297,7 @@ func compactionInGap(s *scene, start func([]string, *clientv3.Client)) {
 // its process dies: the writers' and the history's go through relays that
 // only do that (embedded etcd would otherwise wait for their streams to
 // end before it stops).
-func leaderKilled(s *scene, start func([]string, *clientv3.Client)) {
+func leaderKilled(s *scene) {
 	cl := etcdtest.NewCluster(s.t, 3)
 	relays := make([]*etcdtest.Proxy, 3)
 	eps := make([]string, 3)
@@ -304,7 +310,7 @@ func leaderKilled(s *scene, start func([]string, *clientv3.Client)) {
 		s.t.Fatal(err)
 	}
 	s.t.Cleanup(func() { direct.Close() })
-	start(cl.Endpoints(), direct)
+	s.start(cl.Endpoints(), direct)
 	s.k.follow(s.t, s.client(), "")
 	w := s.writers()
 	time.Sleep(s.between(200*time.Millisecond, 800*time.Millisecond))
@@ -327,9 +333,9 @@ func leaderKilled(s *scene, start func([]string, *clientv3.Client)) {
 
 // etcdRestarted kills etcd (a separate process) with SIGKILL under churn
 // and starts it again on the same ports and data.
-func etcdRestarted(s *scene, start func([]string, *clientv3.Client)) {
+func etcdRestarted(s *scene) {
 	p := etcdtest.StartProcess(s.t)
-	start(p.Endpoints(), p.Client(s.t))
+	s.start(p.Endpoints(), p.Client(s.t))
 	s.k.follow(s.t, s.client(), "")
 	w := s.writers()
 	time.Sleep(s.between(200*time.Millisecond, 800*time.Millisecond))
