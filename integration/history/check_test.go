@@ -216,7 +216,7 @@ func (c *consumer) check() {
 			return
 		}
 		k.violate(c, "state is etcd's at no revision from %d to %d; against revision %d: %s",
-			lo, hi, hi, diff(c.snapshot(), h.content(last)))
+			lo, hi, hi, h.diff(c.snapshot(), last))
 		return
 	}
 	c.mu.Lock()
@@ -249,7 +249,7 @@ func (c *consumer) checkAt(rev int64) {
 			also = fmt.Sprintf("revisions %d..%d", a, b)
 		}
 		k.violate(c, "state said to be at revision %d is etcd's at %s; against revision %d: %s",
-			rev, also, rev, diff(c.snapshot(), h.content(i)))
+			rev, also, rev, h.diff(c.snapshot(), i))
 		return
 	}
 	c.mu.Lock()
@@ -279,7 +279,7 @@ func (k *checker) converge(within time.Duration) {
 			if time.Now().After(deadline) {
 				rev, _ := k.h.rev(last)
 				k.violate(c, "did not reach etcd's final state (revision %d) within %v after writes stopped: %s",
-					rev, within, diff(c.snapshot(), k.h.content(last)))
+					rev, within, k.h.diff(c.snapshot(), last))
 				break
 			}
 			time.Sleep(10 * time.Millisecond)

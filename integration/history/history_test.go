@@ -324,9 +324,13 @@ func (h *history) content(i int) map[string]string {
 	return out
 }
 
-// diff describes how got differs from want in a few lines.
-func diff(got, want map[string]string) string {
-	var missing, extra, changed []string
+// diff describes how got differs from want, etcd's state i, in a few
+// lines, and what etcd itself says of the first keys that differ: the
+// history's events of each and a read at the state's revision.
+func (h *history) diff(got map[string]string, i int) string {
+	want := h.content(i)
+	rev, _ := h.rev(i)
+	var missing, extra, changed, keys []string
 	for k, v := range want {
 		g, ok := got[k]
 		switch {
@@ -334,11 +338,15 @@ func diff(got, want map[string]string) string {
 			missing = append(missing, k)
 		case g != v:
 			changed = append(changed, fmt.Sprintf("%s=%s (want %s)", k, g, v))
+		default:
+			continue
 		}
+		keys = append(keys, k)
 	}
 	for k := range got {
 		if _, ok := want[k]; !ok {
 			extra = append(extra, k+"="+got[k])
+			keys = append(keys, k)
 		}
 	}
 	part := func(what string, s []string) string {
@@ -349,6 +357,46 @@ func diff(got, want map[string]string) string {
 		}
 		return fmt.Sprintf("%s %d [%s%s]", what, n, strings.Join(s, ", "), more)
 	}
-	return fmt.Sprintf("%d keys, want %d: %s; %s; %s", len(got), len(want),
-		part("missing", missing), part("extra", extra), part("changed", changed))
+	slices.Sort(keys)
+	var told []string
+	for _, k := range keys[:min(len(keys), 3)] {
+		told = append(told, h.tell(k, rev))
+	}
+	return fmt.Sprintf("%d keys, want %d: %s; %s; %s; %s", len(got), len(want),
+		part("missing", missing), part("extra", extra), part("changed", changed), strings.Join(told, "; "))
+}
+
+// tell gives the history's last events of key and etcd's own answer for
+// key at revision rev.
+func (h *history) tell(key string, rev int64) string {
+	h.mu.Lock()
+	var evs []string
+	for _, e := range h.events {
+		if e.key != key {
+			continue
+		}
+		if e.del {
+			evs = append(evs, fmt.Sprintf("delete@%d", e.rev))
+		} else {
+			evs = append(evs, fmt.Sprintf("put %s@%d", e.value, e.rev))
+		}
+	}
+	if _, ok := h.base[key]; ok {
+		evs = append([]string{"in the first snapshot"}, evs...)
+	}
+	h.mu.Unlock()
+	if len(evs) > 4 {
+		evs = evs[len(evs)-4:]
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	answer := "absent"
+	resp, err := h.cli.Get(ctx, key, clientv3.WithRev(rev))
+	switch {
+	case err != nil:
+		answer = err.Error()
+	case len(resp.Kvs) == 1:
+		answer = fmt.Sprintf("%s (mod revision %d)", resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
+	}
+	return fmt.Sprintf("%s: history [%s], etcd at %d: %s", key, strings.Join(evs, " "), rev, answer)
 }
