@@ -258,31 +258,37 @@ func (c *consumer) checkAt(rev int64) {
 }
 
 // converge waits until every consumer holds etcd's current state, and
-// reports those that do not within the deadline.
+// reports those that do not within the deadline. The current state is
+// read again while it waits: a registrar may still write.
 func (k *checker) converge(within time.Duration) {
-	if err := k.h.syncNow(syncWithin); err != nil {
-		k.t.Errorf("seed %d: %v", k.seed, err)
-		return
-	}
-	last := k.h.last()
-	final := k.h.hashOf(last)
 	k.mu.Lock()
 	cs := slices.Clone(k.consumers)
 	k.mu.Unlock()
 	deadline := time.Now().Add(within)
-	for _, c := range cs {
-		for {
-			hash, _ := c.current()
-			if hash == final {
-				break
+	for {
+		if err := k.h.syncNow(syncWithin); err != nil {
+			k.t.Errorf("seed %d: %v", k.seed, err)
+			return
+		}
+		last := k.h.last()
+		final := k.h.hashOf(last)
+		var behind []*consumer
+		for _, c := range cs {
+			if hash, _ := c.current(); hash != final {
+				behind = append(behind, c)
 			}
-			if time.Now().After(deadline) {
-				rev, _ := k.h.rev(last)
+		}
+		if len(behind) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			rev, _ := k.h.rev(last)
+			for _, c := range behind {
 				k.violate(c, "did not reach etcd's final state (revision %d) within %v after writes stopped: %s",
 					rev, within, k.h.diff(c.snapshot(), last))
-				break
 			}
-			time.Sleep(10 * time.Millisecond)
+			return
 		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -247,7 +247,12 @@ func partition(longer bool) func(*scene) {
 		s.fault(kind)
 		time.Sleep(d)
 		s.heal()
-		time.Sleep(s.between(time.Second, 2*time.Second)) // registrars re-register
+		itest.Eventually(s.t, converge, "every registrar's key in etcd after the partition", func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			resp, err := s.direct.Get(ctx, prefix+"r", clientv3.WithPrefix(), clientv3.WithCountOnly())
+			return err == nil && resp.Count == 3
+		})
 		s.finish(w)
 		if expired := s.k.h.deletes(prefix + "r"); longer && expired == 0 {
 			s.t.Errorf("seed %d: no registrar's key expired in a partition of %v, longer than the TTL", s.k.seed, d)
