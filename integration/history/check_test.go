@@ -185,6 +185,30 @@ func (c *consumer) snapshot() map[string]string {
 	return out
 }
 
+// doubles names the keys for which the last list delivered holds more
+// than one value (a mixture that snapshot cannot show), or returns "".
+func (c *consumer) doubles() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	byKey := make(map[string][]string, len(c.values))
+	var keys []string
+	for _, v := range c.values {
+		k := c.k.keyOf(v)
+		if byKey[k] = append(byKey[k], v); len(byKey[k]) == 2 {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return ""
+	}
+	slices.Sort(keys)
+	var parts []string
+	for _, k := range keys[:min(len(keys), 5)] {
+		parts = append(parts, fmt.Sprintf("%s=%v", k, byKey[k]))
+	}
+	return fmt.Sprintf("; %d keys with more than one value: %s", len(keys), strings.Join(parts, ", "))
+}
+
 func (c *consumer) current() (uint64, int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -216,7 +240,7 @@ func (c *consumer) check() {
 			return
 		}
 		k.violate(c, "state is etcd's at no revision from %d to %d; against revision %d: %s",
-			lo, hi, hi, h.diff(c.snapshot(), last))
+			lo, hi, hi, h.diff(c.snapshot(), last)+c.doubles())
 		return
 	}
 	c.mu.Lock()
@@ -249,7 +273,7 @@ func (c *consumer) checkAt(rev int64) {
 			also = fmt.Sprintf("revisions %d..%d", a, b)
 		}
 		k.violate(c, "state said to be at revision %d is etcd's at %s; against revision %d: %s",
-			rev, also, rev, h.diff(c.snapshot(), i))
+			rev, also, rev, h.diff(c.snapshot(), i)+c.doubles())
 		return
 	}
 	c.mu.Lock()
@@ -285,7 +309,7 @@ func (k *checker) converge(within time.Duration) {
 			rev, _ := k.h.rev(last)
 			for _, c := range behind {
 				k.violate(c, "did not reach etcd's final state (revision %d) within %v after writes stopped: %s",
-					rev, within, k.h.diff(c.snapshot(), last))
+					rev, within, k.h.diff(c.snapshot(), last)+c.doubles())
 			}
 			return
 		}
