@@ -362,8 +362,12 @@ func (h *history) diff(got map[string]string, i int) string {
 	for _, k := range keys[:min(len(keys), 3)] {
 		told = append(told, h.tell(k, rev))
 	}
-	return fmt.Sprintf("%d keys, want %d: %s; %s; %s; %s", len(got), len(want),
-		part("missing", missing), part("extra", extra), part("changed", changed), strings.Join(told, "; "))
+	out := fmt.Sprintf("%d keys, want %d: %s; %s; %s", len(got), len(want),
+		part("missing", missing), part("extra", extra), part("changed", changed))
+	for _, t := range told {
+		out += "; " + t
+	}
+	return out
 }
 
 // tell gives the history's last events of key and etcd's own answer for
