@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-kit/kit/endpoint"
 	"github.com/go-kit/kit/sd"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/resolver"
 
 	"github.com/etcdsd/etcdsd/catalog"
@@ -41,6 +42,52 @@ func (k *checker) follow(t testing.TB, c *etcdv3.EtcdClient, tag string) {
 	k.followEndpointer(t, in, tag)
 	k.followResolver(t, c, tag)
 	k.followCatalog(t, c, tag)
+	k.followRaw(t, c.EtcdClient(), tag)
+}
+
+// followRaw reads the prefix and watches it from the next revision with
+// clientv3 alone, on the consumers' client and link, reading again when
+// the watch is compacted: a control that tells a fault of the pipeline
+// from one below it. After each response the state must be etcd's at its
+// last event's revision.
+func (k *checker) followRaw(t testing.TB, cli *clientv3.Client, tag string) {
+	c := k.consumer("raw clientv3 watch"+tag, "raw watch")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+			resp, err := cli.Get(rctx, k.prefix, clientv3.WithPrefix())
+			rcancel()
+			if err != nil {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			c.reset()
+			for _, kv := range resp.Kvs {
+				c.put(string(kv.Key), string(kv.Value))
+			}
+			c.checkAt(resp.Header.Revision)
+			for wr := range cli.Watch(ctx, k.prefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1)) {
+				if wr.Err() != nil || len(wr.Events) == 0 {
+					continue // a compacted watch is closed after this
+				}
+				for _, ev := range wr.Events {
+					if ev.Type == clientv3.EventTypeDelete {
+						c.del(string(ev.Kv.Key))
+					} else {
+						c.put(string(ev.Kv.Key), string(ev.Kv.Value))
+					}
+				}
+				c.checkAt(wr.Events[len(wr.Events)-1].Kv.ModRevision)
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
 }
 
 // loop runs body in a goroutine until cleanup.
