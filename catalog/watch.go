@@ -270,6 +270,15 @@ func (w *watch) pump() {
 	var queue []Event
 	starting := w.started // nil once closed
 	for {
+		if starting != nil {
+			// The start first: a select would pick at random between it
+			// and a batch, and take more than the limit after the start.
+			select {
+			case <-starting:
+				starting = nil
+			default:
+			}
+		}
 		in := w.updates
 		if len(queue) >= maxQueued && starting == nil {
 			in = nil // hold the mirrors back until the reader catches up
