@@ -125,6 +125,9 @@ func WatchRecoveries() WatchOption {
 // (non-decreasing: one transaction's changes share a revision), each
 // change seen by the watch once; events of the two kinds are interleaved
 // as they arrive, so compare Revision to order them against each other.
+// Applied to the first state, the events up to the last of a revision give
+// etcd's state at that revision; the history checker (integration/history,
+// docs/reliability.md) holds Watch to this.
 // Instances and properties that do not parse are logged once and skipped;
 // an instance whose value becomes malformed is reported deleted.
 //

@@ -25,6 +25,10 @@ import (
 // started. Each value is parsed once, as package instance defines it (a
 // plain address, or a JSON object with an address); a value that does not
 // parse is logged once and left out, and the other instances are kept.
+// Every sd.Event holds the instances of one revision etcd had, never older
+// than the last event's, however far behind the watch falls (etcd's
+// history checker in integration/history holds it to that; see
+// docs/reliability.md).
 //
 // On the client NewClient returns, it honours the operator's properties
 // (etcdsd drain, undrain, set-weight; package catalog): the properties of
