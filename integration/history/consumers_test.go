@@ -2,6 +2,7 @@ package history
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/url"
 	"testing"
@@ -234,7 +235,19 @@ func (k *checker) followCatalog(t testing.TB, client *etcdv3.EtcdClient, tag str
 	// instances read under -race on a busy machine can use up: a far
 	// deadline gives them the time; the watch ends at cleanup long before.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
-	events, err := cat.Watch(ctx, catalog.WatchService(service))
+	// Watch fails fast when etcd is unreachable; on a machine starved of
+	// CPU, the test's 400 ms dial timeout can pass with the connection out
+	// of READY. That is no state delivered, so no violation: start again,
+	// within a deadline.
+	var events <-chan catalog.Event
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		events, err = cat.Watch(ctx, catalog.WatchService(service))
+		if err == nil || !errors.Is(err, etcdv3.ErrUnreachable) || time.Now().After(deadline) {
+			break
+		}
+		t.Logf("catalog watch, starting again: %v", err)
+	}
 	if err != nil {
 		cancel()
 		t.Fatalf("catalog watch: %v", err)
