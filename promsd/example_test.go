@@ -64,6 +64,7 @@ func ExampleClientMetrics() {
 	// etcdsd_instances{prefix="/services/app/"} 1
 	// etcdsd_registrations{state="idle"} 0
 	// etcdsd_registrations{state="registered"} 1
+	// etcdsd_registrations{state="registering"} 0
 }
 
 // ExampleEndpointerMetrics labels the metrics of each Endpointer with its
