@@ -43,7 +43,9 @@ func (o Op) String() string {
 type Change struct {
 	Op  Op
 	Key string
-	// Value is the key's new value; for Delete, the value it had.
+	// Value is the key's new value; for Delete, the value it had in the
+	// Feed, which in a Subscription's coalesced batch may be one put after
+	// what the consumer saw: Prev is what the consumer saw.
 	Value string
 	// Prev is the value the key had before the change, as the consumer
 	// last saw it (a Subscription keeps the first one while it coalesces);
