@@ -66,6 +66,18 @@ func keys(t *testing.T, admin *clientv3.Client, prefix string) []string {
 	return out
 }
 
+// registeredThenLeaseLost registers key on c, then revokes its lease
+// through admin, as a partition longer than the TTL would have it expire.
+func registeredThenLeaseLost(t *testing.T, c etcdv3.Client, admin *clientv3.Client, key string, ttl *etcdv3.TTLOption) *etcdv3.Registrar {
+	t.Helper()
+	r := etcdv3.NewRegistrar(c, etcdv3.Service{Key: key, Value: "127.0.0.1:8001", TTL: ttl}, itest.Logger(t))
+	if err := r.RegisterContext(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	revoke(t, admin, r.Status().LeaseID)
+	return r
+}
+
 // A Register that finds the shared lease lost re-grants it with every key
 // on it; when that put fails, the other registrations must still come back
 // within their TTL (the lost lease stays current, so the keeper's next
@@ -78,12 +90,8 @@ func TestRegisterWhoseRegrantFailsLosesNoOtherRegistration(t *testing.T) {
 	const ttlSeconds = 3
 	ttl := etcdv3.NewTTLOption(time.Second, ttlSeconds*time.Second)
 	const prefix = "/services/regrant-fails/"
-	a := etcdv3.NewRegistrar(c, etcdv3.Service{Key: prefix + "a", Value: "127.0.0.1:8001", TTL: ttl}, itest.Logger(t))
-	if err := a.RegisterContext(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	a := registeredThenLeaseLost(t, c, admin, prefix+"a", ttl)
 	defer a.Deregister()
-	revoke(t, admin, a.Status().LeaseID)
 
 	armed.Store(true)
 	b := etcdv3.NewRegistrar(c, etcdv3.Service{Key: prefix + "b", Value: "127.0.0.1:8002", TTL: ttl}, itest.Logger(t))
@@ -124,12 +132,8 @@ func TestRegisterIsNotRefusedForAFailedRegrantOfTheSharedLease(t *testing.T) {
 	admin := srv.Client(t)
 	ttl := etcdv3.NewTTLOption(time.Second, 3*time.Second)
 	const prefix = "/services/regrant-blame/"
-	a := etcdv3.NewRegistrar(c, etcdv3.Service{Key: prefix + "a", Value: "127.0.0.1:8001", TTL: ttl}, itest.Logger(t))
-	if err := a.RegisterContext(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	a := registeredThenLeaseLost(t, c, admin, prefix+"a", ttl)
 	defer a.Deregister()
-	revoke(t, admin, a.Status().LeaseID)
 
 	armed.Store(true)
 	b := etcdv3.NewRegistrar(c, etcdv3.Service{Key: prefix + "b", Value: "127.0.0.1:8002", TTL: ttl}, itest.Logger(t))
