@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/go-kit/kit/sd"
 	"github.com/go-kit/log"
@@ -98,8 +97,5 @@ func targetPrefix(t resolver.Target) (string, error) {
 	if err := etcdv3.ValidatePrefix(prefix); err != nil {
 		return "", fmt.Errorf("prefix %q: %w", prefix, err)
 	}
-	if !strings.HasSuffix(prefix, "/") {
-		prefix += "/"
-	}
-	return prefix, nil
+	return dirOf(prefix), nil
 }

@@ -355,9 +355,10 @@ func (p *Pool) Close() error {
 	return errors.Join(errs...)
 }
 
-// dirOf returns the prefix the Pool watches for prefix: prefix itself when
-// it ends in "/", else the directory it names, so that "/backends/agent"
-// does not take in "/backends/agent-x/…" or "/backends/agents/…".
+// dirOf returns the prefix watched for prefix, by the Pool and by a
+// target's resolver: prefix itself when it ends in "/", else the directory
+// it names, so that "/backends/agent" does not take in
+// "/backends/agent-x/…" or "/backends/agents/…".
 func dirOf(prefix string) string {
 	if strings.HasSuffix(prefix, "/") {
 		return prefix
