@@ -70,7 +70,9 @@ func (s *Subscription) offer(b Batch) {
 	// b itself is merged change by change: one watch response that catches
 	// up over many revisions may change a key more than once, and the
 	// consumer gets one change per key, the last.
-	if s.index == nil {
+	// The index is built only once two changes could meet: a single
+	// change into an empty batch, the common case, needs none.
+	if s.index == nil && len(p.Changes)+len(b.Changes) > 1 {
 		s.index = make(map[string]int, len(p.Changes)+len(b.Changes))
 		for i, ch := range p.Changes {
 			s.index[ch.Key] = i
@@ -101,7 +103,9 @@ func (s *Subscription) merge(ch Change) {
 	case !ok && p.Reset && ch.Op == Delete:
 		// Not in the reset: nothing to take out.
 	case !ok:
-		s.index[ch.Key] = len(p.Changes)
+		if s.index != nil {
+			s.index[ch.Key] = len(p.Changes)
+		}
 		p.Changes = append(p.Changes, ch)
 	case ch.Op == Delete && (p.Reset || p.Changes[i].Op == Put && p.Changes[i].Prev == ""):
 		// The consumer never saw the key (a reset lists what exists; a
