@@ -150,6 +150,11 @@ func (d *demo) run(ctx context.Context) error {
 	d.endpoint = sd.NewEndpointer(d.instancer, httpFactory, log.NewNopLogger())
 	call := lb.Retry(3, 2*time.Second, lb.NewRoundRobin(d.endpoint))
 	d.say("go-kit's sd.NewEndpointer + lb.NewRoundRobin + lb.Retry run on it unchanged.")
+	// go-kit's Endpointer takes the Instancer's first event on a goroutine
+	// of its own: until then it has no endpoints.
+	if err := d.waitInstances(ctx, len(d.services)); err != nil {
+		return err
+	}
 	if err := d.traffic(ctx, call, 6); err != nil {
 		return err
 	}
