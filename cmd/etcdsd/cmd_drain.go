@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/etcdsd/etcdsd/catalog"
+	"github.com/etcdsd/etcdsd/instance"
 )
 
 // propertyChange is what drain, undrain and set-weight print with -o json.
@@ -72,8 +73,8 @@ func runSetWeight(ctx context.Context, args []string, stdout, _ io.Writer) error
 			if weight == "" {
 				return "", nil
 			}
-			if _, err := strconv.Atoi(weight); err != nil {
-				return "", usageError{fmt.Errorf("weight %q is not an integer", weight)}
+			if w, err := strconv.Atoi(weight); err != nil || w < 1 || w > instance.MaxWeight {
+				return "", usageError{fmt.Errorf("weight %q is not an integer in [1, %d]", weight, instance.MaxWeight)}
 			}
 			return weight, nil
 		})

@@ -158,20 +158,32 @@ func newFlagSet(name, summary string) *flag.FlagSet {
 
 // parseArgs parses flags placed before, between or after the positional
 // arguments (until "--"), and checks their number.
+// A negative number ("-3") is an argument, not an undefined flag, unless
+// it is the value of the flag before it ("--timeout -1s").
 func parseArgs(fs *flag.FlagSet, args []string, minArgs, maxArgs int, stdout io.Writer) ([]string, error) {
 	var positional []string
-	for {
-		if err := parseFlags(fs, args, -1, stdout); err != nil {
+	for len(args) > 0 {
+		if isNegativeNumber(args[0]) {
+			positional = append(positional, args[0])
+			args = args[1:]
+			continue
+		}
+		n := flagsBeforeNumber(fs, args)
+		if err := parseFlags(fs, args[:n], -1, stdout); err != nil {
 			return nil, err
 		}
 		rest := fs.Args()
-		consumed := len(args) - len(rest)
-		if len(rest) == 0 || (consumed > 0 && args[consumed-1] == "--") {
-			positional = append(positional, rest...)
+		consumed := n - len(rest)
+		if consumed > 0 && args[consumed-1] == "--" {
+			positional = append(positional, args[consumed:]...)
 			break
 		}
+		if len(rest) == 0 {
+			args = args[n:]
+			continue
+		}
 		positional = append(positional, rest[0])
-		args = rest[1:]
+		args = args[consumed+1:]
 	}
 	switch {
 	case len(positional) < minArgs:
@@ -180,6 +192,36 @@ func parseArgs(fs *flag.FlagSet, args []string, minArgs, maxArgs int, stdout io.
 		return nil, usageError{fmt.Errorf("unexpected arguments %q", positional[maxArgs:])}
 	}
 	return positional, nil
+}
+
+// isNegativeNumber reports whether arg reads as a negative number, which
+// no flag's name starts with.
+func isNegativeNumber(arg string) bool {
+	return len(arg) > 1 && arg[0] == '-' && arg[1] >= '0' && arg[1] <= '9'
+}
+
+// flagsBeforeNumber returns how many of args come before the first
+// negative number that is an argument (len(args) if none): one after "--",
+// or the value of a flag given as "--name value", is not.
+func flagsBeforeNumber(fs *flag.FlagSet, args []string) int {
+	for i, a := range args {
+		if a == "--" {
+			return len(args)
+		}
+		if i == 0 || !isNegativeNumber(a) {
+			continue
+		}
+		prev := strings.TrimLeft(args[i-1], "-")
+		if strings.HasPrefix(args[i-1], "-") && !strings.Contains(prev, "=") {
+			if f := fs.Lookup(prev); f != nil {
+				if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !ok || !b.IsBoolFlag() {
+					continue // the flag's value
+				}
+			}
+		}
+		return i
+	}
+	return len(args)
 }
 
 // requestContext bounds one request by --timeout.
