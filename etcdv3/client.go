@@ -5,9 +5,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"reflect"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -307,16 +309,66 @@ func withDefaults(o ClientOptions) ClientOptions {
 	return o
 }
 
+// ErrMalformedEndpoint is wrapped by NewClient's error for an endpoint
+// etcd's client could not dial, such as a port out of range or none.
+var ErrMalformedEndpoint = errors.New("malformed endpoint")
+
+// checkEndpoints refuses what etcd's client would take without a word and
+// then dial in vain until the dial timeout: no endpoint, an unknown
+// scheme, a missing port (gRPC would dial 443), or a port that is not in
+// [1, 65535]. Host names are not resolved: like go-kit's, the client is
+// lazy, and a name may resolve later.
 func checkEndpoints(machines []string) error {
 	if len(machines) == 0 {
 		return errors.New("etcdv3: new client: no etcd endpoints given")
 	}
 	for _, m := range machines {
-		if strings.TrimSpace(m) == "" || strings.ContainsAny(m, " \t\r\n") {
-			return fmt.Errorf("etcdv3: new client: malformed endpoint %q", m)
+		if err := checkEndpoint(m); err != nil {
+			return fmt.Errorf("etcdv3: new client: %w %q: %s", ErrMalformedEndpoint, m, err)
 		}
 	}
 	return nil
+}
+
+// checkEndpoint says what is wrong with one endpoint: host:port, with an
+// optional http:// or https://, or unix:// or unixs:// and a socket path,
+// the forms etcd's client dials.
+func checkEndpoint(m string) error {
+	if strings.TrimSpace(m) == "" || strings.ContainsAny(m, " \t\r\n") {
+		return errors.New("empty or holds spaces")
+	}
+	hostport := m
+	if scheme, rest, ok := strings.Cut(m, "://"); ok {
+		switch scheme {
+		case "http", "https":
+			hostport = strings.TrimSuffix(rest, "/")
+		case "unix", "unixs":
+			if rest == "" {
+				return errors.New("no socket path")
+			}
+			return nil
+		default:
+			return fmt.Errorf("scheme %q: want http, https, unix or unixs", scheme)
+		}
+	}
+	_, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return fmt.Errorf("want host:port: %w", unwrapAddrError(err))
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("port %q is not a number in [1, 65535]", port)
+	}
+	return nil
+}
+
+// unwrapAddrError returns the reason of a net.AddrError, without the
+// address it repeats.
+func unwrapAddrError(err error) error {
+	var ae *net.AddrError
+	if errors.As(err, &ae) {
+		return errors.New(ae.Err)
+	}
+	return err
 }
 
 // probe proves that some endpoint answers. Any answer from etcd counts,

@@ -112,8 +112,9 @@ func (f *commonFlags) json() bool { return f.output == "json" }
 // connect dials etcd, failing within --timeout when nothing answers: a
 // command fails fast (grpc.WithBlock, go-kit's way to ask for it), where a
 // service's client waits for etcd.
+// A malformed endpoint is bad usage, said at once.
 func (f *commonFlags) connect(ctx context.Context) (*etcdv3.EtcdClient, error) {
-	return etcdv3.NewEtcdClient(ctx, f.endpointList(), etcdv3.ClientOptions{
+	c, err := etcdv3.NewEtcdClient(ctx, f.endpointList(), etcdv3.ClientOptions{
 		//lint:ignore SA1019 grpc.WithBlock is go-kit's way to ask etcdv3.NewClient to fail fast; NewClient honours it itself
 		DialOptions:    []grpc.DialOption{grpc.WithBlock()},
 		CACert:         f.cacert,
@@ -124,6 +125,10 @@ func (f *commonFlags) connect(ctx context.Context) (*etcdv3.EtcdClient, error) {
 		DialTimeout:    f.timeout,
 		RequestTimeout: f.timeout,
 	})
+	if errors.Is(err, etcdv3.ErrMalformedEndpoint) {
+		return nil, usageError{err}
+	}
+	return c, err
 }
 
 // catalog dials etcd and returns a catalog over it; close the client when
