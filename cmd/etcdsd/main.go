@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 )
@@ -71,10 +72,13 @@ func (u usageError) Unwrap() error { return u.err }
 // they are handed to the command ahead of its own arguments, so that a
 // flag given on both sides takes the value given after the command.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	global, args, err := parseGlobalFlags(args)
+	global, args, showVersion, err := parseGlobalFlags(args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 		printUsage(stdout)
+		return 0
+	case err == nil && showVersion:
+		fmt.Fprintln(stdout, version(debug.ReadBuildInfo()))
 		return 0
 	case err != nil:
 		fmt.Fprintf(stderr, "etcdsd: %v\n%s\n", err, globalUsage)
@@ -126,26 +130,31 @@ const globalUsage = `Usage: etcdsd [common flags] <command> [flags] [arguments];
 
 // parseGlobalFlags parses the common flags placed before the command and
 // returns them, spelled out for the command's own flag set, and the rest
-// of args, which starts with the command. Before the command, --key is
-// always the TLS key (register uses --key for the etcd key).
-func parseGlobalFlags(args []string) (global, rest []string, err error) {
+// of args, which starts with the command; and whether --version was
+// given. Before the command, --key is always the TLS key (register uses
+// --key for the etcd key).
+func parseGlobalFlags(args []string) (global, rest []string, showVersion bool, err error) {
 	fs := flag.NewFlagSet("etcdsd", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	addCommonFlags(fs, true)
+	fs.BoolVar(&showVersion, "version", false, "print etcdsd's version and exit")
 	if err := fs.Parse(args); err != nil {
 		if strings.HasPrefix(err.Error(), "flag provided but not defined") {
 			err = fmt.Errorf("%w (only the common flags may come before the command)", err)
 		}
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	fs.Visit(func(f *flag.Flag) {
 		name := f.Name
+		if name == "version" {
+			return
+		}
 		if name == "key" {
 			name = "tls-key"
 		}
 		global = append(global, "--"+name+"="+f.Value.String())
 	})
-	return global, fs.Args(), nil
+	return global, fs.Args(), showVersion, nil
 }
 
 func printUsage(w io.Writer) {
@@ -153,6 +162,7 @@ func printUsage(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Usage: etcdsd <command> [flags] [arguments]")
 	fmt.Fprintln(w, "       etcdsd [common flags] <command> [flags] [arguments]")
+	fmt.Fprintln(w, "       etcdsd --version")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Commands:")
 	for _, c := range commands() {
