@@ -11,12 +11,19 @@ import (
 var (
 	// libPrefix is a package prefix of the library's wrapping, at the start
 	// of a message or of a wrapped one: the operation after it says more.
-	libPrefix = regexp.MustCompile(`(^|: |\()(?:catalog|etcdv3): `)
+	libPrefix = regexp.MustCompile(`(^|: |\()(?:catalog|console|etcdv3): `)
 	// rpcPrefix is how gRPC spells a status; its description is the cause.
 	rpcPrefix = regexp.MustCompile(`rpc error: code = \w+ desc = `)
 	// dialDeadline is a dial timeout that already says how long it waited.
 	dialDeadline = regexp.MustCompile(`(within (?:dial timeout )?\S+)(?:: etcd unreachable)?: context deadline exceeded`)
 )
+
+// commandError returns what stderr says after "etcdsd <command>: ": err
+// as one line, without the command's name said again when the error
+// starts with the same operation ("watch: read prefix ...").
+func commandError(command string, err error) string {
+	return strings.TrimPrefix(oneLine(err), command+": ")
+}
 
 // oneLine returns err's message as one short line for stderr: the
 // operation, the bad value and the cause, without the package prefixes

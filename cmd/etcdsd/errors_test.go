@@ -65,3 +65,52 @@ func TestErrorsReachStderrAsOneShortLine(t *testing.T) {
 		}
 	}
 }
+
+// Each error says its operation once: the command's name is not said
+// again by the error it prints, nor is a package's prefix.
+func TestErrorsSayTheirOperationOnce(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	dead := deadEndpoint(t)
+	for _, args := range [][]string{
+		{"console", "--listen", l.Addr().String(), "--endpoints", dead, "--timeout", "300ms"},
+		{"console", "--listen", "nonsense", "--endpoints", dead},
+		{"watch", "--endpoints", dead, "--timeout", "300ms", "app"},
+		{"list", "--endpoints", dead, "--timeout", "300ms", "app"},
+		{"services", "--endpoints", dead, "--timeout", "300ms"},
+	} {
+		code, _, errOut, _ := runCLI(t, args...)
+		first := strings.SplitN(errOut, "\n", 2)[0]
+		if code == 0 || !strings.HasPrefix(first, "etcdsd "+args[0]+": ") {
+			t.Fatalf("etcdsd %s: exit %d, stderr %q", args, code, errOut)
+		}
+		if op := saidTwice(first); op != "" {
+			t.Errorf("etcdsd %s: %q says %q twice", args, first, op)
+		}
+	}
+	// A watch that breaks once started says "watch" in its own error.
+	broken := fmt.Errorf("catalog: watch: read prefix %q: %w", "/services/app/", errors.New("etcd unreachable"))
+	if got := "etcdsd watch: " + commandError("watch", broken); saidTwice(got) != "" {
+		t.Errorf("%q says %q twice", got, saidTwice(got))
+	}
+}
+
+// saidTwice returns an operation that a line of "op: op: cause" names more
+// than once, or "". The first segment is "etcdsd <command>".
+func saidTwice(line string) string {
+	segs := strings.Split(line, ": ")
+	seen := map[string]bool{strings.TrimPrefix(segs[0], "etcdsd "): true}
+	for _, s := range segs[1 : len(segs)-1] {
+		if strings.ContainsAny(s, " \"") {
+			continue // a value or a cause, not an operation
+		}
+		if seen[s] {
+			return s
+		}
+		seen[s] = true
+	}
+	return ""
+}

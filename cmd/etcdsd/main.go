@@ -116,11 +116,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.As(err, new(usageError)):
-		fmt.Fprintf(stderr, "etcdsd %s: %s\n", c.name, oneLine(err))
+		fmt.Fprintf(stderr, "etcdsd %s: %s\n", c.name, commandError(c.name, err))
 		fmt.Fprintf(stderr, "%s; \"etcdsd %s -h\" for more\n", usageLine(c.name), c.name)
 		return 2
 	default:
-		fmt.Fprintf(stderr, "etcdsd %s: %s\n", c.name, oneLine(err))
+		fmt.Fprintf(stderr, "etcdsd %s: %s\n", c.name, commandError(c.name, err))
 		return 1
 	}
 }
