@@ -3,13 +3,18 @@ package etcdv3_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/url"
 	"time"
 
+	"github.com/go-kit/kit/endpoint"
 	"github.com/go-kit/kit/sd"
+	"github.com/go-kit/kit/sd/lb"
 	"github.com/go-kit/log"
 
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
+	"github.com/etcdsd/etcdsd/instance"
 )
 
 // Example is the whole job: a service registers itself, a client discovers
@@ -30,7 +35,7 @@ func Example() {
 	// The service side: register, kept alive with a 3 s heartbeat and 9 s TTL.
 	registrar := etcdv3.NewRegistrar(client, etcdv3.Service{
 		Key:   "/services/greeter/10.0.0.1:8080",
-		Value: "http://10.0.0.1:8080",
+		Value: "10.0.0.1:8080",
 		TTL:   etcdv3.NewTTLOption(3*time.Second, 9*time.Second),
 	}, log.NewNopLogger())
 	registrar.Register()
@@ -49,8 +54,60 @@ func Example() {
 	registrar.Deregister()
 	fmt.Println((<-events).Instances)
 	// Output:
-	// [http://10.0.0.1:8080]
+	// [10.0.0.1:8080]
 	// []
+}
+
+// Example_goKitEndpointer is the README's Usage: a service registers its
+// address, and a client balances over go-kit endpoints whose factory
+// makes an HTTP URL of each instance's host:port.
+func Example_goKitEndpointer() {
+	t := etcdtest.NewExampleTB()
+	defer t.Finish()
+	endpoints := etcdtest.NewServer(t).Endpoints()
+	logger := log.NewNopLogger()
+
+	client, err := etcdv3.NewEtcdClient(context.Background(), endpoints, etcdv3.ClientOptions{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer client.Close()
+
+	registrar := etcdv3.NewRegistrar(client, etcdv3.Service{
+		Key:   "/services/greeter/10.0.0.1:8080",
+		Value: "10.0.0.1:8080",
+		TTL:   etcdv3.NewTTLOption(3*time.Second, 9*time.Second),
+	}, logger)
+	registrar.Register()
+	defer registrar.Deregister()
+
+	instancer, err := etcdv3.NewInstancer(client, "/services/greeter/", logger)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer instancer.Stop()
+	// The factory of the README: an endpoint that says which URL it would call.
+	factory := func(addr string) (endpoint.Endpoint, io.Closer, error) {
+		u, err := url.Parse("http://" + addr)
+		if err != nil {
+			return nil, nil, err
+		}
+		return func(context.Context, any) (any, error) { return u.String(), nil }, nil, nil
+	}
+	endpointer := sd.NewEndpointer(instancer, instance.AddressFactory(factory), logger)
+	defer endpointer.Close()
+	// go-kit's endpointer takes the Instancer's events in a goroutine of its own.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if eps, _ := endpointer.Endpoints(); len(eps) > 0 {
+			break
+		}
+	}
+	call := lb.Retry(3, time.Second, lb.NewRoundRobin(endpointer))
+	fmt.Println(call(context.Background(), nil))
+	// Output:
+	// http://10.0.0.1:8080 <nil>
 }
 
 // ExampleRegistrar_Status shows how a service learns whether it is registered.
