@@ -386,7 +386,7 @@ func (l *sharedLease) revoke(ctx context.Context, key, value string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("revoke lease %x: %w (its keys expire within %ds)", int64(id), err, l.key.seconds)
+	return fmt.Errorf("revoke lease %s: %w (its keys expire within %ds)", leaseHex(int64(id)), err, l.key.seconds)
 }
 
 // grant takes a new lease and makes it current.
@@ -465,16 +465,16 @@ func (l *sharedLease) heartbeat(ctx context.Context) error {
 	switch {
 	case err == nil:
 		if !wasHealthy {
-			level.Info(l.logger).Log("msg", "lease keepalive restored", "lease", fmt.Sprintf("%x", int64(id)))
+			level.Info(l.logger).Log("msg", "lease keepalive restored", "lease", leaseHex(int64(id)))
 		}
 		l.setHealth(nil)
 		l.deleteOrphans(hctx)
 		return nil
 	case errors.Is(err, rpctypes.ErrLeaseNotFound):
-		level.Warn(l.logger).Log("msg", "lease lost, registering again", "lease", fmt.Sprintf("%x", int64(id)))
+		level.Warn(l.logger).Log("msg", "lease lost, registering again", "lease", leaseHex(int64(id)))
 	default:
 		if wasHealthy {
-			level.Warn(l.logger).Log("msg", "lease keepalive failed, retrying", "lease", fmt.Sprintf("%x", int64(id)), "err", err)
+			level.Warn(l.logger).Log("msg", "lease keepalive failed, retrying", "lease", leaseHex(int64(id)), "err", err)
 		}
 	}
 	l.c.opts.Metrics.keepaliveFailed()
@@ -513,7 +513,7 @@ func (l *sharedLease) recover(ctx context.Context) {
 		err := l.regrant(ctx)
 		if err == nil {
 			l.c.opts.Metrics.reregistered()
-			level.Info(l.logger).Log("msg", "registered again on a new lease", "lease", fmt.Sprintf("%x", int64(l.currentID())), "keys", l.count())
+			level.Info(l.logger).Log("msg", "registered again on a new lease", "lease", leaseHex(int64(l.currentID())), "keys", l.count())
 			l.setHealth(nil)
 			return
 		}
@@ -558,7 +558,7 @@ func (l *sharedLease) regrantLocked(ctx context.Context, extra map[string]string
 		// the new lease leave with it now rather than at its expiry, and
 		// the next re-grant puts them all again.
 		l.c.cli.Revoke(ctx, id)
-		return 0, fmt.Errorf("put %d keys on lease %x: %w", len(kvs), int64(id), err)
+		return 0, fmt.Errorf("put %d keys on lease %s: %w", len(kvs), leaseHex(int64(id)), err)
 	}
 	l.mu.Lock()
 	l.id = id
@@ -581,3 +581,8 @@ func (l *sharedLease) count() int {
 	defer l.mu.Unlock()
 	return len(l.services)
 }
+
+// leaseHex spells a lease ID as etcdctl prints it ("lease %016x
+// granted"), in every log line and error, so that one grep finds a lease
+// in both.
+func leaseHex(id int64) string { return fmt.Sprintf("%016x", id) }

@@ -76,7 +76,7 @@ type registrationReporter interface {
 // It logs what go-kit's logs, with the same keys in the same order: the
 // logger gets "key" and "value", then "err" for a failed Register or
 // Deregister, "action" "register" (with "lease" when the service has a
-// TTL option) or "action" "deregister" on success. A Register that failed
+// TTL option, in hex as etcdctl prints it) or "action" "deregister" on success. A Register that failed
 // and is retried adds a warning when the error changes (and once a minute
 // while it persists) and the "action" "register" line once it succeeds.
 type Registrar struct {
@@ -352,7 +352,7 @@ func (r *Registrar) finish(ru *run, err error) {
 
 func (r *Registrar) registered() {
 	if r.service.TTL != nil {
-		r.logger.Log("action", "register", "lease", r.client.LeaseID())
+		r.logger.Log("action", "register", "lease", leaseHex(r.client.LeaseID()))
 	} else {
 		r.logger.Log("action", "register")
 	}

@@ -57,7 +57,7 @@ func runRegister(ctx context.Context, args []string, stdout, _ io.Writer) error 
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "registered %s (lease %x, ttl %v); Ctrl-C to deregister\n", key, reg.Status().LeaseID, ttl)
+	fmt.Fprintf(stdout, "registered %s (lease %016x, ttl %v); Ctrl-C to deregister\n", key, reg.Status().LeaseID, ttl)
 	<-ctx.Done()
 	dctx, cancel := f.requestContext(context.WithoutCancel(ctx))
 	defer cancel()

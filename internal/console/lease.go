@@ -112,7 +112,7 @@ func (l *leases) read(ctx context.Context, service, prefix string, revs map[stri
 			reads++
 			t = l.readTTL(ctx, kl.lease)
 		}
-		info := LeaseInfo{ID: fmt.Sprintf("%x", int64(kl.lease)), TTL: t.ttl, Granted: t.granted, Age: time.Since(t.at).Milliseconds(), Error: t.err}
+		info := LeaseInfo{ID: fmt.Sprintf("%016x", int64(kl.lease)), TTL: t.ttl, Granted: t.granted, Age: time.Since(t.at).Milliseconds(), Error: t.err}
 		if t.at.IsZero() {
 			info.Age = 0
 		}
@@ -156,7 +156,7 @@ func (l *leases) readTTL(ctx context.Context, id clientv3.LeaseID) leaseTTL {
 	t := leaseTTL{at: time.Now()}
 	resp, err := l.cli.TimeToLive(ctx, id)
 	if err != nil {
-		t.ttl, t.err = -1, fmt.Sprintf("read lease %x: %v", int64(id), err)
+		t.ttl, t.err = -1, fmt.Sprintf("read lease %016x: %v", int64(id), err)
 	} else {
 		t.ttl, t.granted = resp.TTL, resp.GrantedTTL
 	}
