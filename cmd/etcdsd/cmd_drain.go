@@ -190,7 +190,24 @@ func propertyCommand(ctx context.Context, args []string, stdout io.Writer, name,
 		fmt.Fprintf(stdout, "set the weight of %s/%s to %s\n", service, id, v)
 	}
 	fmt.Fprintf(stdout, "  honoured by: %s\n  not by: %s\n", strings.Join(yes, "; "), strings.Join(no, "; "))
+	if v != "" {
+		fmt.Fprintf(stdout, "  %s\n", outlives(name, service, id))
+	}
 	return nil
+}
+
+// outlives says that a drain or a weight set is kept under the instance's
+// id (or the service's name) with no lease, and how to remove it: it is
+// the operator's, not the registration's.
+func outlives(name, service, id string) string {
+	undo := "etcdsd undrain " + service + " " + id
+	if name == "set-weight" {
+		undo = "etcdsd set-weight --clear " + service + " " + id
+	}
+	if id == "" {
+		return "kept under the service's name, it outlives the processes: instances registered later get it too, until etcdsd undrain --all " + service
+	}
+	return fmt.Sprintf("kept under the instance's id, it outlives the process: whatever registers %s/%s again gets it, until %s", service, id, undo)
 }
 
 // stillDrained returns, after an undrain of instance id (or of the whole

@@ -1,10 +1,15 @@
 package main
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-kit/log"
+
+	"github.com/etcdsd/etcdsd/etcdv3"
 )
 
 // The CLI tells operators which clients apply a drain or a weight: the
@@ -52,4 +57,45 @@ func TestNegativeNumbersAreArgumentsNotFlags(t *testing.T) {
 	if code == 0 || strings.Contains(errOut, "flag provided") {
 		t.Errorf("drain greeter -3: exit %d, stderr %q; want -3 taken as the id", code, errOut)
 	}
+}
+
+// A drain or a weight is kept under the instance's id, without a lease:
+// the output says it outlives the process and how to remove it, and a new
+// process registering the same key does get it.
+func TestDrainAndSetWeightSayTheyOutliveTheProcess(t *testing.T) {
+	e, err := startEmbeddedEtcd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ep := e.Endpoint()
+	c, err := etcdv3.NewEtcdClient(context.Background(), []string{ep}, etcdv3.ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	register := func() *etcdv3.Registrar {
+		r := etcdv3.NewRegistrar(c, etcdv3.Service{Key: "/services/greeter/g-1", Value: "10.0.0.1:8080"}, log.NewNopLogger())
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := r.RegisterContext(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	first := register()
+	say := func(want string, args ...string) {
+		t.Helper()
+		code, out, errOut, _ := runCLI(t, append(args, "--endpoints", ep)...)
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("etcdsd %s: exit %d, stdout %q, stderr %q; want it to say %q", args, code, out, errOut, want)
+		}
+	}
+	say("it outlives the process: whatever registers greeter/g-1 again gets it, until etcdsd set-weight --clear greeter g-1", "set-weight", "greeter", "g-1", "5")
+	// A new process on the same key: the weight set on the old one is its.
+	first.Deregister()
+	defer register().Deregister()
+	say("5 (set)", "list", "greeter")
+	say("it outlives the process: whatever registers greeter/g-1 again gets it, until etcdsd undrain greeter g-1", "drain", "greeter", "g-1")
+	say("it outlives the processes: instances registered later get it too, until etcdsd undrain --all greeter", "drain", "--all", "greeter")
 }
