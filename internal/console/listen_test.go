@@ -89,6 +89,31 @@ func TestServeOnLoopbackAnswersOnlyToLoopbackHostNames(t *testing.T) {
 	}
 }
 
+// Headers are bounded at the 16 KiB the docs say, not at what net/http
+// allows beyond MaxHeaderBytes (4 KiB more).
+func TestServeRefusesHeadersBeyond16KiB(t *testing.T) {
+	f := newFixture(t, false)
+	base := f.serve(t, "", "")
+	for _, tc := range []struct {
+		pad  int
+		want int
+	}{
+		{15 << 10, http.StatusOK},
+		{16<<10 + 1, http.StatusRequestHeaderFieldsTooLarge},
+		{17 << 10, http.StatusRequestHeaderFieldsTooLarge},
+		{20 << 10, http.StatusRequestHeaderFieldsTooLarge},
+	} {
+		r := do(t, "GET", base+"/api/services", "", "X-Pad", strings.Repeat("x", tc.pad))
+		if r.code != tc.want {
+			t.Errorf("a header of %d bytes: %d %.80s; want %d", tc.pad, r.code, r.body, tc.want)
+		}
+		// Beyond 20 KiB net/http refuses them itself, in plain text.
+		if tc.want != http.StatusOK && tc.pad < 20<<10 && !strings.Contains(r.jsonError(t), "16384") {
+			t.Errorf("a header of %d bytes: error %q does not name the limit", tc.pad, r.jsonError(t))
+		}
+	}
+}
+
 func TestServeBoundsHeaderSize(t *testing.T) {
 	f := newFixture(t, false)
 	base := f.serve(t, "", "")

@@ -214,7 +214,8 @@ func (s *Server) routes() http.Handler {
 }
 
 // secure sets the headers every response carries, bounds every request
-// but the live stream in time, and refuses bodies larger than maxBody.
+// but the live stream in time, and refuses headers larger than
+// maxHeaderBytes and bodies larger than maxBody.
 func (s *Server) secure(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -222,6 +223,10 @@ func (s *Server) secure(next http.Handler) http.Handler {
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
+		if n := headerBytes(r); n > maxHeaderBytes {
+			writeError(w, http.StatusRequestHeaderFieldsTooLarge, fmt.Errorf("request line and headers of %d bytes: the limit is %d", n, maxHeaderBytes))
+			return
+		}
 		if r.ContentLength > maxBody {
 			writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("request body of %d bytes: the limit is %d", r.ContentLength, maxBody))
 			return
@@ -234,6 +239,19 @@ func (s *Server) secure(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// headerBytes is the size of r's request line and headers as sent, which
+// maxHeaderBytes bounds: net/http's MaxHeaderBytes lets 4 KiB more through.
+func headerBytes(r *http.Request) int {
+	n := len(r.Method) + 1 + len(r.RequestURI) + 1 + len(r.Proto) + 2
+	n += len("Host: ") + len(r.Host) + 2
+	for name, values := range r.Header {
+		for _, v := range values {
+			n += len(name) + 2 + len(v) + 2
+		}
+	}
+	return n
 }
 
 // configView is what the page needs to know of the console.
