@@ -392,3 +392,29 @@ func TestBrowserReadOnlyConsoleShowsNoControls(t *testing.T) {
 		t.Fatalf("the page logged errors:\n%s", strings.Join(p, "\n"))
 	}
 }
+
+// The header's "live" is green only while the console reads etcd: when
+// etcd goes silent it turns red and says so, with the banner, and is green
+// again once etcd answers.
+func TestBrowserHeaderSaysWhenEtcdCannotBeRead(t *testing.T) {
+	browser := newBrowser(t)
+	f, proxy := newProxiedFixture(t)
+	base := f.serve(t, "", "")
+	ctx, cancel := context.WithTimeout(browser, 30*time.Second)
+	defer cancel()
+	problems := pageProblems(t, ctx)
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/")); err != nil {
+		t.Fatal(err)
+	}
+	live := `document.getElementById("live").classList.contains("live") && document.getElementById("live-text").textContent === "live"`
+	waitJS(t, ctx, 5*time.Second, "the header says live", live)
+	proxy.Blackhole()
+	waitJS(t, ctx, 3*time.Second, "the header turns red and says etcd is unreachable, under the banner",
+		`document.getElementById("live").classList.contains("down") && document.getElementById("live-text").textContent === "etcd unreachable" &&
+		 !document.getElementById("banner").hidden`)
+	proxy.Unblackhole()
+	waitJS(t, ctx, 5*time.Second, "the header says live again, without the banner", live+` && document.getElementById("banner").hidden`)
+	if p := problems(); len(p) != 0 {
+		t.Fatalf("the page logged errors:\n%s", strings.Join(p, "\n"))
+	}
+}

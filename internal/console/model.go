@@ -31,7 +31,10 @@ type model struct {
 	seq      uint64        // Seq of the last entry
 	// errs holds the last error of each kind's watch, until an event of
 	// that kind or a successful probe shows etcd answers again.
-	errs     map[catalog.Kind]string
+	errs map[catalog.Kind]string
+	// probeErr is why the last probe failed, until one succeeds: etcd can
+	// go silent long before a watch reports it.
+	probeErr string
 	errSince time.Time
 }
 
@@ -100,7 +103,7 @@ func (m *model) apply(ev catalog.Event, now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if ev.Err != nil {
-		if len(m.errs) == 0 {
+		if !m.failingLocked() {
 			m.errSince = now
 		}
 		m.errs[ev.Kind] = fmt.Sprintf("%s watch: %v", ev.Kind, ev.Err)
@@ -232,33 +235,49 @@ func (m *model) append(now time.Time, e LogEntry) {
 	m.log = append(m.log, e)
 }
 
-// recovered notes that etcd answers a probe again after watch errors.
-func (m *model) recovered(now time.Time) {
+// probed takes the result of a probe of etcd: an error starts an outage
+// (logged once), success ends it, with the watches' errors too.
+func (m *model) probed(err error, now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(m.errs) == 0 {
+	if err != nil {
+		if m.probeErr != "" {
+			return
+		}
+		if !m.failingLocked() {
+			m.errSince = now
+		}
+		m.probeErr = fmt.Sprintf("etcd did not answer a read: %v", err)
+		m.append(now, LogEntry{Action: "etcd error", Detail: m.probeErr + "; retrying"})
+		m.bump()
+		return
+	}
+	if !m.failingLocked() {
 		return
 	}
 	clear(m.errs)
+	m.probeErr = ""
 	m.okAgain(now)
 	m.bump()
 }
 
-// okAgain logs the end of an outage once no watch reports an error; mu is
-// held.
+// okAgain logs the end of an outage once no watch or probe reports an
+// error; mu is held.
 func (m *model) okAgain(now time.Time) {
-	if len(m.errs) == 0 {
+	if !m.failingLocked() {
 		m.append(now, LogEntry{Action: "etcd ok", Detail: "etcd answers again; the watch catches up with the net difference"})
 	}
 }
 
-// failing reports whether a watch reported an error that no event or
-// probe has cleared since.
+// failing reports whether a watch or the probe reported an error that no
+// event or probe has cleared since.
 func (m *model) failing() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return len(m.errs) > 0
+	return m.failingLocked()
 }
+
+func (m *model) failingLocked() bool { return len(m.errs) > 0 || m.probeErr != "" }
 
 // bump publishes a change; mu is held.
 func (m *model) bump() {

@@ -76,7 +76,7 @@ func TestModelReportsAnOutageUntilEtcdAnswers(t *testing.T) {
 	if e := m.overview().Etcd; e.Error != "instance watch: etcd unreachable" || e.Since != now.UnixMilli() {
 		t.Fatalf("etcd state %+v", e)
 	}
-	m.recovered(now)
+	m.probed(nil, now)
 	if m.failing() || !m.overview().Etcd.OK {
 		t.Fatal("still failing after a successful probe")
 	}

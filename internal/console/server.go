@@ -38,9 +38,13 @@ const (
 	maxStreams = 64
 	// maxNameLen bounds a service name or instance id in a request.
 	maxNameLen = 512
-	// probeEvery is how often etcd is probed while the watch reports an
-	// error, so that the page says when it answers again.
-	probeEvery = 2 * time.Second
+	// probeEvery is how often etcd is probed, and probeTimeout (or
+	// RequestTimeout, if shorter) how long a probe waits: the page says
+	// etcd cannot be read within probeEvery+probeTimeout of it going
+	// silent, where a watch would wait out the client's dial timeout, and
+	// says when it answers again.
+	probeEvery   = 500 * time.Millisecond
+	probeTimeout = time.Second
 )
 
 // Config configures a Server. Catalog and Client are required.
@@ -78,7 +82,7 @@ type Server struct {
 	handler http.Handler
 
 	cancel    context.CancelFunc
-	done      chan struct{} // closed when the model's goroutine ends
+	wg        sync.WaitGroup // the model's goroutine and the prober
 	closeOnce sync.Once
 	quit      chan struct{} // closed by Close: live streams end
 }
@@ -115,7 +119,6 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		leases:  newLeases(cfg.Client.EtcdClient(), cfg.RequestTimeout),
 		logger:  cfg.Logger,
 		streams: make(chan struct{}, maxStreams),
-		done:    make(chan struct{}),
 		quit:    make(chan struct{}),
 	}
 	rctx, rcancel := context.WithTimeout(ctx, cfg.RequestTimeout)
@@ -132,40 +135,52 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("console: new: %w", err)
 	}
 	s.cancel = cancel
-	go s.follow(wctx, events)
+	s.wg.Add(2)
+	go s.follow(events)
+	go s.probeUntil(wctx)
 	s.handler = s.routes()
 	return s, nil
 }
 
-// follow applies the Watch's events to the model until the Watch ends,
-// and probes etcd while the Watch reports an error.
-func (s *Server) follow(ctx context.Context, events <-chan catalog.Event) {
-	defer close(s.done)
-	probe := time.NewTicker(probeEvery)
-	defer probe.Stop()
+// follow applies the Watch's events to the model until the Watch ends.
+func (s *Server) follow(events <-chan catalog.Event) {
+	defer s.wg.Done()
+	for ev := range events {
+		if ev.Err != nil {
+			level.Warn(s.logger).Log("msg", "console: watch failing, retrying", "kind", ev.Kind, "err", ev.Err)
+		}
+		s.model.apply(ev, time.Now())
+	}
+}
+
+// probeUntil reads one key every probeEvery until ctx ends, and tells the
+// model whether etcd answered.
+func (s *Server) probeUntil(ctx context.Context) {
+	defer s.wg.Done()
+	tick := time.NewTicker(probeEvery)
+	defer tick.Stop()
 	for {
 		select {
-		case ev, ok := <-events:
-			if !ok {
-				return
-			}
-			if ev.Err != nil {
-				level.Warn(s.logger).Log("msg", "console: watch failing, retrying", "kind", ev.Kind, "err", ev.Err)
-			}
-			s.model.apply(ev, time.Now())
-		case <-probe.C:
-			if s.model.failing() && s.probe(ctx) == nil {
-				s.model.recovered(time.Now())
-			}
+		case <-ctx.Done():
+			return
+		case <-tick.C:
 		}
+		err := s.probe(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		s.model.probed(err, time.Now())
 	}
 }
 
 // probe reads one key to learn whether etcd answers.
 func (s *Server) probe(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(ctx, min(probeTimeout, s.cfg.RequestTimeout))
 	defer cancel()
 	_, err := s.cli.Get(ctx, s.cfg.Catalog.Root(), clientv3.WithKeysOnly(), clientv3.WithLimit(1))
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("no answer within %v", min(probeTimeout, s.cfg.RequestTimeout))
+	}
 	return err
 }
 
@@ -175,7 +190,7 @@ func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		close(s.quit)
 		s.cancel()
-		<-s.done
+		s.wg.Wait()
 	})
 }
 

@@ -103,10 +103,10 @@ type InstanceView struct {
 
 // etcdState reads the watch's health; mu is held.
 func (m *model) etcdState() EtcdState {
-	if len(m.errs) == 0 {
+	if !m.failingLocked() {
 		return EtcdState{OK: true}
 	}
-	var first string
+	first := m.probeErr
 	for _, k := range []catalog.Kind{catalog.KindInstance, catalog.KindProperty} {
 		if e, ok := m.errs[k]; ok && first == "" {
 			first = e

@@ -110,17 +110,23 @@ function connect() {
   const url = "/api/stream" + (state.service ? "?service=" + encodeURIComponent(state.service) : "");
   const es = new EventSource(url);
   state.source = es;
-  es.addEventListener("open", () => { state.logReset = true; setLive(true); });
-  es.addEventListener("error", () => setLive(false));
+  es.addEventListener("open", () => { state.logReset = true; state.streamOk = true; renderLive(); });
+  es.addEventListener("error", () => { state.streamOk = false; renderLive(); });
   es.addEventListener("overview", (e) => { state.view = JSON.parse(e.data); renderOverview(); });
   es.addEventListener("service", (e) => { state.view = JSON.parse(e.data); renderService(); });
   es.addEventListener("leases", (e) => { state.leases = JSON.parse(e.data); state.leasesAt = Date.now(); renderLeases(); });
   es.addEventListener("log", (e) => renderLog(JSON.parse(e.data)));
 }
 
-function setLive(ok) {
+// renderLive says "live" only while the page's stream is open and the
+// console reads etcd: the banner below says why not.
+function renderLive() {
+  const etcdOk = !state.view || !state.view.etcd || state.view.etcd.ok;
+  const ok = state.streamOk && etcdOk;
   $("live").className = "status " + (ok ? "live" : "down");
-  $("live-text").textContent = ok ? "live" : "reconnecting…";
+  $("live-text").textContent = !state.streamOk ? "reconnecting…" : etcdOk ? "live" : "etcd unreachable";
+  $("live").title = !state.streamOk ? "The page lost its stream from the console; it reconnects" :
+    etcdOk ? "Live updates from etcd's watch, streamed to this page" : "The console cannot read etcd: this page shows the last known state";
 }
 
 function rerender() {
@@ -153,6 +159,7 @@ function renderHeader() {
 }
 
 function renderBanner(etcd) {
+  renderLive();
   const b = $("banner");
   if (!etcd || etcd.ok) { b.hidden = true; return; }
   b.hidden = false;
