@@ -418,3 +418,51 @@ func TestBrowserHeaderSaysWhenEtcdCannotBeRead(t *testing.T) {
 		t.Fatalf("the page logged errors:\n%s", strings.Join(p, "\n"))
 	}
 }
+
+// On a service page every row's controls stay inside the instances' card,
+// Undrain included (wider than Drain, beside a wider badge), at the widths
+// a laptop gives the page.
+func TestBrowserRowControlsStayInsideTheirCard(t *testing.T) {
+	browser := newBrowser(t)
+	f := newFixture(t, true)
+	for _, inst := range []catalog.Instance{
+		{Name: "api", ID: "api-1", Version: "v1", Address: "10.0.0.1:8080", Metadata: map[string]string{"zone": "eu-west-1a", "rack": "r12"}},
+		{Name: "api", ID: "api-2", Version: "v2", Address: "10.0.0.2:8080", Metadata: map[string]string{"zone": "eu-west-1b", "rack": "r07"}},
+	} {
+		f.register(t, inst)
+	}
+	for _, p := range [][3]string{{"api-1", catalog.PropDisabled, "true"}, {"api-1", catalog.PropWeight, "5"}} {
+		if err := f.cat.SetProperty(t.Context(), "api", p[0], p[1], p[2]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := f.serve(t, "", "")
+	ctx, cancel := context.WithTimeout(browser, 30*time.Second)
+	defer cancel()
+	problems := pageProblems(t, ctx)
+	for _, width := range []int64{1360, 1280, 1180, 1024} {
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(width, 800), chromedp.Navigate(base+"/services/api#token="+testToken)); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, 5*time.Second, "api-1 shows Undrain", `document.querySelector('tr[data-id="api-1"] button[data-action="undrain"]') !== null`)
+		outside, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`(() => {
+			const card = document.querySelector("table.grid.instances").closest(".card").getBoundingClientRect();
+			const out = [];
+			for (const el of document.querySelectorAll("table.grid.instances tr[data-id] td.actions button, table.grid.instances tr[data-id] td.actions input")) {
+				const r = el.getBoundingClientRect();
+				if (r.left < card.left || r.right > card.right) out.push(el.closest("tr").dataset.id + " " + (el.dataset.action || el.tagName) + ": " + Math.round(r.left) + "-" + Math.round(r.right) + " outside " + Math.round(card.left) + "-" + Math.round(card.right));
+			}
+			return out;
+		})()`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(outside) > 0 {
+			cols, _ := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('tr[data-id="api-1"] td')].map(td => td.className + "=" + Math.round(td.getBoundingClientRect().width))`))
+			t.Errorf("at %d px wide, controls outside the card: %q (columns %q)", width, outside, cols)
+		}
+	}
+	if p := problems(); len(p) != 0 {
+		t.Fatalf("the page logged errors:\n%s", strings.Join(p, "\n"))
+	}
+}

@@ -342,7 +342,7 @@ function fillRow(row, inst, writes) {
   row.drainBtn.title = byService ? "Drained with its service: undrain the service" : "";
   row.clearBtn.disabled = inst.weightOverride !== "instance";
   for (const b of [row.drainBtn, row.setBtn, row.clearBtn]) b.classList.remove("pending");
-  if (!c.actions.firstChild) c.actions.append(row.drainBtn, h("span", {class: "group"}, row.input, row.setBtn, row.clearBtn));
+  if (!c.actions.firstChild) c.actions.append(h("div", {class: "controls"}, row.drainBtn, h("span", {class: "group"}, row.input, row.setBtn, row.clearBtn)));
 }
 
 // --- leases -------------------------------------------------------------------
