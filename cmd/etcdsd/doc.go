@@ -13,6 +13,7 @@
 //	etcdsd set-weight <name> <id> (<weight> | --clear)
 //	etcdsd console [--allow-writes] a live web console on 127.0.0.1:8090
 //	etcdsd demo --console       the demo with the console open
+//	etcdsd --version            the module version, or devel and the commit
 //
 // Common flags, before or after the command (given on both sides, the one
 // after wins): --endpoints (default $ETCD_ENDPOINTS or 127.0.0.1:2379),
