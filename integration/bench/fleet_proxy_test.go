@@ -43,7 +43,10 @@ func startGRPCProxy(tb testing.TB, bin string, target []string) *grpcProxy {
 	defer out.Close()
 	p.cmd = exec.Command(bin, "grpc-proxy", "start",
 		"--endpoints="+strings.Join(target, ","),
-		"--listen-addr="+p.endpoint)
+		"--listen-addr="+p.endpoint,
+		// The default, 1.5 MiB, fails the first read of a prefix holding
+		// more than about 30,000 instances.
+		"--max-send-bytes=2147483647")
 	// The proxy may write files (auto TLS, its own data dir) in its
 	// working directory; a crash of this process must not leave it running.
 	p.cmd.Dir = dir
