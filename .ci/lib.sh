@@ -138,11 +138,10 @@ start_grpc_proxy() {
 	return 1
 }
 
-# proxy_pass runs the suite through the grpc-proxy at proxy_endpoint, with
-# ETCD_THROUGH_GRPC_PROXY=1 so that tests needing what the proxy does not
-# forward skip, then stops the proxy and the etcd.
+# proxy_pass runs the suite through the grpc-proxy at proxy_endpoint, then
+# stops the proxy and the etcd.
 proxy_pass() {
-	ETCD_THROUGH_GRPC_PROXY=1 ETCD_ENDPOINTS=$proxy_endpoint go test -count=1 -timeout 10m "${COMPAT_PKGS[@]}"
+	ETCD_ENDPOINTS=$proxy_endpoint go test -count=1 -timeout 10m "${COMPAT_PKGS[@]}"
 	ETCD_ADDR=$proxy_endpoint bash scripts/gokit-conformance.sh
 	stop_proxy
 	stop_etcd
