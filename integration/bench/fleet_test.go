@@ -45,22 +45,22 @@ const (
 )
 
 type fleetConfig struct {
-	cs, ns       []int
-	setups       []string
-	kinds        []fleetKind
-	grpcProxy    string
-	churnSeconds time.Duration
-	churnRate    int
-	starters     int
-	settleEvery  time.Duration // between polls of /metrics while a phase settles
+	cs, ns      []int
+	setups      []string
+	kinds       []fleetKind
+	grpcProxy   string
+	churnFor    time.Duration
+	churnRate   int
+	starters    int
+	settleEvery time.Duration // between polls of /metrics while a phase settles
 }
 
 func fleetConfigFromEnv(tb testing.TB) fleetConfig {
 	cfg := fleetConfig{
 		cs: []int{10}, ns: []int{1000},
 		setups: []string{"single", "cluster"}, kinds: fleetKinds,
-		grpcProxy:    os.Getenv(envFleetGRPCProxy),
-		churnSeconds: 5 * time.Second, churnRate: 10, starters: 8, settleEvery: 250 * time.Millisecond,
+		grpcProxy: os.Getenv(envFleetGRPCProxy),
+		churnFor:  5 * time.Second, churnRate: 10, starters: 8, settleEvery: 250 * time.Millisecond,
 	}
 	if cfg.grpcProxy != "" {
 		cfg.setups = append(cfg.setups, "proxy")
@@ -95,7 +95,7 @@ func fleetConfigFromEnv(tb testing.TB) fleetConfig {
 	var secs int
 	one(envFleetChurnSeconds, &secs)
 	if secs > 0 {
-		cfg.churnSeconds = time.Duration(secs) * time.Second
+		cfg.churnFor = time.Duration(secs) * time.Second
 	}
 	if s := os.Getenv(envFleetEtcd); s != "" {
 		cfg.setups = nil
@@ -444,7 +444,7 @@ func waitMarks(marks []*mark) ([]time.Duration, int) {
 }
 
 // churn puts cfg.churnRate new addresses per second to random instances
-// for cfg.churnSeconds, one put at a time, and a mark every fleetMarkEvery.
+// for cfg.churnFor, one put at a time, and a mark every fleetMarkEvery.
 // It returns the sorted put latencies, the rate reached, and the marks'
 // times until every client saw them.
 func (e *fleetEtcd) churn(tb testing.TB, p *probe, n int, cfg fleetConfig) (puts []time.Duration, rate float64, see []time.Duration, unseen int) {
@@ -456,7 +456,7 @@ func (e *fleetEtcd) churn(tb testing.TB, p *probe, n int, cfg fleetConfig) (puts
 	var marks []*mark
 	start := time.Now()
 	nextMark := start
-	for seq := 0; time.Since(start) < cfg.churnSeconds; seq++ {
+	for seq := 0; time.Since(start) < cfg.churnFor; seq++ {
 		<-tick.C
 		if time.Now().After(nextMark) {
 			marks = append(marks, e.putMark(tb, p))
@@ -532,7 +532,7 @@ func printFleetTable(w io.Writer, rows []fleetRow) {
 // plain `go test` proves the benchmark's machinery in seconds.
 func TestFleetSmoke(t *testing.T) {
 	const c, n = 2, 20
-	cfg := fleetConfig{churnSeconds: time.Second, churnRate: 10, starters: 2, settleEvery: 50 * time.Millisecond}
+	cfg := fleetConfig{churnFor: time.Second, churnRate: 10, starters: 2, settleEvery: 50 * time.Millisecond}
 	e := newFleetEtcd(t, "single", cfg)
 	preload(t, e.admin, n)
 	for _, kind := range fleetKinds[:2] {
