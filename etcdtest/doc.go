@@ -6,7 +6,8 @@
 // the test process with data in tb.TempDir, tuned for tests: a 10 ms
 // heartbeat and 100 ms election timeout elect a leader in milliseconds, and
 // fsync is off. StartProcess runs a member in the test binary started again
-// as a child, which needs one line in TestMain (see RunServerIfChild).
+// as a child, which needs one line in TestMain (see RunServerIfChild);
+// StartProcessCluster runs several such members as one cluster.
 // NewProxy sits between clients and etcd and drops, holds or delays traffic,
 // or cuts connections. Everything stops when the test ends.
 //

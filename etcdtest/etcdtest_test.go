@@ -244,6 +244,24 @@ func TestProcessKeepsDataAcrossKill(t *testing.T) {
 	wantValue(t, cli, "/etcdtest/process", "durable")
 }
 
+func TestProcessClusterElectsNewLeaderWhenLeaderIsKilled(t *testing.T) {
+	c := etcdtest.StartProcessCluster(t, 3)
+	cli := c.Client(t)
+	put(t, cli, "/etcdtest/pcluster", "before")
+
+	old := c.Leader(10 * time.Second)
+	c.Member(old).Kill()
+	if now := c.Leader(10 * time.Second); now == old {
+		t.Fatalf("member %d still leads after it was killed", old)
+	}
+	put(t, cli, "/etcdtest/pcluster", "during")
+
+	c.Member(old).Restart()
+	c.Leader(10 * time.Second)
+	// The restarted member caught up on what it missed.
+	wantValue(t, c.Member(old).Client(t), "/etcdtest/pcluster", "during")
+}
+
 // proxied returns a client that reaches srv only through a new proxy.
 func proxied(t *testing.T, srv *etcdtest.Server) (*etcdtest.Proxy, *clientv3.Client) {
 	t.Helper()

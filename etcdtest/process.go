@@ -42,6 +42,9 @@ type childConfig struct {
 	Client string `json:"client"`
 	Peer   string `json:"peer"`
 	Token  string `json:"token"`
+	// Cluster is the initial cluster, "name=peerURL,..."; empty for a
+	// single member.
+	Cluster string `json:"cluster,omitempty"`
 }
 
 // RunServerIfChild makes the test binary serve etcd when StartProcess
@@ -81,12 +84,13 @@ func runChild(raw string) int {
 	}
 	enc := zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig())
 	m := &embedetcd.Member{
-		Name:   cc.Name,
-		Dir:    cc.Dir,
-		Client: *client,
-		Peer:   *peer,
-		Token:  cc.Token,
-		Log:    zap.New(zapcore.NewCore(enc, zapcore.Lock(os.Stderr), zapcore.ErrorLevel)),
+		Name:    cc.Name,
+		Dir:     cc.Dir,
+		Client:  *client,
+		Peer:    *peer,
+		Token:   cc.Token,
+		Cluster: cc.Cluster,
+		Log:     zap.New(zapcore.NewCore(enc, zapcore.Lock(os.Stderr), zapcore.ErrorLevel)),
 	}
 	if err := launch(m, 1); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -176,13 +180,24 @@ var errAddrInUse = errors.New("address already in use")
 
 // start starts the child and waits until it serves clients.
 func (p *Process) start() error {
+	ready, err := p.spawn()
+	if err != nil {
+		return err
+	}
+	return p.await(ready, time.Now().Add(readyTimeout))
+}
+
+// spawn starts the child without waiting for it to serve, so that the
+// members of a cluster can find each other; the returned channel is closed
+// once the child prints readyLine.
+func (p *Process) spawn() (<-chan struct{}, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return fmt.Errorf("etcdtest: start process: find test binary: %w", err)
+		return nil, fmt.Errorf("etcdtest: start process: find test binary: %w", err)
 	}
 	raw, err := json.Marshal(p.cfg)
 	if err != nil {
-		return fmt.Errorf("etcdtest: start process: encode config: %w", err)
+		return nil, fmt.Errorf("etcdtest: start process: encode config: %w", err)
 	}
 	// The flag keeps a binary whose TestMain lacks the hook from running
 	// the tests again in the child; it then exits at once, and we say why.
@@ -193,10 +208,10 @@ func (p *Process) start() error {
 	cmd.Stderr = p.log
 	// Nothing is written to stdin: the child takes its EOF for our exit.
 	if _, err := cmd.StdinPipe(); err != nil {
-		return fmt.Errorf("etcdtest: start process: stdin pipe: %w", err)
+		return nil, fmt.Errorf("etcdtest: start process: stdin pipe: %w", err)
 	}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("etcdtest: start process %s: %w", exe, err)
+		return nil, fmt.Errorf("etcdtest: start process %s: %w", exe, err)
 	}
 	exited := make(chan struct{})
 	go func() {
@@ -204,11 +219,17 @@ func (p *Process) start() error {
 		close(exited)
 	}()
 	p.cmd, p.exited = cmd, exited
+	return ready.ready, nil
+}
 
-	timer := time.NewTimer(readyTimeout)
+// await waits until the child that spawn started serves clients, exits or
+// deadline passes; then it kills the child.
+func (p *Process) await(ready <-chan struct{}, deadline time.Time) error {
+	cmd, exited := p.cmd, p.exited
+	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	select {
-	case <-ready.ready:
+	case <-ready:
 		return nil
 	case <-exited:
 		p.cmd = nil

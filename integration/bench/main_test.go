@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/etcdsd/etcdsd/etcdtest"
 )
 
 // goKitRan is set by benchmarks that use go-kit's sd/etcdv3 client, which
@@ -16,7 +18,11 @@ var goKitRan bool
 // etcd clients in a process-wide registry that nothing closes.
 var goZeroRan bool
 
+// TestMain serves etcd when the binary is a child of etcdtest.StartProcess
+// (BenchmarkFleet's etcd), and otherwise runs the tests and checks with
+// goleak that nothing is left.
 func TestMain(m *testing.M) {
+	etcdtest.RunServerIfChild()
 	code := m.Run()
 	if code == 0 {
 		switch {
