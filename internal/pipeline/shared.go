@@ -144,7 +144,7 @@ func Share(ctx context.Context, key ShareKey, o ShareOptions) (*Tap, error) {
 func acquire(key ShareKey) (*shared, bool) {
 	registry.mu.Lock()
 	defer registry.mu.Unlock()
-	shareable := shareableClient(key.Client)
+	shareable := ShareableClient(key.Client)
 	if s := registry.m[key]; shareable && s != nil {
 		s.refs++
 		return s, false
@@ -163,8 +163,9 @@ func acquire(key ShareKey) (*shared, bool) {
 	return s, true
 }
 
-// shareableClient reports whether client has an identity to share by.
-func shareableClient(client any) bool {
+// ShareableClient reports whether client has an identity to share by: it
+// is a non-nil pointer.
+func ShareableClient(client any) bool {
 	v := reflect.ValueOf(client)
 	return v.Kind() == reflect.Pointer && !v.IsNil()
 }
