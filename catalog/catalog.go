@@ -119,9 +119,11 @@ func (l layout) decodeInstance(key, value string) (Instance, error) {
 	return inst, nil
 }
 
-// mirror starts the pipeline on prefix, whose values are instances or
-// properties of the catalog's layout, decoded once by the Feed.
-func (c *Catalog) mirror(ctx context.Context, prefix string, kind Kind, opts ...pipeline.FeedOption) (*pipeline.Mirror, error) {
+// mirror has a new Feed of prefix, whose values are instances or
+// properties of the catalog's layout, decoded once by the Feed, follow the
+// client's shared Mirror of prefix; etcd is read within ctx unless the
+// client follows prefix already. Close the Tap when done.
+func (c *Catalog) mirror(ctx context.Context, prefix string, kind Kind, opts ...pipeline.FeedOption) (*pipeline.Tap, error) {
 	parse := c.layout.decodeInstance
 	if kind == KindProperty {
 		parse = func(key, value string) (Instance, error) {
@@ -131,5 +133,20 @@ func (c *Catalog) mirror(ctx context.Context, prefix string, kind Kind, opts ...
 	}
 	logger := log.With(c.logger, "prefix", prefix)
 	opts = append([]pipeline.FeedOption{pipeline.WithParser(parse), pipeline.WithLogger(logger)}, opts...)
-	return pipeline.Start(ctx, pipeline.SourceFor(c.client, prefix), pipeline.NewFeed(opts...), logger, 0, 0)
+	return c.follow(ctx, prefix, logger, pipeline.NewFeed(opts...))
+}
+
+// follow has feed follow the client's shared Mirror of prefix, failing
+// when etcd cannot be read within ctx.
+func (c *Catalog) follow(ctx context.Context, prefix string, logger log.Logger, feed *pipeline.Feed) (*pipeline.Tap, error) {
+	tap, err := pipeline.Share(ctx, pipeline.ShareKey{Client: c.client, Prefix: prefix}, pipeline.ShareOptions{
+		Source:   func(log.Logger) pipeline.Source { return pipeline.SourceFor(c.client, prefix) },
+		FailFast: true,
+		Logger:   logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	tap.Follow(feed)
+	return tap, nil
 }

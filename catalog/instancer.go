@@ -28,8 +28,9 @@ import (
 // that etcdv3.NewInstancer applies too, on the client etcdv3.NewClient
 // returns: for the same service and layout, both see the same instances.
 type Instancer struct {
-	out     *pipeline.Feed // the instances, seen with the properties applied
-	mirrors []*pipeline.Mirror
+	out   *pipeline.Feed // the instances, seen with the properties applied
+	props *pipeline.Feed
+	taps  []*pipeline.Tap
 }
 
 var _ sd.Instancer = (*Instancer)(nil)
@@ -44,22 +45,22 @@ func (c *Catalog) NewInstancer(ctx context.Context, service string) (*Instancer,
 	}
 	logger := log.With(c.logger, "service", service)
 	ov := property.NewOverlay(c.layout.servicePrefix(service), c.layout.propsPrefix(service), c.layout.decodeInstance, logger)
-	s := &Instancer{out: ov.Instances()}
+	s := &Instancer{out: ov.Instances(), props: ov.Properties()}
 	ctx, cancel := bound(ctx)
 	defer cancel()
 	for _, m := range []struct {
 		prefix string
 		feed   *pipeline.Feed
 	}{
-		{c.layout.propsPrefix(service), ov.Properties()},
-		{c.layout.servicePrefix(service), ov.Instances()},
+		{c.layout.propsPrefix(service), s.props},
+		{c.layout.servicePrefix(service), s.out},
 	} {
-		mirror, err := pipeline.Start(ctx, pipeline.SourceFor(c.client, m.prefix), m.feed, log.With(logger, "prefix", m.prefix), 0, 0)
+		tap, err := c.follow(ctx, m.prefix, log.With(logger, "prefix", m.prefix), m.feed)
 		if err != nil {
 			s.Stop()
 			return nil, fmt.Errorf("catalog: new instancer %q: %w", service, err)
 		}
-		s.mirrors = append(s.mirrors, mirror)
+		s.taps = append(s.taps, tap)
 	}
 	return s, nil
 }
@@ -99,8 +100,9 @@ func (s *Instancer) Feed() *pipeline.Feed { return s.out }
 // Stop ends the watches, stops delivering to subscribers and waits for
 // every goroutine the Instancer started. It is idempotent.
 func (s *Instancer) Stop() {
-	for _, m := range s.mirrors {
-		m.Stop()
+	for _, t := range s.taps {
+		t.Close()
 	}
 	s.out.Stop()
+	s.props.Stop()
 }

@@ -162,9 +162,9 @@ func (c *Catalog) Watch(ctx context.Context, opts ...WatchOption) (<-chan Event,
 		pumped:     make(chan struct{}),
 	}
 	go w.pump()
-	fail := func(mirrors []*pipeline.Mirror, err error) (<-chan Event, error) {
-		for _, m := range mirrors {
-			m.Stop()
+	fail := func(taps []*pipeline.Tap, err error) (<-chan Event, error) {
+		for _, t := range taps {
+			t.Close()
 		}
 		cancel()
 		<-w.pumped
@@ -178,18 +178,18 @@ func (c *Catalog) Watch(ctx context.Context, opts ...WatchOption) (<-chan Event,
 	}
 	props, err := c.mirror(readCtx, propsPrefix, KindProperty, pipeline.WithObserver(w.handler(KindProperty)))
 	if err != nil {
-		return fail([]*pipeline.Mirror{inst}, err)
+		return fail([]*pipeline.Tap{inst}, err)
 	}
 	// A channel that would close with nothing on it is no start: the
 	// reader learns why instead.
 	if err := ctx.Err(); err != nil {
-		return fail([]*pipeline.Mirror{inst, props}, err)
+		return fail([]*pipeline.Tap{inst, props}, err)
 	}
 	close(w.started)
 	go func() {
 		<-wctx.Done()
-		inst.Stop()
-		props.Stop()
+		inst.Close()
+		props.Close()
 		<-w.pumped
 		close(w.out)
 	}()

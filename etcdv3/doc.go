@@ -19,7 +19,9 @@
 //     snapshot and reports the net difference (changes made and undone
 //     while cut off are not replayed); while etcd is unreachable,
 //     subscribers get one sd.Event with Err and keep their instances. A
-//     subscriber that does not read never holds up the others.
+//     subscriber that does not read never holds up the others. The
+//     Instancers of one client and prefix share one watch of the prefix,
+//     one of its properties and one sd.Event list, built once per change.
 //   - Operator controls: an instance drained with the etcdsd CLI (or package
 //     catalog) leaves the Instancer's events within one watch event, and a
 //     weight override reaches etcdsd's endpointer and gRPC balancer as the

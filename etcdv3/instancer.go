@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/go-kit/kit/sd"
@@ -11,7 +12,6 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/etcdsd/etcdsd/internal/pipeline"
-	"github.com/etcdsd/etcdsd/internal/property"
 )
 
 // Instancer yields instances stored in a certain etcd keyspace. Any kind of
@@ -43,9 +43,16 @@ import (
 // as registered.
 type Instancer struct {
 	// cache is what subscribers see: the instances, properties applied.
+	// It is shared by the Instancers of the client and prefix.
 	// (go-kit's own tests read s.cache.State().)
-	cache   *pipeline.Feed
-	mirrors []*pipeline.Mirror
+	cache      *pipeline.Feed
+	core       *core
+	dropLogger func()
+
+	mu       sync.Mutex
+	chans    map[chan<- sd.Event]struct{} // registered through this Instancer
+	stopped  bool
+	stopOnce sync.Once
 }
 
 var _ sd.Instancer = (*Instancer)(nil)
@@ -58,19 +65,34 @@ var _ sd.Instancer = (*Instancer)(nil)
 // cannot be read (within the client's request timeout, or its
 // dial timeout while etcd is unreachable), the Instancer starts with that
 // error in its state and fills in once etcd answers.
+//
+// The Instancers of one client (the same Client value) and prefix share
+// one watch of the prefix, one of its properties and one list of
+// instances: the first reads etcd, the next ones start from what it holds,
+// at a revision etcd had, without reading etcd, and each change is applied
+// and its sd.Event built once for all of them. Each still has its own
+// subscribers and Stop. What they share logs to the logger of each of
+// them (once per distinct logger), as long as it is not stopped.
 func NewInstancer(c Client, prefix string, logger log.Logger) (*Instancer, error) {
 	return newInstancer(context.Background(), c, prefix, logger, false, 0, 0)
 }
 
 // NewInstancerContext is NewInstancer failing fast: it returns an error when
-// the first read of the prefix fails within ctx.
+// the first read of the prefix fails within ctx. When the client's shared
+// watch of the prefix is failing, it waits for its next read, and fails
+// if that fails too.
 func NewInstancerContext(ctx context.Context, c Client, prefix string, logger log.Logger) (*Instancer, error) {
 	return newInstancer(ctx, c, prefix, logger, true, 0, 0)
 }
 
+// Source kinds of the shared Mirrors: the properties an Instancer reads
+// through propertiesSource, which takes a refused read for no properties,
+// are not those a catalog reads.
+const propertiesKind = "etcdv3.properties"
+
 // newInstancer takes whether a failed first read fails it, and the bounds
 // of the backoff between attempts to read etcd again (0: the pipeline's
-// defaults).
+// defaults; the first Instancer of a client and prefix sets them).
 func newInstancer(ctx context.Context, c Client, prefix string, logger log.Logger, failFast bool, minBackoff, maxBackoff time.Duration) (*Instancer, error) {
 	if c == nil {
 		return nil, fmt.Errorf("etcdv3: new instancer %q: nil client", prefix)
@@ -81,51 +103,46 @@ func newInstancer(ctx context.Context, c Client, prefix string, logger log.Logge
 	if logger == nil {
 		logger = log.NewNopLogger()
 	}
-	logger = log.With(logger, "prefix", prefix)
+	prefixed := log.With(logger, "prefix", prefix)
 	propsPrefix, withProps, err := propertiesPrefix(c, prefix)
 	if err != nil {
 		return nil, err
-	}
-	start := pipeline.StartRetrying
-	if failFast {
-		start = pipeline.Start
 	}
 	var metrics *pipeline.Metrics
 	if ec, ok := c.(*EtcdClient); ok {
 		metrics = ec.opts.Metrics.instancerMetrics(prefix)
 	}
-	s := &Instancer{}
-	var feed *pipeline.Feed // what the prefix's mirror fills
+	// The Taps taken here hold the Mirrors while the core is found or made
+	// (it takes its own), and carry this caller's wait for etcd.
+	opts := pipeline.ShareOptions{FailFast: failFast, Logger: prefixed, MinBackoff: minBackoff, MaxBackoff: maxBackoff}
+	var props *pipeline.Tap
 	if withProps {
-		ov := property.NewOverlay(prefix, propsPrefix, pipeline.ParseValue, logger, pipeline.WithMetrics(metrics))
-		feed = ov.Instances()
-		s.cache = feed
-		// The properties first: the overlay hides the instances until it
-		// has read them, so that the first state already honours them.
-		pm, err := followProperties(ctx, start, c, ov, propsPrefix, logger, minBackoff, maxBackoff)
-		if err != nil {
-			s.Stop()
-			return nil, err
+		po := opts
+		po.Source = func(l log.Logger) pipeline.Source {
+			return &propertiesSource{Source: source(c, propsPrefix), prefix: propsPrefix, logger: l}
 		}
-		if pm != nil {
-			s.mirrors = append(s.mirrors, pm)
+		props, err = pipeline.Share(ctx, pipeline.ShareKey{Client: c, Prefix: propsPrefix, Kind: propertiesKind}, po)
+		if props == nil {
+			return nil, fmt.Errorf("etcdv3: instancer: read the operator's properties: %w", err)
 		}
-	} else {
-		feed = pipeline.NewFeed(pipeline.WithLogger(logger), pipeline.WithMetrics(metrics))
-		s.cache = feed
+		defer props.Close()
 	}
-	m, err := start(ctx, source(c, prefix), feed, logger, minBackoff, maxBackoff)
-	if m != nil {
-		s.mirrors = append(s.mirrors, m)
-	}
-	if err != nil && (failFast || refused(err)) {
-		s.Stop()
+	io := opts
+	io.Source = func(log.Logger) pipeline.Source { return source(c, prefix) }
+	inst, err := pipeline.Share(ctx, pipeline.ShareKey{Client: c, Prefix: prefix}, io)
+	if inst == nil {
 		return nil, err // it names the prefix
 	}
+	defer inst.Close()
+	if err != nil && refused(err) {
+		return nil, err
+	}
+	k := acquireCore(c, prefix, propsPrefix, inst, props, metrics)
+	s := &Instancer{cache: k.feed, core: k, dropLogger: k.loggers.Add(logger), chans: make(map[chan<- sd.Event]struct{})}
 	if err != nil {
-		logger.Log("err", err)
+		prefixed.Log("err", err)
 	} else {
-		logger.Log("instances", s.cache.Len())
+		prefixed.Log("instances", s.cache.Len())
 	}
 	return s, nil
 }
@@ -137,24 +154,54 @@ func refused(err error) bool {
 	return errors.Is(err, rpctypes.ErrPermissionDenied) || errors.Is(err, rpctypes.ErrAuthFailed)
 }
 
-// Stop terminates the Instancer: it ends the watches, stops delivering to
-// subscribers and waits for every goroutine it started.
+// Stop terminates the Instancer: its subscribers are deregistered (their
+// goroutines waited for) and get nothing more, and its share of the
+// watches is released; the last Instancer of the client and prefix ends
+// the watches and waits for them. It is idempotent.
 func (s *Instancer) Stop() {
-	for _, m := range s.mirrors {
-		m.Stop()
-	}
-	s.cache.Stop()
+	s.stopOnce.Do(func() {
+		s.mu.Lock()
+		s.stopped = true
+		chans := s.chans
+		s.chans = nil
+		s.mu.Unlock()
+		for ch := range chans {
+			s.cache.Deregister(ch)
+		}
+		s.dropLogger()
+		s.core.release()
+	})
 }
 
 // Register implements sd.Instancer. ch receives the current state before
-// Register returns, then one event per change.
+// Register returns, then one event per change. After Stop it does nothing.
 func (s *Instancer) Register(ch chan<- sd.Event) {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return
+	}
+	s.chans[ch] = struct{}{}
+	s.mu.Unlock()
 	s.cache.Register(ch)
+	// A Stop that ran meanwhile may have missed ch.
+	s.mu.Lock()
+	stopped := s.stopped
+	s.mu.Unlock()
+	if stopped {
+		s.cache.Deregister(ch)
+	}
 }
 
 // Deregister implements sd.Instancer.
 func (s *Instancer) Deregister(ch chan<- sd.Event) {
-	s.cache.Deregister(ch)
+	s.mu.Lock()
+	_, ok := s.chans[ch]
+	delete(s.chans, ch)
+	s.mu.Unlock()
+	if ok {
+		s.cache.Deregister(ch)
+	}
 }
 
 // State returns the current instances (sorted, without duplicates, drained
@@ -171,7 +218,9 @@ func (s *Instancer) Revision() int64 {
 // Feed returns the typed change feed under the Instancer, properties
 // applied, through which etcdsd's endpointer and gRPC resolver apply
 // changes by key instead of diffing go-kit's full lists. It is for etcdsd's
-// own packages.
+// own packages. The Feed is the one the Instancers of the client and
+// prefix share: a Subscription taken from it lasts until it is closed (or
+// the last of them stops).
 func (s *Instancer) Feed() *pipeline.Feed {
 	return s.cache
 }

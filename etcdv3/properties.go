@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
@@ -46,19 +45,6 @@ func propertiesPrefix(c Client, prefix string) (string, bool, error) {
 	}
 	root, on := property.Resolve(ec.opts.PropertiesRoot)
 	return property.Prefix(root, prefix), on, nil
-}
-
-// followProperties starts the mirror of the properties under propsPrefix
-// into ov. start is pipeline.Start, or pipeline.StartRetrying for an
-// Instancer that may start before etcd answers: its mirror then keeps
-// reading.
-func followProperties(ctx context.Context, start startFunc, c Client, ov *property.Overlay, propsPrefix string, logger log.Logger, minBackoff, maxBackoff time.Duration) (*pipeline.Mirror, error) {
-	src := &propertiesSource{Source: source(c, propsPrefix), prefix: propsPrefix, logger: logger}
-	m, err := start(ctx, src, ov.Properties(), logger, minBackoff, maxBackoff)
-	if err != nil && m == nil {
-		return nil, fmt.Errorf("etcdv3: instancer: read the operator's properties: %w", err)
-	}
-	return m, nil
 }
 
 // propertiesSource reads the properties of an Instancer's instances. A
@@ -102,9 +88,6 @@ func (s *propertiesSource) Watch(ctx context.Context, rev int64, apply func(int6
 	}
 	return s.Source.Watch(ctx, rev, apply)
 }
-
-// startFunc is the signature of pipeline.Start and pipeline.StartRetrying.
-type startFunc = func(context.Context, pipeline.Source, *pipeline.Feed, log.Logger, time.Duration, time.Duration) (*pipeline.Mirror, error)
 
 func init() {
 	property.ClientRoot = func(client any) string {

@@ -84,9 +84,9 @@ type PoolEvent struct {
 // "/backends/agent/agent1" is "agent1". It is the etcd key's, not the "id"
 // field of a JSON value (that one is in PoolEvent.Instance).
 type Pool struct {
-	cfg     poolConfig
-	logger  log.Logger
-	mirrors []*pipeline.Mirror
+	cfg    poolConfig
+	logger log.Logger
+	taps   []*pipeline.Tap
 
 	mu       sync.RWMutex
 	prefixes map[string]*poolPrefix
@@ -133,12 +133,18 @@ func NewPool(ctx context.Context, c etcdv3.Client, prefixes []string, opts ...Po
 	for _, prefix := range prefixes {
 		logger := log.With(cfg.logger, "prefix", prefix)
 		feed := pipeline.NewFeed(pipeline.WithLogger(logger), pipeline.WithObserver(func(b pipeline.Batch) { p.apply(prefix, b) }))
-		m, err := pipeline.Start(ctx, pipeline.SourceFor(c, dirOf(prefix)), feed, logger, 0, 0)
+		dir := dirOf(prefix)
+		tap, err := pipeline.Share(ctx, pipeline.ShareKey{Client: c, Prefix: dir}, pipeline.ShareOptions{
+			Source:   func(log.Logger) pipeline.Source { return pipeline.SourceFor(c, dir) },
+			FailFast: true,
+			Logger:   logger,
+		})
 		if err != nil {
 			p.Close()
 			return nil, fmt.Errorf("grpcsd: new pool: %w", err)
 		}
-		p.mirrors = append(p.mirrors, m)
+		tap.Follow(feed)
+		p.taps = append(p.taps, tap)
 	}
 	return p, nil
 }
@@ -329,8 +335,8 @@ func (p *Pool) All() (map[string]*grpc.ClientConn, error) {
 // Close stops watching etcd, waits for the watches to end, and closes every
 // connection. Lookups then fail with ErrClosed. It is idempotent.
 func (p *Pool) Close() error {
-	for _, m := range p.mirrors {
-		m.Stop()
+	for _, t := range p.taps {
+		t.Close()
 	}
 	p.mu.Lock()
 	if p.closed {

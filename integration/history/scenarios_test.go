@@ -176,16 +176,20 @@ func (s *scene) finish(w *writers) {
 }
 
 // churn: 10,000 keys written first, consumers from the start (reading
-// them) and consumers started mid-churn, and at a random moment the 10,000
-// keys deleted with one prefix delete.
+// them) and consumers started mid-churn, on a client of their own and on
+// the first consumers' client (whose watches they share: they start from
+// its memory, mid-churn), and at a random moment the 10,000 keys deleted
+// with one prefix delete.
 func churn(s *scene) {
 	srv := etcdtest.NewServer(s.t)
 	s.start(srv.Endpoints(), srv.Client(s.t))
 	bulkKeys(s.t, s.direct, 10000)
-	s.k.follow(s.t, s.client(), "")
+	first := s.client()
+	s.k.follow(s.t, first, "")
 	w := s.writers()
 	time.Sleep(s.between(200*time.Millisecond, time.Second))
 	s.k.follow(s.t, s.client(), " (started mid-churn)")
+	s.k.follow(s.t, first, " (started mid-churn, sharing the first client)")
 	time.Sleep(s.between(0, time.Second))
 	bulkDelete(s.t, s.direct)
 	time.Sleep(s.between(200*time.Millisecond, time.Second))

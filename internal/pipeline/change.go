@@ -3,7 +3,10 @@
 // R, watches from R+1 and reads a fresh snapshot after compaction or an
 // outage; a Feed holds the instances it found, each value parsed once, and
 // fans the typed changes out to coalescing Subscriptions, synchronous
-// observers and go-kit sd.Event channels.
+// observers and go-kit sd.Event channels. Share gives the consumers of one
+// client, prefix and source kind one Mirror: each follows it with a Feed of
+// its own (its parser, filter, observer), filled from the Mirror's memory
+// when it joins late.
 //
 // Every consumer of etcdsd is built on it: etcdv3.Instancer, endpointer,
 // grpcsd's resolver and pool, catalog's Watch and Instancer, and the CLI.

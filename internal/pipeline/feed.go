@@ -32,11 +32,14 @@ type KV struct {
 // nil when the value parsed to nothing but its address (a plain value),
 // which then need not be stored twice. seen is what the Filter made of it,
 // nil when consumers see the instance as registered: hidden when they do
-// not see it at all.
+// not see it at all. rev is the revision of the last put of the value, so
+// that a Feed that joins a shared Mirror is filled with the revisions a
+// snapshot would give (see Tap).
 type entry struct {
 	value string
 	inst  *instance.Instance
 	seen  *instance.Instance
+	rev   int64
 }
 
 // hidden is the seen of an entry the Filter hides.
@@ -82,6 +85,7 @@ type Feed struct {
 	parse   ParseFunc
 	logger  log.Logger
 	observe func(Batch)
+	every   bool // observe even the batches that change nothing
 	metrics *Metrics
 	filter  Filter // nil: every instance is seen as registered
 
@@ -106,6 +110,12 @@ func WithParser(p ParseFunc) FeedOption { return func(f *Feed) { f.parse = p } }
 // producer's goroutine, after the Feed has applied it. observe must not call
 // the Feed's producer methods.
 func WithObserver(observe func(Batch)) FeedOption { return func(f *Feed) { f.observe = observe } }
+
+// withEveryBatch has the observer handed every batch, even one that only
+// moves the revision (a progress notification, a put of the value a key
+// already had): a shared Mirror's forwarding keeps its followers at its
+// revision with it.
+func withEveryBatch() FeedOption { return func(f *Feed) { f.every = true } }
 
 // WithLogger sets where malformed values are logged. Default: nowhere.
 func WithLogger(logger log.Logger) FeedOption { return func(f *Feed) { f.logger = logger } }
@@ -246,6 +256,10 @@ func (f *Feed) Fail(err error) {
 func (f *Feed) putLocked(key, value string, rev int64) (Change, bool) {
 	old, had := f.state[key]
 	if had && old.value == value {
+		if rev > old.rev {
+			old.rev = rev
+			f.state[key] = old
+		}
 		return Change{}, false
 	}
 	if bad, ok := f.bad[key]; ok && bad == value {
@@ -261,7 +275,7 @@ func (f *Feed) putLocked(key, value string, rev int64) (Change, bool) {
 		return Change{}, false
 	}
 	delete(f.bad, key)
-	e := entry{value: value}
+	e := entry{value: value, rev: rev}
 	if !inst.IsPlain(value) {
 		e.inst = &inst
 	}
@@ -357,8 +371,12 @@ func (f *Feed) Refilter() {
 // unlocks; the observer is called after the unlock.
 func (f *Feed) publishLocked(b Batch, send bool) {
 	f.rev, f.err = b.Rev, b.Err
-	if !send || f.stopped {
+	if f.stopped || !send {
+		quiet := !f.stopped && f.every
 		f.mu.Unlock()
+		if quiet && f.observe != nil {
+			f.observe(b)
+		}
 		return
 	}
 	for s := range f.subs {
@@ -412,6 +430,25 @@ func (f *Feed) contentsLocked() []Change {
 		}
 	}
 	return out
+}
+
+// kvs returns the revision and the content, as a snapshot at that
+// revision would give it, including what the filter hides.
+func (f *Feed) kvs() (int64, []KV) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]KV, 0, len(f.state))
+	for key, e := range f.state {
+		out = append(out, KV{Key: key, Value: e.value, ModRev: e.rev})
+	}
+	return f.rev, out
+}
+
+// failingWith reports whether the Feed's error is err already.
+func (f *Feed) failingWith(err error) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err != nil && sameErr(f.err, err)
 }
 
 // Len returns the number of instances consumers see.

@@ -1,0 +1,405 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/go-kit/kit/metrics"
+	"github.com/go-kit/log"
+
+	"github.com/etcdsd/etcdsd/instance"
+)
+
+// ShareKey names a shared Mirror: consumers that give the same key share
+// one Mirror, so one etcd watch and one first read.
+type ShareKey struct {
+	// Client is what the Source reads through, compared by identity: it
+	// must be a pointer for the Mirror to be shared (a Mirror of any other
+	// client is the consumer's own).
+	Client any
+	// Prefix is the prefix the Mirror follows.
+	Prefix string
+	// Kind tells apart Sources that make different things of etcd's
+	// answers on one prefix (etcdv3's properties source takes a refused
+	// read for no properties): consumers share a Mirror only with
+	// consumers of their kind.
+	Kind string
+}
+
+// ShareOptions configure a consumer's share of a Mirror.
+type ShareOptions struct {
+	// Source returns the Source of the Mirror, for the consumer that starts
+	// it; logger is the shared Mirror's.
+	Source func(logger log.Logger) Source
+	// FailFast has Share fail when the prefix cannot be read within ctx,
+	// as Start does; otherwise Share never fails, as StartRetrying.
+	FailFast bool
+	// Logger receives the Mirror's logs while the Tap is open.
+	Logger log.Logger
+	// Metrics receive the Mirror's Resyncs and WatchErrors while the Tap is
+	// open. The Feeds that follow the Mirror report the rest themselves.
+	Metrics *Metrics
+	// MinBackoff and MaxBackoff are those of Start; the consumer that
+	// starts the Mirror sets them.
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// The registry of shared Mirrors. An entry leaves it with its last Tap.
+var registry = struct {
+	mu sync.Mutex
+	m  map[ShareKey]*shared
+}{m: make(map[ShareKey]*shared)}
+
+// shared is one Mirror of a prefix and the Feeds that follow it. The
+// Mirror fills a Feed that keeps every key as its value (the root); each
+// batch of the root is forwarded to the followers, which parse, filter and
+// observe as their consumers ask. A Feed that joins later is filled from
+// the root's content, under the lock that orders the forwarding, at the
+// root's revision.
+type shared struct {
+	key ShareKey
+
+	refs  int           // open Taps; guarded by registry.mu
+	ready chan struct{} // closed once the first read has been tried
+	dead  bool          // the first read failed fast: no Mirror; set before ready closes
+
+	mirror  *Mirror
+	root    *Feed
+	loggers Loggers
+
+	tapsMu sync.Mutex
+	taps   map[*Tap]struct{}
+
+	mu        sync.Mutex // orders joins against the forwarding
+	followers map[*Feed]*follower
+	filled    bool          // the root has had its first content, forwarded
+	err       error         // the root's error, as last forwarded
+	attempts  int           // snapshots tried
+	lastErr   error         // of the last snapshot tried
+	changed   chan struct{} // closed and replaced when any of the above changes
+}
+
+// follower is the state of one following Feed.
+type follower struct {
+	filled bool // has had its first content
+}
+
+// Tap is one consumer's share of a Mirror. Close it when done: the last
+// Close stops the Mirror.
+type Tap struct {
+	s          *shared
+	metrics    *Metrics
+	dropLogger func()
+	feeds      []*Feed // guarded by s.mu
+	once       sync.Once
+}
+
+// Share returns a Tap of the Mirror of key, starting it if no open Tap
+// has it: the Mirror's first read is then done within ctx, on the caller's
+// goroutine. Without FailFast it returns, with the Tap, the Mirror's
+// current error (nil once it reads etcd), as StartRetrying does. With
+// FailFast it fails when the Mirror cannot read etcd within ctx: when it
+// is failing (its first read, or after an outage) a Tap is returned only
+// once it reads etcd again, and the error of its next failed read, or
+// ctx's, is returned instead.
+func Share(ctx context.Context, key ShareKey, o ShareOptions) (*Tap, error) {
+	for {
+		s, created := acquire(key)
+		s.mu.Lock()
+		tried := s.attempts // reads that ended before this consumer came
+		s.mu.Unlock()
+		t := s.newTap(o.Logger, o.Metrics)
+		if created {
+			if err := s.start(ctx, o); err != nil {
+				t.Close()
+				return nil, err
+			}
+		} else {
+			select {
+			case <-s.ready:
+			case <-ctx.Done():
+				t.Close()
+				return nil, fmt.Errorf("read prefix %q: %w", key.Prefix, ctx.Err())
+			}
+			if s.dead {
+				continue // the starter's read failed: try again, maybe as the starter
+			}
+		}
+		if !o.FailFast {
+			return t, s.currentErr()
+		}
+		if err := s.waitHealthy(ctx, tried); err != nil {
+			t.Close()
+			return nil, err
+		}
+		return t, nil
+	}
+}
+
+// acquire returns the entry of key with one more reference, and whether
+// it is new (the caller then starts it).
+func acquire(key ShareKey) (*shared, bool) {
+	registry.mu.Lock()
+	defer registry.mu.Unlock()
+	shareable := ShareableClient(key.Client)
+	if s := registry.m[key]; shareable && s != nil {
+		s.refs++
+		return s, false
+	}
+	s := &shared{
+		key:       key,
+		refs:      1,
+		ready:     make(chan struct{}),
+		taps:      make(map[*Tap]struct{}),
+		followers: make(map[*Feed]*follower),
+		changed:   make(chan struct{}),
+	}
+	if shareable {
+		registry.m[key] = s
+	}
+	return s, true
+}
+
+// ShareableClient reports whether client has an identity to share by: it
+// is a non-nil pointer.
+func ShareableClient(client any) bool {
+	v := reflect.ValueOf(client)
+	return v.Kind() == reflect.Pointer && !v.IsNil()
+}
+
+// start reads the prefix and starts the Mirror; with FailFast, a failed
+// read removes the entry, and the Taps waiting for it try again.
+func (s *shared) start(ctx context.Context, o ShareOptions) error {
+	defer close(s.ready)
+	s.root = NewFeed(WithParser(rawValue), WithObserver(s.forward), withEveryBatch(), WithMetrics(&Metrics{
+		Resyncs:     &tapCounter{s: s, pick: func(m *Metrics) metrics.Counter { return m.Resyncs }},
+		WatchErrors: &tapCounter{s: s, pick: func(m *Metrics) metrics.Counter { return m.WatchErrors }},
+	}))
+	src := &attemptSource{Source: o.Source(&s.loggers), s: s}
+	start := StartRetrying
+	if o.FailFast {
+		start = Start
+	}
+	m, err := start(ctx, src, s.root, &s.loggers, o.MinBackoff, o.MaxBackoff)
+	if m == nil {
+		registry.mu.Lock()
+		if registry.m[s.key] == s {
+			delete(registry.m, s.key)
+		}
+		registry.mu.Unlock()
+		s.dead = true
+		return err
+	}
+	s.mirror = m
+	return nil
+}
+
+// rawValue is the root's parser: every value is kept as it is, for the
+// followers to parse.
+func rawValue(_, value string) (instance.Instance, error) {
+	return instance.Instance{Address: value}, nil
+}
+
+func (s *shared) newTap(logger log.Logger, m *Metrics) *Tap {
+	t := &Tap{s: s, metrics: m, dropLogger: s.loggers.Add(logger)}
+	s.tapsMu.Lock()
+	s.taps[t] = struct{}{}
+	s.tapsMu.Unlock()
+	return t
+}
+
+// forward hands one batch of the root to every follower, on the Mirror's
+// goroutine. A follower that joined after the root took the batch in is
+// filled with it already: Apply skips what a Feed reflects, a Reset to the
+// content a Feed has changes nothing, and an error it has is not told
+// again.
+func (s *shared) forward(b Batch) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case b.Err != nil:
+		s.err = b.Err
+		for f := range s.followers {
+			if !f.failingWith(b.Err) {
+				f.Fail(b.Err)
+			}
+		}
+	case b.Reset || b.Resync:
+		s.filled, s.err = true, nil
+		_, kvs := s.root.kvs()
+		for f, fl := range s.followers {
+			f.Reset(b.Rev, kvs, !fl.filled)
+			fl.filled = true
+		}
+	default:
+		s.err = nil
+		for f, fl := range s.followers {
+			if fl.filled {
+				f.Apply(b.Rev, b.Changes)
+			}
+		}
+	}
+	s.signalLocked()
+}
+
+func (s *shared) signalLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// tried records the outcome of a snapshot.
+func (s *shared) tried(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.attempts++
+	s.lastErr = err
+	s.signalLocked()
+}
+
+// currentErr is the Mirror's error: the forwarded one, or, before the
+// first content, that of the last read.
+func (s *shared) currentErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil || s.filled {
+		return s.err
+	}
+	return s.lastErr
+}
+
+// waitHealthy waits until the Mirror reflects etcd without error, and
+// fails with the error of the first read that fails after the first
+// tried ones, or when ctx ends.
+func (s *shared) waitHealthy(ctx context.Context, tried int) error {
+	for {
+		s.mu.Lock()
+		if s.filled && s.err == nil {
+			s.mu.Unlock()
+			return nil
+		}
+		if s.attempts > tried && s.lastErr != nil {
+			err := s.lastErr
+			s.mu.Unlock()
+			return err
+		}
+		changed := s.changed
+		s.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("read prefix %q: %w", s.key.Prefix, ctx.Err())
+		}
+	}
+}
+
+// Follow has feed follow the Mirror: it is filled at once from what the
+// Mirror holds, at the Mirror's revision (with its error, if it is
+// failing; a Mirror that has not read etcd yet fills it later), and then
+// handed every batch, on the Mirror's goroutine, until the Tap is closed.
+// feed must have no other producer; its owner stops it.
+func (t *Tap) Follow(feed *Feed) {
+	s := t.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fl := &follower{}
+	if s.filled {
+		rev, kvs := s.root.kvs()
+		feed.Reset(rev, kvs, true)
+		fl.filled = true
+	}
+	if s.err != nil {
+		feed.Fail(s.err)
+	}
+	s.followers[feed] = fl
+	t.feeds = append(t.feeds, feed)
+}
+
+// Dup returns another Tap of the same Mirror, for an owner whose life
+// differs from t's, with its own logger and metrics.
+func (t *Tap) Dup(logger log.Logger, m *Metrics) *Tap {
+	registry.mu.Lock()
+	t.s.refs++
+	registry.mu.Unlock()
+	return t.s.newTap(logger, m)
+}
+
+// Close ends the Tap: its Feeds are handed nothing more, and the last
+// Tap of the Mirror stops it and waits for it. It is idempotent.
+func (t *Tap) Close() {
+	t.once.Do(func() {
+		s := t.s
+		s.mu.Lock()
+		for _, f := range t.feeds {
+			delete(s.followers, f)
+		}
+		s.mu.Unlock()
+		s.tapsMu.Lock()
+		delete(s.taps, t)
+		s.tapsMu.Unlock()
+		t.dropLogger()
+		registry.mu.Lock()
+		s.refs--
+		last := s.refs == 0
+		if last && registry.m[s.key] == s {
+			delete(registry.m, s.key)
+		}
+		registry.mu.Unlock()
+		if last && s.mirror != nil {
+			s.mirror.Stop()
+			s.root.Stop()
+		}
+	})
+}
+
+// attemptSource tells its shared entry the outcome of each snapshot, for
+// the consumers that wait for one.
+type attemptSource struct {
+	Source
+	s *shared
+}
+
+// Snapshot implements Source.
+func (a *attemptSource) Snapshot(ctx context.Context) (int64, []KV, error) {
+	rev, kvs, err := a.Source.Snapshot(ctx)
+	a.s.tried(err)
+	return rev, kvs, err
+}
+
+// tapCounter counts for every open Tap that has the counter pick chooses.
+type tapCounter struct {
+	s      *shared
+	pick   func(*Metrics) metrics.Counter
+	labels []string
+}
+
+// With implements metrics.Counter.
+func (c *tapCounter) With(labelValues ...string) metrics.Counter {
+	return &tapCounter{s: c.s, pick: c.pick, labels: append(append([]string(nil), c.labels...), labelValues...)}
+}
+
+// Add implements metrics.Counter.
+func (c *tapCounter) Add(delta float64) {
+	c.s.tapsMu.Lock()
+	defer c.s.tapsMu.Unlock()
+	for t := range c.s.taps {
+		if t.metrics == nil {
+			continue
+		}
+		if counter := c.pick(t.metrics); counter != nil {
+			if len(c.labels) > 0 {
+				counter = counter.With(c.labels...)
+			}
+			counter.Add(delta)
+		}
+	}
+}
+
+// shares returns the number of shared Mirrors open, for tests.
+func shares() int {
+	registry.mu.Lock()
+	defer registry.mu.Unlock()
+	return len(registry.m)
+}
