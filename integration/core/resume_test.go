@@ -24,7 +24,9 @@ import (
 // process's registry, so compare readings, never absolute values.
 func etcdMetric(t *testing.T, endpoint, name string, labels ...string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + endpoint + "/metrics")
+	// No connection is kept for later: goleak would find its goroutines.
+	cl := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	resp, err := cl.Get("http://" + endpoint + "/metrics")
 	if err != nil {
 		t.Fatalf("read etcd's metrics at %s: %v", endpoint, err)
 	}
@@ -123,4 +125,166 @@ func TestInstancerResumesAfterEtcdRestartWithoutReadingAgain(t *testing.T) {
 	itest.Eventually(t, 5*time.Second, fmt.Sprintf("etcd's watchers back at %v (now %v)", watchers, etcdMetric(t, endpoint, "etcd_debugging_mvcc_watcher_total")), func() bool {
 		return etcdMetric(t, endpoint, "etcd_debugging_mvcc_watcher_total") == watchers
 	})
+}
+
+// TestInstancerLeavesNoWatcherBehindAfterAPartition cuts an Instancer off
+// from etcd for longer than the dial timeout while etcd keeps running and
+// the prefix stays quiet. A watch cancelled while clientv3 reconnects its
+// stream is created again in etcd when the stream is back, and forgotten
+// by the client: etcd then keeps a watcher nobody reads until an event for
+// it (or its 10-minute progress notification) reaches the client, which
+// only then cancels it. Nothing is written under the prefix until the
+// count is checked, as under a quiet prefix.
+func TestInstancerLeavesNoWatcherBehindAfterAPartition(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	if srv.External() {
+		t.Skip("reads etcd's metrics: needs the embedded server")
+	}
+	endpoint := srv.Endpoints()[0]
+	proxy := etcdtest.NewProxy(t, endpoint)
+	c := itestclient.New(t, []string{proxy.Endpoint()}, func(o *etcdv3.ClientOptions) {
+		o.DialTimeout = 300 * time.Millisecond
+		o.RequestTimeout = time.Second
+	})
+	const prefix = "/services/resume-partition/"
+	admin := srv.Client(t)
+	ctx := context.Background()
+	if _, err := admin.Put(ctx, prefix+"a", "127.0.0.1:a"); err != nil {
+		t.Fatal(err)
+	}
+	in := newInstancer(t, c, prefix)
+	sub := itest.Subscribe(t, in)
+	sub.WaitInstances(t, 5*time.Second, "127.0.0.1:a")
+	_, from := sub.Since(0)
+	reads := rangeReads(t, endpoint)
+	watchers := etcdMetric(t, endpoint, "etcd_debugging_mvcc_watcher_total")
+
+	proxy.Blackhole()
+	proxy.DropConnections()
+	sub.WaitFor(t, 10*time.Second, "the outage", func(ev sd.Event) bool { return ev.Err != nil })
+	proxy.Unblackhole()
+	sub.WaitInstances(t, 15*time.Second, "127.0.0.1:a")
+
+	evs, _ := sub.Since(from)
+	if n := errorEvents(evs); n != 1 {
+		t.Errorf("%d error events over one partition, want 1: %+v", n, evs)
+	}
+	if n := rangeReads(t, endpoint) - reads; n != 0 {
+		t.Errorf("%v range reads after the partition, want 0: the watches resume from their revisions", n)
+	}
+	itest.Eventually(t, 5*time.Second, fmt.Sprintf("etcd's watchers back at %v", watchers), func() bool {
+		return etcdMetric(t, endpoint, "etcd_debugging_mvcc_watcher_total") == watchers
+	})
+	// And the resumed watch follows changes.
+	if _, err := admin.Put(ctx, prefix+"b", "127.0.0.1:b"); err != nil {
+		t.Fatal(err)
+	}
+	sub.WaitInstances(t, 5*time.Second, "127.0.0.1:a", "127.0.0.1:b")
+}
+
+// TestInstancerResumesAfterItsMemberLostTheLeader watches through a
+// follower of a 3-member cluster whose two peers stop: the follower loses
+// its leader and etcd ends the watch (it requires a leader). Once the
+// peers are back and elect a leader, the Instancer resumes the watch from
+// its revision, reads nothing again, and ends equal to etcd.
+func TestInstancerResumesAfterItsMemberLostTheLeader(t *testing.T) {
+	cl := etcdtest.NewCluster(t, 3)
+	follower := (cl.Leader() + 1) % 3
+	endpoint := cl.Member(follower).Endpoints()[0]
+	c := itestclient.New(t, []string{endpoint}, func(o *etcdv3.ClientOptions) {
+		o.DialTimeout = 300 * time.Millisecond
+		o.RequestTimeout = time.Second
+	})
+	const prefix = "/services/resume-leader/"
+	admin := cl.Client(t)
+	ctx := context.Background()
+	if _, err := admin.Put(ctx, prefix+"a", "127.0.0.1:a"); err != nil {
+		t.Fatal(err)
+	}
+	in := newInstancer(t, c, prefix)
+	sub := itest.Subscribe(t, in)
+	sub.WaitInstances(t, 5*time.Second, "127.0.0.1:a")
+	_, from := sub.Since(0)
+	reads := rangeReads(t, endpoint) // all members' reads: they share the test's registry
+
+	peers := []int{(follower + 1) % 3, (follower + 2) % 3}
+	for _, i := range peers {
+		cl.StopMember(i)
+	}
+	sub.WaitFor(t, 10*time.Second, "the watch ended for want of a leader", func(ev sd.Event) bool { return ev.Err != nil })
+	for _, i := range peers {
+		cl.StartMember(i)
+	}
+	cl.Leader()
+	if _, err := admin.Put(ctx, prefix+"b", "127.0.0.1:b"); err != nil {
+		t.Fatal(err)
+	}
+	sub.WaitInstances(t, 15*time.Second, "127.0.0.1:a", "127.0.0.1:b")
+
+	evs, _ := sub.Since(from)
+	if n := errorEvents(evs); n != 1 {
+		t.Errorf("%d error events while the member had no leader, want 1: %+v", n, evs)
+	}
+	if n := rangeReads(t, endpoint) - reads; n != 0 {
+		t.Errorf("%v range reads after the leader came back, want 0: the watches resume from their revisions", n)
+	}
+}
+
+// TestInstancerReadsOneSnapshotWhenHistoryIsCompactedDuringAnOutage cuts
+// an Instancer off while etcd changes the prefix and compacts past its
+// revision: the resumed watch finds the revision compacted, and the
+// Instancer reads one snapshot and ends equal to etcd.
+func TestInstancerReadsOneSnapshotWhenHistoryIsCompactedDuringAnOutage(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	if srv.External() {
+		t.Skip("reads etcd's metrics: needs the embedded server")
+	}
+	endpoint := srv.Endpoints()[0]
+	proxy := etcdtest.NewProxy(t, endpoint)
+	c := itestclient.New(t, []string{proxy.Endpoint()}, func(o *etcdv3.ClientOptions) {
+		o.DialTimeout = 300 * time.Millisecond
+		o.RequestTimeout = time.Second
+		o.PropertiesRoot = "-" // one mirror, so one snapshot to count
+	})
+	const prefix = "/services/resume-compacted/"
+	admin := srv.Client(t)
+	ctx := context.Background()
+	for _, k := range []string{"a", "b"} {
+		if _, err := admin.Put(ctx, prefix+k, "127.0.0.1:"+k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in := newInstancer(t, c, prefix)
+	sub := itest.Subscribe(t, in)
+	sub.WaitInstances(t, 5*time.Second, "127.0.0.1:a", "127.0.0.1:b")
+	_, from := sub.Since(0)
+	reads := rangeReads(t, endpoint)
+
+	proxy.Blackhole()
+	proxy.DropConnections()
+	sub.WaitFor(t, 10*time.Second, "the outage", func(ev sd.Event) bool { return ev.Err != nil })
+	if _, err := admin.Delete(ctx, prefix+"a"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := admin.Put(ctx, prefix+"c", "127.0.0.1:c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Compact(ctx, resp.Header.Revision); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Unblackhole()
+	sub.WaitInstances(t, 15*time.Second, "127.0.0.1:b", "127.0.0.1:c")
+
+	evs, _ := sub.Since(from)
+	if n := errorEvents(evs); n != 1 {
+		t.Errorf("%d error events over one outage, want 1: %+v", n, evs)
+	}
+	if n := rangeReads(t, endpoint) - reads; n != 1 {
+		t.Errorf("%v range reads after the outage, want 1: the snapshot for the compacted revision", n)
+	}
+	if _, err := admin.Put(ctx, prefix+"d", "127.0.0.1:d"); err != nil {
+		t.Fatal(err)
+	}
+	sub.WaitInstances(t, 5*time.Second, "127.0.0.1:b", "127.0.0.1:c", "127.0.0.1:d")
 }
