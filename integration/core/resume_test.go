@@ -1,12 +1,8 @@
 package core
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net/http"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,59 +14,9 @@ import (
 	"github.com/etcdsd/etcdsd/internal/itest/itestclient"
 )
 
-// etcdMetric reads one series of etcd's own metrics from the member at
-// endpoint: the sum of the samples of name whose labels include every
-// label given (`grpc_method="Range"`). Embedded members share the test
-// process's registry, so compare readings, never absolute values.
-func etcdMetric(t *testing.T, endpoint, name string, labels ...string) float64 {
-	t.Helper()
-	// No connection is kept for later: goleak would find its goroutines.
-	cl := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
-	resp, err := cl.Get("http://" + endpoint + "/metrics")
-	if err != nil {
-		t.Fatalf("read etcd's metrics at %s: %v", endpoint, err)
-	}
-	defer resp.Body.Close()
-	var sum float64
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-next:
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		for _, l := range labels {
-			if !strings.Contains(line, l) {
-				continue next
-			}
-		}
-		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-		if err != nil {
-			t.Fatalf("metric line %q: %v", line, err)
-		}
-		sum += v
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatalf("read etcd's metrics at %s: %v", endpoint, err)
-	}
-	return sum
-}
-
 // rangeReads counts the range reads etcd's gRPC server has answered.
 func rangeReads(t *testing.T, endpoint string) float64 {
-	return etcdMetric(t, endpoint, "grpc_server_handled_total", `grpc_method="Range"`)
-}
-
-// errorEvents counts the events with an error among evs.
-func errorEvents(evs []sd.Event) int {
-	n := 0
-	for _, ev := range evs {
-		if ev.Err != nil {
-			n++
-		}
-	}
-	return n
+	return itest.EtcdMetric(t, endpoint, "grpc_server_handled_total", `grpc_method="Range"`)
 }
 
 // TestInstancerResumesAfterEtcdRestartWithoutReadingAgain restarts etcd,
@@ -101,7 +47,7 @@ func TestInstancerResumesAfterEtcdRestartWithoutReadingAgain(t *testing.T) {
 	sub.WaitInstances(t, 5*time.Second, "127.0.0.1:a", "127.0.0.1:b")
 	_, from := sub.Since(0)
 	reads := rangeReads(t, endpoint)
-	watchers := etcdMetric(t, endpoint, "etcd_debugging_mvcc_watcher_total")
+	watchers := itest.EtcdMetric(t, endpoint, "etcd_debugging_mvcc_watcher_total")
 
 	srv.Stop()
 	sub.WaitFor(t, 10*time.Second, "the outage", func(ev sd.Event) bool { return ev.Err != nil })
@@ -113,7 +59,7 @@ func TestInstancerResumesAfterEtcdRestartWithoutReadingAgain(t *testing.T) {
 	sub.WaitInstances(t, 15*time.Second, "127.0.0.1:a", "127.0.0.1:b", "127.0.0.1:c")
 
 	evs, _ := sub.Since(from)
-	if n := errorEvents(evs); n != 1 {
+	if n := itest.ErrorEvents(evs); n != 1 {
 		t.Errorf("%d error events over one outage, want 1: %+v", n, evs)
 	}
 	if n := rangeReads(t, endpoint) - reads; n != 0 {
@@ -122,8 +68,8 @@ func TestInstancerResumesAfterEtcdRestartWithoutReadingAgain(t *testing.T) {
 	// The Instancer's two watches (instances, properties) are back, and
 	// no more: a watcher left behind stays until an event or etcd's
 	// 10-minute progress notification for it reaches the client.
-	itest.Eventually(t, 5*time.Second, fmt.Sprintf("etcd's watchers back at %v (now %v)", watchers, etcdMetric(t, endpoint, "etcd_debugging_mvcc_watcher_total")), func() bool {
-		return etcdMetric(t, endpoint, "etcd_debugging_mvcc_watcher_total") == watchers
+	itest.Eventually(t, 5*time.Second, fmt.Sprintf("etcd's watchers back at %v (now %v)", watchers, itest.EtcdMetric(t, endpoint, "etcd_debugging_mvcc_watcher_total")), func() bool {
+		return itest.EtcdMetric(t, endpoint, "etcd_debugging_mvcc_watcher_total") == watchers
 	})
 }
 
@@ -157,7 +103,7 @@ func TestInstancerLeavesNoWatcherBehindAfterAPartition(t *testing.T) {
 	sub.WaitInstances(t, 5*time.Second, "127.0.0.1:a")
 	_, from := sub.Since(0)
 	reads := rangeReads(t, endpoint)
-	watchers := etcdMetric(t, endpoint, "etcd_debugging_mvcc_watcher_total")
+	watchers := itest.EtcdMetric(t, endpoint, "etcd_debugging_mvcc_watcher_total")
 
 	proxy.Blackhole()
 	proxy.DropConnections()
@@ -166,68 +112,20 @@ func TestInstancerLeavesNoWatcherBehindAfterAPartition(t *testing.T) {
 	sub.WaitInstances(t, 15*time.Second, "127.0.0.1:a")
 
 	evs, _ := sub.Since(from)
-	if n := errorEvents(evs); n != 1 {
+	if n := itest.ErrorEvents(evs); n != 1 {
 		t.Errorf("%d error events over one partition, want 1: %+v", n, evs)
 	}
 	if n := rangeReads(t, endpoint) - reads; n != 0 {
 		t.Errorf("%v range reads after the partition, want 0: the watches resume from their revisions", n)
 	}
 	itest.Eventually(t, 5*time.Second, fmt.Sprintf("etcd's watchers back at %v", watchers), func() bool {
-		return etcdMetric(t, endpoint, "etcd_debugging_mvcc_watcher_total") == watchers
+		return itest.EtcdMetric(t, endpoint, "etcd_debugging_mvcc_watcher_total") == watchers
 	})
 	// And the resumed watch follows changes.
 	if _, err := admin.Put(ctx, prefix+"b", "127.0.0.1:b"); err != nil {
 		t.Fatal(err)
 	}
 	sub.WaitInstances(t, 5*time.Second, "127.0.0.1:a", "127.0.0.1:b")
-}
-
-// TestInstancerResumesAfterItsMemberLostTheLeader watches through a
-// follower of a 3-member cluster whose two peers stop: the follower loses
-// its leader and etcd ends the watch (it requires a leader). Once the
-// peers are back and elect a leader, the Instancer resumes the watch from
-// its revision, reads nothing again, and ends equal to etcd.
-func TestInstancerResumesAfterItsMemberLostTheLeader(t *testing.T) {
-	cl := etcdtest.NewCluster(t, 3)
-	follower := (cl.Leader() + 1) % 3
-	endpoint := cl.Member(follower).Endpoints()[0]
-	c := itestclient.New(t, []string{endpoint}, func(o *etcdv3.ClientOptions) {
-		o.DialTimeout = 300 * time.Millisecond
-		o.RequestTimeout = time.Second
-	})
-	const prefix = "/services/resume-leader/"
-	admin := cl.Client(t)
-	ctx := context.Background()
-	if _, err := admin.Put(ctx, prefix+"a", "127.0.0.1:a"); err != nil {
-		t.Fatal(err)
-	}
-	in := newInstancer(t, c, prefix)
-	sub := itest.Subscribe(t, in)
-	sub.WaitInstances(t, 5*time.Second, "127.0.0.1:a")
-	_, from := sub.Since(0)
-	reads := rangeReads(t, endpoint) // all members' reads: they share the test's registry
-
-	peers := []int{(follower + 1) % 3, (follower + 2) % 3}
-	for _, i := range peers {
-		cl.StopMember(i)
-	}
-	sub.WaitFor(t, 10*time.Second, "the watch ended for want of a leader", func(ev sd.Event) bool { return ev.Err != nil })
-	for _, i := range peers {
-		cl.StartMember(i)
-	}
-	cl.Leader()
-	if _, err := admin.Put(ctx, prefix+"b", "127.0.0.1:b"); err != nil {
-		t.Fatal(err)
-	}
-	sub.WaitInstances(t, 15*time.Second, "127.0.0.1:a", "127.0.0.1:b")
-
-	evs, _ := sub.Since(from)
-	if n := errorEvents(evs); n != 1 {
-		t.Errorf("%d error events while the member had no leader, want 1: %+v", n, evs)
-	}
-	if n := rangeReads(t, endpoint) - reads; n != 0 {
-		t.Errorf("%v range reads after the leader came back, want 0: the watches resume from their revisions", n)
-	}
 }
 
 // TestInstancerReadsOneSnapshotWhenHistoryIsCompactedDuringAnOutage cuts
@@ -277,7 +175,7 @@ func TestInstancerReadsOneSnapshotWhenHistoryIsCompactedDuringAnOutage(t *testin
 	sub.WaitInstances(t, 15*time.Second, "127.0.0.1:b", "127.0.0.1:c")
 
 	evs, _ := sub.Since(from)
-	if n := errorEvents(evs); n != 1 {
+	if n := itest.ErrorEvents(evs); n != 1 {
 		t.Errorf("%d error events over one outage, want 1: %+v", n, evs)
 	}
 	if n := rangeReads(t, endpoint) - reads; n != 1 {
