@@ -112,8 +112,8 @@ func WithRetry(maxAttempts int, timeout time.Duration) Option {
 }
 
 // WithBackoff sets the pause between attempts: before retry n it is drawn
-// uniformly from [d/2, d], where d = min(max, base·2^(n-1)). Default 10 ms
-// to 1 s.
+// uniformly from [0, d] (full jitter, at least 1 ms), where
+// d = min(max, base·2^(n-1)). Default 10 ms to 1 s.
 func WithBackoff(base, max time.Duration) Option {
 	return func(c *config) error {
 		if base <= 0 || max < base {

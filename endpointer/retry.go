@@ -67,8 +67,8 @@ func (e *Endpointer) pause(ctx context.Context, attempt int) error {
 	return e.sleep(ctx, d)
 }
 
-// backoff is the pause after attempt: uniform in [d/2, d] where
-// d = min(max, base·2^(attempt-1)).
+// backoff is the pause after attempt: uniform in [0, d] (at least
+// backoff.Floor) where d = min(max, base·2^(attempt-1)).
 func (e *Endpointer) backoff(attempt int) time.Duration {
 	return backoff.Delay(e.cfg.backoffBase, e.cfg.backoffMax, attempt-1, e.jitter)
 }

@@ -105,6 +105,7 @@ func TestBackoffIsCappedExponentialWithJitter(t *testing.T) {
 	e := newEndpointer(t, source(t, "a", "b"), f, WithRetry(6, 0), WithBackoff(10*time.Millisecond, 40*time.Millisecond), WithSeed(8))
 	sleeps := recordSleeps(e)
 	seen := map[time.Duration]bool{}
+	low := 0 // pauses in the lower half of their bound: full jitter
 	for range 20 {
 		*sleeps = nil
 		_, _ = e.Endpoint()(context.Background(), nil)
@@ -114,8 +115,11 @@ func TestBackoffIsCappedExponentialWithJitter(t *testing.T) {
 		}
 		for i, d := range *sleeps {
 			hi := caps[i] * time.Millisecond
-			if d < hi/2 || d > hi {
-				t.Fatalf("pause %d = %v, want within [%v, %v]", i+1, d, hi/2, hi)
+			if d < time.Millisecond || d > hi {
+				t.Fatalf("pause %d = %v, want within [1ms, %v]", i+1, d, hi)
+			}
+			if d < hi/2 {
+				low++
 			}
 			seen[d] = true
 		}
@@ -123,12 +127,15 @@ func TestBackoffIsCappedExponentialWithJitter(t *testing.T) {
 	if len(seen) < 50 {
 		t.Fatalf("only %d distinct pauses in 100: no jitter", len(seen))
 	}
+	if low < 25 || low > 75 {
+		t.Fatalf("%d of 100 pauses in the lower half of their bound, want about half (full jitter)", low)
+	}
 }
 
 func TestBackoffSurvivesHugeBounds(t *testing.T) {
 	e := &Endpointer{cfg: config{backoffBase: time.Hour, backoffMax: 1 << 62}, rng: newRNG(1)}
 	for attempt := 1; attempt < 100; attempt++ {
-		if d := e.backoff(attempt); d < time.Hour/2 || d > 1<<62 {
+		if d := e.backoff(attempt); d < time.Millisecond || d > 1<<62 {
 			t.Fatalf("backoff(%d) = %v out of bounds", attempt, d)
 		}
 	}

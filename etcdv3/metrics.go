@@ -27,13 +27,19 @@ type Metrics struct {
 	// properties applied), labelled "prefix".
 	Instances metrics.Gauge
 	// Resyncs counts fresh snapshots an Instancer read after its first,
-	// labelled "prefix" and "cause": "compacted" (history compacted under
-	// the watch) or "outage" (the watch broke, or the first read failed).
+	// labelled "prefix" and "cause": "compacted" (etcd compacted the
+	// revision the watch was to resume from) or "outage" (the first read
+	// failed and a later one filled the Instancer). A broken watch is
+	// resumed, not read again: see Resumes.
 	Resyncs metrics.Counter
 	// WatchErrors counts watches that broke for another reason than
 	// compaction (no leader, etcd unreachable, closed by etcd), labelled
 	// "prefix".
 	WatchErrors metrics.Counter
+	// Resumes counts recoveries from a broken watch or an outage without a
+	// snapshot: the watch resumed from the Instancer's revision, caught up,
+	// and the subscribers' error cleared. Labelled "prefix".
+	Resumes metrics.Counter
 	// UpdateSeconds observes the seconds from a watch response (or a
 	// snapshot) to the Instancer's subscribers being handed it: go-kit
 	// channels told, etcdsd's endpointer and gRPC resolver offered the
@@ -60,6 +66,9 @@ func (m *Metrics) instancerMetrics(prefix string) *pipeline.Metrics {
 	}
 	if m.WatchErrors != nil {
 		out.WatchErrors = m.WatchErrors.With("prefix", prefix)
+	}
+	if m.Resumes != nil {
+		out.Resumes = m.Resumes.With("prefix", prefix)
 	}
 	return out
 }

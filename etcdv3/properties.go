@@ -81,7 +81,7 @@ func (s *propertiesSource) Snapshot(ctx context.Context) (int64, []pipeline.KV, 
 }
 
 // Watch implements pipeline.Source.
-func (s *propertiesSource) Watch(ctx context.Context, rev int64, apply func(int64, []pipeline.Change)) error {
+func (s *propertiesSource) Watch(ctx context.Context, rev int64, apply func(pipeline.WatchResponse)) error {
 	if s.refused {
 		<-ctx.Done()
 		return ctx.Err()

@@ -73,7 +73,7 @@ func (s *scriptedSource) Snapshot(context.Context) (int64, []pipeline.KV, error)
 	return 7, []pipeline.KV{{Key: "/p/a/disabled", Value: "true", ModRev: 7}}, nil
 }
 
-func (s *scriptedSource) Watch(ctx context.Context, _ int64, _ func(int64, []pipeline.Change)) error {
+func (s *scriptedSource) Watch(ctx context.Context, _ int64, _ func(pipeline.WatchResponse)) error {
 	<-ctx.Done()
 	return ctx.Err()
 }

@@ -50,9 +50,12 @@ func TestWatchCatchesUpMoreThanABatchOfRevisions(t *testing.T) {
 	done := make(chan error, 1)
 	responses := 0
 	go func() {
-		done <- src.Watch(wctx, start.Header.Revision+1, func(rev int64, changes []pipeline.Change) {
+		done <- src.Watch(wctx, start.Header.Revision+1, func(r pipeline.WatchResponse) {
+			if len(r.Changes) == 0 {
+				return // the proof that the watch caught up
+			}
 			responses++
-			feed.Apply(rev, changes)
+			feed.Apply(r.Rev, r.Changes)
 			if feed.Len() == keys {
 				stop()
 			}

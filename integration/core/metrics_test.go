@@ -91,7 +91,7 @@ func TestMetricsCountRegistrationStatesAndALeaseRevokedAndGrantedAgain(t *testin
 	}
 }
 
-func TestMetricsCountAWatchBrokenByARestartAndTheResyncAfterIt(t *testing.T) {
+func TestMetricsCountAWatchBrokenByARestartAndTheResumeAfterIt(t *testing.T) {
 	srv := etcdtest.NewServer(t)
 	if srv.External() {
 		t.Skip("restarts etcd: needs the embedded server")
@@ -124,14 +124,17 @@ func TestMetricsCountAWatchBrokenByARestartAndTheResyncAfterIt(t *testing.T) {
 	if got := promValue(t, reg, "etcdsd_watch_errors_total", "prefix", prefix); got < 1 {
 		t.Errorf("watch errors = %v after a restart, want at least 1", got)
 	}
-	if got := promValue(t, reg, "etcdsd_resyncs_total", "prefix", prefix, "cause", "outage"); got < 1 {
-		t.Errorf("resyncs{cause=outage} = %v after a restart, want at least 1", got)
+	if got := promValue(t, reg, "etcdsd_resumes_total", "prefix", prefix); got != 1 {
+		t.Errorf("resumes = %v after a restart, want 1", got)
+	}
+	if got := promValue(t, reg, "etcdsd_resyncs_total", "prefix", prefix, "cause", "outage"); got != 0 {
+		t.Errorf("resyncs{cause=outage} = %v after a restart, want 0: the watch resumes", got)
 	}
 	if got := promValue(t, reg, "etcdsd_resyncs_total", "prefix", prefix, "cause", "compacted"); got != 0 {
 		t.Errorf("resyncs{cause=compacted} = %v, want 0", got)
 	}
 	itest.Eventually(t, 5*time.Second, "instances gauge at 3", func() bool { return promValue(t, reg, "etcdsd_instances", "prefix", prefix) == 3 })
-	// The first read and the resync at least (the put may come with it).
+	// The first read and the caught-up batch at least (the put may come with it).
 	if got := promValue(t, reg, "etcdsd_instancer_update_seconds", "prefix", prefix); got < 2 {
 		t.Errorf("update observations = %v, want at least 2", got)
 	}

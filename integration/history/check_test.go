@@ -32,8 +32,10 @@ func newTally() *tally {
 // recoveryLogs are the pipeline's log messages that show a fault reached
 // it; the summary counts them, to show what the faults did.
 var recoveryLogs = map[string]string{
-	"watch history compacted, reading a fresh snapshot": "resync after compaction",
-	"watch broken, resyncing":                           "resync after a broken watch",
+	"watch history compacted, reading a fresh snapshot":   "resync after compaction",
+	"watch broken, resuming":                              "watch broken (no leader, closed by etcd)",
+	"etcd unreachable, the watch resumes when it answers": "watch cut off (etcd unreachable)",
+	"watch resumed and caught up":                         "resumed without a snapshot",
 }
 
 // logger counts the recoveryLogs the library logs, and drops the rest.

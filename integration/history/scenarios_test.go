@@ -61,6 +61,7 @@ var scenarios = []scenario{
 	{"partition shorter than the TTL", partition(false)},
 	{"partition longer than the TTL", partition(true)},
 	{"compaction during a gap", compactionInGap},
+	{"compaction during a partition", compactionInPartition},
 	{"leader killed", leaderKilled},
 	{"etcd restarted", etcdRestarted},
 }
@@ -297,6 +298,42 @@ func compactionInGap(s *scene) {
 	s.fault("compaction")
 	p.DropConnections()
 	p.Unpause()
+	time.Sleep(s.between(300*time.Millisecond, time.Second))
+	s.finish(w)
+}
+
+// compactionInPartition cuts the consumers off for longer than the dial
+// timeout, so that they report an outage, while the writers write and etcd
+// compacts its history up to its current revision: each resumed watch
+// finds its revision compacted and reads one snapshot, whose net
+// difference must bring a state etcd had.
+func compactionInPartition(s *scene) {
+	srv := etcdtest.NewServer(s.t)
+	if srv.External() {
+		s.t.Skipf("compaction would compact the whole external etcd of %s", etcdtest.EnvEndpoints)
+	}
+	s.start(srv.Endpoints(), srv.Client(s.t))
+	s.k.follow(s.t, s.client(), "")
+	w := s.writers()
+	time.Sleep(s.between(200*time.Millisecond, 800*time.Millisecond))
+	s.cut()
+	s.fault("partition with compaction")
+	time.Sleep(s.between(dialTimeout+200*time.Millisecond, 3*dialTimeout))
+	rev, err := s.k.h.current(syncWithin)
+	if err == nil {
+		err = s.k.h.syncTo(rev, syncWithin) // the history must not be compacted away
+	}
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_, err = s.direct.Compact(ctx, rev)
+	cancel()
+	if err != nil {
+		s.t.Fatalf("compact at %d: %v", rev, err)
+	}
+	time.Sleep(s.between(100*time.Millisecond, 500*time.Millisecond))
+	s.heal()
 	time.Sleep(s.between(300*time.Millisecond, time.Second))
 	s.finish(w)
 }

@@ -1,7 +1,9 @@
 // Package backoff is etcdsd's one retry backoff: capped exponential delays
-// with jitter, uniformly random in [d/2, d] where d doubles per attempt up
-// to a maximum, so that many clients recovering from the same outage do not
-// retry in lockstep and none retries in a tight loop.
+// with full jitter, uniformly random in [0, d] where d doubles per attempt
+// up to a maximum, so that a fleet recovering from the same outage spreads
+// its retries over the whole bound instead of hitting etcd at once. A floor
+// of one millisecond keeps an unlucky draw from retrying at once, so none
+// retries in a tight loop.
 package backoff
 
 import (
@@ -10,9 +12,17 @@ import (
 	"time"
 )
 
+// Floor is the shortest delay Delay returns (unless the bound itself is
+// shorter): a draw near 0 would retry at once, and a loop whose attempts
+// fail at once would spin.
+const Floor = time.Millisecond
+
 // Delay returns the delay before retry attempt (0 for the first retry):
-// uniformly random in [d/2, d], where d = min(max, base·2^attempt). rnd
-// returns a uniformly random value in [0, n); nil means math/rand/v2.
+// uniformly random in [0, d], where d = min(max, base·2^attempt), and at
+// least min(Floor, d). Full jitter, rather than a share in [d/2, d], is
+// what spreads a thousand processes that lost etcd at the same moment over
+// the whole bound: with [d/2, d] they all come back within the upper half.
+// rnd returns a uniformly random value in [0, n); nil means math/rand/v2.
 func Delay(base, max time.Duration, attempt int, rnd func(n int64) int64) time.Duration {
 	if max < base {
 		max = base
@@ -21,11 +31,17 @@ func Delay(base, max time.Duration, attempt int, rnd func(n int64) int64) time.D
 	if attempt >= 0 && attempt < 63 && base <= max>>attempt {
 		d = base << attempt // cannot overflow: it is at most max
 	}
-	half := d / 2
-	if rnd == nil {
-		return half + rand.N(half+1)
+	floor := min(Floor, d)
+	if d <= floor {
+		return d
 	}
-	return half + time.Duration(rnd(int64(half)+1))
+	// Uniform in [floor, d]: the floor takes the place of the draws below
+	// it, which are a share of at most Floor/d.
+	span := int64(d - floor)
+	if rnd == nil {
+		return floor + time.Duration(rand.N(span+1))
+	}
+	return floor + time.Duration(rnd(span+1))
 }
 
 // Backoff counts attempts and yields the delay before each retry. It is not

@@ -1,7 +1,7 @@
 // Package pipeline is etcdsd's one discovery pipeline, from an etcd watch to
 // the consumers that apply its changes: a Mirror reads a prefix at revision
-// R, watches from R+1 and reads a fresh snapshot after compaction or an
-// outage; a Feed holds the instances it found, each value parsed once, and
+// R, watches from R+1, resumes the watch after an outage and reads a fresh
+// snapshot only after compaction; a Feed holds the instances it found, each value parsed once, and
 // fans the typed changes out to coalescing Subscriptions, synchronous
 // observers and go-kit sd.Event channels. Share gives the consumers of one
 // client, prefix and source kind one Mirror: each follows it with a Feed of
@@ -79,13 +79,15 @@ type Batch struct {
 	// Subscription's first batch is a reset.
 	Reset bool
 	// Resync says the changes were found by comparing a fresh snapshot
-	// with the Feed's content (after compaction or an outage): they are
+	// with the Feed's content (after compaction, or a first read that
+	// failed): they are
 	// the net difference, so changes made and undone while the watch was
 	// cut off are not seen, and several changes of one key count as one.
 	Resync bool
 	// Err is set while etcd cannot be read: the Feed keeps its content and
-	// the Mirror retries with backoff. A later batch without Err clears it
-	// and brings the true state.
+	// the Mirror resumes with backoff. A later batch without Err clears it
+	// and brings the true state: the Mirror holds back what a resumed
+	// watch brings until it has caught up.
 	Err error
 	// At is when the Feed took the changes in (a watch response, a
 	// snapshot); a coalesced batch keeps the earliest, so that a consumer

@@ -127,12 +127,17 @@ type Metrics struct {
 	// Instances is set to the number of instances after every batch.
 	Instances metrics.Gauge
 	// Resyncs counts fresh snapshots read after the first, with the label
-	// "cause": "compacted" (history compacted under the watch) or
-	// "outage" (the watch broke, or the first read failed).
+	// "cause": "compacted" (etcd compacted the revision a watch was to
+	// resume from) or "outage" (the first read failed and a later one
+	// filled the Feed). A broken watch is resumed, not read again.
 	Resyncs metrics.Counter
 	// WatchErrors counts watches that broke for another reason than
 	// compaction: no leader, etcd unreachable, closed by etcd.
 	WatchErrors metrics.Counter
+	// Resumes counts recoveries from a broken watch or an outage without
+	// a snapshot: the watch resumed from the Feed's revision and caught
+	// up, and the error cleared.
+	Resumes metrics.Counter
 	// Update observes the seconds from the Feed taking a batch in (a watch
 	// response, a snapshot) to every consumer being handed it: the
 	// Subscriptions offered it, the observer run, go-kit channels told.

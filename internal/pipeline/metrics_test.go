@@ -74,12 +74,12 @@ func (h histogram) With(lvs ...string) metrics.Histogram { return histogram{h.re
 func (h histogram) Observe(v float64)                    { h.add(v, false) }
 
 type testMetrics struct {
-	instances, resyncs, watchErrors, update *recorder
+	instances, resyncs, watchErrors, resumes, update *recorder
 }
 
 func newTestMetrics() (*Metrics, testMetrics) {
-	r := testMetrics{newRecorder(), newRecorder(), newRecorder(), newRecorder()}
-	return &Metrics{Instances: gauge{r.instances}, Resyncs: counter{r.resyncs}, WatchErrors: counter{r.watchErrors}, Update: histogram{r.update}}, r
+	r := testMetrics{newRecorder(), newRecorder(), newRecorder(), newRecorder(), newRecorder()}
+	return &Metrics{Instances: gauge{r.instances}, Resyncs: counter{r.resyncs}, WatchErrors: counter{r.watchErrors}, Resumes: counter{r.resumes}, Update: histogram{r.update}}, r
 }
 
 func startMirrorWithMetrics(t *testing.T, src Source) (batches, testMetrics) {
@@ -95,7 +95,7 @@ func startMirrorWithMetrics(t *testing.T, src Source) (batches, testMetrics) {
 	return out, rec
 }
 
-func TestMetricsCountInstancesResyncsByCauseWatchErrorsAndUpdates(t *testing.T) {
+func TestMetricsCountInstancesResyncsByCauseWatchErrorsResumesAndUpdates(t *testing.T) {
 	src := newScriptedSource(10, KV{Key: "/p/a", Value: "1:1", ModRev: 3}, KV{Key: "/p/b", Value: "2:2", ModRev: 4})
 	out, rec := startMirrorWithMetrics(t, src)
 	out.next(t)
@@ -117,20 +117,27 @@ func TestMetricsCountInstancesResyncsByCauseWatchErrorsAndUpdates(t *testing.T) 
 	w = <-src.watches
 	<-src.fromRevs
 	w <- response{err: errors.New("no leader")}
-	out.next(t) // the outage
-	out.next(t) // the resync after it
+	out.next(t) // the broken watch
+	w = <-src.watches
+	<-src.fromRevs
+	w <- response{down: errors.New("etcd unreachable")} // an outage the resumed watch stays open through
+	w <- response{rev: 21, current: true}
+	out.next(t) // caught up
 
 	if got := rec.resyncs.value("cause=compacted"); got != 1 {
 		t.Errorf("resyncs{cause=compacted} = %v, want 1", got)
 	}
-	if got := rec.resyncs.value("cause=outage"); got != 1 {
-		t.Errorf("resyncs{cause=outage} = %v, want 1", got)
+	if got := rec.resyncs.value("cause=outage"); got != 0 {
+		t.Errorf("resyncs{cause=outage} = %v, want 0: a broken watch is resumed, not read again", got)
 	}
-	if got := rec.watchErrors.value(""); got != 1 {
-		t.Errorf("watch errors = %v, want 1 (compaction is none)", got)
+	if got := rec.watchErrors.value(""); got != 2 {
+		t.Errorf("watch errors = %v, want 2 (the broken watch and the outage; compaction is none)", got)
 	}
-	// The first read, the delete, the two resyncs; the outage batch is not
-	// an update.
+	if got := rec.resumes.value(""); got != 1 {
+		t.Errorf("resumes = %v, want 1", got)
+	}
+	// The first read, the delete, the resync, the caught-up batch; the
+	// error batch is not an update.
 	if got := rec.update.count(""); got != 4 {
 		t.Errorf("updates observed = %d, want 4", got)
 	}

@@ -26,13 +26,32 @@ type Source interface {
 	Snapshot(ctx context.Context) (rev int64, kvs []KV, err error)
 	// Watch hands apply every change after rev, one watch response at a
 	// time, on the calling goroutine, until the watch fails (it returns
-	// why) or ctx ends. The changes need no Instance. apply's rev is the
-	// revision through which every change has been handed over: the last
-	// change's own revision, or one etcd vouches for with nothing pending
-	// (a progress notification). It is never a response header's
-	// revision, which is the store's and runs ahead of a watch that is
-	// catching up.
-	Watch(ctx context.Context, rev int64, apply func(rev int64, changes []Change)) error
+	// why) or ctx ends. The changes need no Instance. While etcd cannot
+	// be reached the watch may stay open, to go on by itself from where
+	// it was once etcd answers: it then hands apply a response with Err,
+	// once per outage.
+	Watch(ctx context.Context, rev int64, apply func(WatchResponse)) error
+}
+
+// WatchResponse is what a Source's watch hands over at a time.
+type WatchResponse struct {
+	// Rev is the revision through which every change has been handed
+	// over: the last change's own revision, or one etcd vouches for with
+	// nothing pending (a progress notification). It is never a response
+	// header's revision, which is the store's and runs ahead of a watch
+	// that is catching up.
+	Rev     int64
+	Changes []Change
+	// Current says the watch has caught up: when etcd sent the response,
+	// nothing after Rev was pending for it, so the Feed holds the true
+	// state. A Mirror recovering from an outage clears the error only
+	// then. A source that cannot learn it (etcd's grpc-proxy does not
+	// forward progress requests) says so once it has waited a bounded time
+	// with the watch open.
+	Current bool
+	// Err, set alone, says that etcd cannot be reached and the watch stays
+	// open, to go on once etcd answers.
+	Err error
 }
 
 // SourceFor returns the Source that reads prefix through an etcdv3.Client
@@ -48,9 +67,10 @@ const (
 )
 
 // Mirror keeps a Feed equal to a prefix in etcd: it reads a snapshot at
-// revision R, watches from R+1 and applies each response as it comes;
-// after compaction or an outage it reads a fresh snapshot and applies the
-// net difference.
+// revision R, watches from R+1 and applies each response as it comes.
+// After an outage or a broken watch it resumes the watch from the Feed's
+// revision, with backoff; only when etcd answers that the revision is
+// compacted does it read a fresh snapshot and apply the net difference.
 type Mirror struct {
 	src    Source
 	feed   *Feed
@@ -131,12 +151,17 @@ func (m *Mirror) Stop() {
 	<-m.done
 }
 
-// run alternates between watching and, when the watch breaks, reading a
-// fresh snapshot with backoff until one succeeds. A Mirror whose first
-// read failed starts with the reading.
+// run watches and, when the watch breaks, resumes it from the Feed's
+// revision; it reads a fresh snapshot only when etcd says that revision is
+// compacted, or while the Feed has never been filled (a first read that
+// failed). After an outage, consumers keep the error until the resumed
+// watch has caught up: the changes that come before are held back and
+// handed over in one batch with the true state, so that a consumer sees no
+// state older than the one it had, and no error cleared early.
 func (m *Mirror) run(ctx context.Context) {
 	defer close(m.done)
 	failing := !m.filled // the failed first read was reported
+	compacted := false   // a watch resumed after an outage found its revision compacted
 	fail := func(err error) {
 		if !failing {
 			failing = true
@@ -144,41 +169,80 @@ func (m *Mirror) run(ctx context.Context) {
 		}
 	}
 	for {
-		if !m.filled {
+		if !m.filled || compacted {
 			if !m.b.Sleep(ctx) {
 				return
 			}
-			if !m.resync(ctx, fail, causeOutage) {
+			cause := causeOutage
+			if m.filled {
+				cause = causeCompacted
+			}
+			if !m.resync(ctx, fail, cause) {
 				return
 			}
-			failing = false
+			failing, compacted = false, false
 			continue
 		}
-		err := m.src.Watch(ctx, m.feed.Revision()+1, m.feed.Apply)
+		var held []Change // changes of a resumed watch that has not caught up
+		var heldRev int64
+		apply := func(r WatchResponse) {
+			switch {
+			case r.Err != nil:
+				m.countWatchError()
+				level.Warn(m.logger).Log("msg", "etcd unreachable, the watch resumes when it answers", "rev", m.feed.Revision(), "err", r.Err)
+				fail(r.Err)
+			case !failing:
+				m.feed.Apply(r.Rev, r.Changes)
+			default:
+				held = append(held, r.Changes...)
+				heldRev = max(heldRev, r.Rev)
+				if !r.Current {
+					return
+				}
+				m.feed.Apply(heldRev, held) // clears the error
+				held, heldRev, failing = nil, 0, false
+				m.b.Reset()
+				if mt := m.feed.metrics; mt != nil && mt.Resumes != nil {
+					mt.Resumes.Add(1)
+				}
+				level.Info(m.logger).Log("msg", "watch resumed and caught up", "rev", m.feed.Revision())
+			}
+		}
+		err := m.src.Watch(ctx, m.feed.Revision()+1, apply)
 		if ctx.Err() != nil {
 			return
 		}
-		cause := causeCompacted
+		// What was held back is dropped: the next watch starts after the
+		// Feed's revision, which it never passed, and brings it again.
 		if errors.Is(err, ErrCompacted) {
 			level.Info(m.logger).Log("msg", "watch history compacted, reading a fresh snapshot", "rev", m.feed.Revision(), "err", err)
-		} else {
-			cause = causeOutage
-			if mt := m.feed.metrics; mt != nil && mt.WatchErrors != nil {
-				mt.WatchErrors.Add(1)
+			if failing {
+				// A fleet that was cut off together finds the history
+				// compacted together: its reads wait a random share of
+				// the backoff, as a re-watch does.
+				compacted = true
+				continue
 			}
-			if err == nil {
-				err = errors.New("watch ended")
-			}
-			level.Warn(m.logger).Log("msg", "watch broken, resyncing", "rev", m.feed.Revision(), "err", err)
-			fail(err)
-			if !m.b.Sleep(ctx) {
+			if !m.resync(ctx, fail, causeCompacted) {
 				return
 			}
+			continue
 		}
-		if !m.resync(ctx, fail, cause) {
+		m.countWatchError()
+		if err == nil {
+			err = errors.New("watch ended")
+		}
+		level.Warn(m.logger).Log("msg", "watch broken, resuming", "rev", m.feed.Revision(), "err", err)
+		fail(err)
+		if !m.b.Sleep(ctx) {
 			return
 		}
-		failing = false
+	}
+}
+
+func (m *Mirror) countWatchError() {
+	if mt := m.feed.metrics; mt != nil && mt.WatchErrors != nil {
+		mt.WatchErrors.Add(1)
 	}
 }
 
@@ -232,6 +296,7 @@ type EntriesSource struct {
 	signals chan struct{}
 	seq     int64
 	state   map[string]bool
+	stale   bool // a read failed: the next Watch starts with one
 }
 
 // NewEntriesSource returns a Source reading prefix through c.
@@ -266,19 +331,25 @@ func (s *EntriesSource) Snapshot(context.Context) (int64, []KV, error) {
 }
 
 // Watch implements Source: each signal of WatchPrefix is one read, whose
-// difference with the last is one response.
-func (s *EntriesSource) Watch(ctx context.Context, _ int64, apply func(int64, []Change)) error {
+// difference with the last is one response, current by nature. A client
+// with go-kit's methods only has no revisions to resume from: after a read
+// that failed, the next Watch starts with a read, lest the changes it
+// missed wait for the next signal.
+func (s *EntriesSource) Watch(ctx context.Context, _ int64, apply func(WatchResponse)) error {
 	s.once.Do(func() {
 		s.signals = make(chan struct{}, 1)
 		go s.c.WatchPrefix(s.prefix, s.signals)
 	})
 	for {
-		select {
-		case <-s.signals:
-		case <-ctx.Done():
-			return ctx.Err()
+		if !s.stale {
+			select {
+			case <-s.signals:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 		rev, kvs, err := s.read()
+		s.stale = err != nil
 		if err != nil {
 			return err
 		}
@@ -296,6 +367,6 @@ func (s *EntriesSource) Watch(ctx context.Context, _ int64, apply func(int64, []
 			}
 		}
 		s.state = fresh
-		apply(rev, changes)
+		apply(WatchResponse{Rev: rev, Changes: changes, Current: true})
 	}
 }

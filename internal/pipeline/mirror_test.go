@@ -7,8 +7,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/etcdsd/etcdsd/internal/itest"
 )
 
 // scriptedSource is a Source driven by the test: it sets what snapshots
@@ -24,10 +22,13 @@ type scriptedSource struct {
 	fromRevs chan int64
 }
 
-// response is one scripted watch response, or the error ending the watch.
+// response is one scripted watch response, an outage the watch stays open
+// through (down), or the error ending the watch.
 type response struct {
 	rev     int64
 	changes []Change
+	current bool
+	down    error
 	err     error
 }
 
@@ -54,7 +55,7 @@ func (s *scriptedSource) calls() int {
 	return s.snapCalls
 }
 
-func (s *scriptedSource) Watch(ctx context.Context, rev int64, apply func(int64, []Change)) error {
+func (s *scriptedSource) Watch(ctx context.Context, rev int64, apply func(WatchResponse)) error {
 	in := make(chan response)
 	s.watches <- in
 	s.fromRevs <- rev
@@ -64,7 +65,7 @@ func (s *scriptedSource) Watch(ctx context.Context, rev int64, apply func(int64,
 			if r.err != nil {
 				return r.err
 			}
-			apply(r.rev, r.changes)
+			apply(WatchResponse{Rev: r.rev, Changes: r.changes, Current: r.current, Err: r.down})
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -169,29 +170,103 @@ func TestMirrorInitialBatchIsInRevisionOrder(t *testing.T) {
 	}
 }
 
-func TestMirrorReportsAnOutageOnceAndRecoversWithTheTrueState(t *testing.T) {
+// noBatch fails if a batch is handed over within a moment.
+func (b batches) noBatch(t *testing.T, when string) {
+	t.Helper()
+	select {
+	case x := <-b:
+		t.Fatalf("batch %s: %+v (%s)", when, x, describe(x.Changes))
+	case <-time.After(20 * time.Millisecond):
+	}
+}
+
+func TestMirrorResumesABrokenWatchFromItsRevisionWithoutASnapshot(t *testing.T) {
+	src := newScriptedSource(10, KV{Key: "/p/a", Value: "1:1", ModRev: 5})
+	_, out := startMirror(t, src)
+	out.next(t)
+	w := <-src.watches
+	<-src.fromRevs
+	w <- response{rev: 12, changes: []Change{{Op: Put, Key: "/p/b", Value: "2:2", Rev: 12}}, current: true}
+	out.next(t)
+	noLeader := errors.New("etcdserver: no leader")
+	w <- response{err: noLeader}
+	if b := out.next(t); !errors.Is(b.Err, noLeader) {
+		t.Fatalf("broken watch batch = %+v, want its error", b)
+	}
+	w = <-src.watches
+	if rev := <-src.fromRevs; rev != 13 {
+		t.Fatalf("watch resumed at %d, want the Feed's revision + 1 = 13", rev)
+	}
+	// Until the resumed watch has caught up, consumers keep the error and
+	// the state they had: no state older than the true one, no error
+	// cleared early.
+	w <- response{rev: 14, changes: []Change{{Op: Delete, Key: "/p/a", Rev: 14}}}
+	w <- response{rev: 15, changes: []Change{{Op: Put, Key: "/p/c", Value: "3:3", Rev: 15}}}
+	out.noBatch(t, "before the resumed watch caught up")
+	w <- response{rev: 16, current: true}
+	b := out.next(t)
+	if b.Err != nil || b.Resync || b.Rev != 16 || describe(b.Changes) != "delete /p/a=1:1@14; put /p/c=3:3@15; " {
+		t.Fatalf("caught-up batch = %+v (%s), want every held change, at 16, clearing the error", b, describe(b.Changes))
+	}
+	if n := src.calls(); n != 1 {
+		t.Fatalf("%d snapshots read, want only the first", n)
+	}
+}
+
+func TestMirrorReportsAnOutageOnceAndRecoversWithTheTrueStateWhenTheWatchCatchesUp(t *testing.T) {
 	src := newScriptedSource(10, KV{Key: "/p/a", Value: "1:1"})
 	_, out := startMirror(t, src)
 	out.next(t)
 	w := <-src.watches
 	<-src.fromRevs
 	unreachable := errors.New("etcd unreachable")
-	src.set(0, errors.New("connection refused"))
-	w <- response{err: unreachable}
+	w <- response{down: unreachable}
 	if b := out.next(t); !errors.Is(b.Err, unreachable) {
 		t.Fatalf("outage batch = %+v", b)
 	}
-	// Several failed snapshots later, still only one error batch.
-	itest.Eventually(t, 5*time.Second, "four snapshot attempts", func() bool { return src.calls() >= 4 })
-	select {
-	case b := <-out:
-		t.Fatalf("second batch during one outage: %+v", b)
-	default:
-	}
-	src.set(15, nil, KV{Key: "/p/a", Value: "1:1"})
+	// The watch stays open through the outage: a second report of it and
+	// the changes of the resumed watch bring no batch until it catches up.
+	w <- response{down: unreachable}
+	w <- response{rev: 11, changes: []Change{{Op: Put, Key: "/p/b", Value: "2:2", Rev: 11}}}
+	out.noBatch(t, "during one outage")
+	w <- response{rev: 12, changes: []Change{{Op: Put, Key: "/p/a", Value: "1:2", Rev: 12}}, current: true}
 	b := out.next(t)
-	if b.Err != nil || !b.Resync || len(b.Changes) != 0 || b.Rev != 15 {
-		t.Fatalf("recovery batch = %+v, want an empty resync clearing the error", b)
+	if b.Err != nil || b.Resync || b.Rev != 12 || describe(b.Changes) != "put /p/b=2:2@11; put /p/a=1:2@12; " {
+		t.Fatalf("recovery batch = %+v (%s), want the held changes clearing the error", b, describe(b.Changes))
+	}
+	if n := src.calls(); n != 1 {
+		t.Fatalf("%d snapshots read, want only the first", n)
+	}
+	// Once caught up, responses are applied as they come.
+	w <- response{rev: 13, changes: []Change{{Op: Delete, Key: "/p/b", Rev: 13}}}
+	if b := out.next(t); describe(b.Changes) != "delete /p/b=2:2@13; " {
+		t.Fatalf("batch after recovery = %+v", b)
+	}
+}
+
+func TestMirrorReadsOneSnapshotWhenTheResumedWatchIsCompacted(t *testing.T) {
+	src := newScriptedSource(10, KV{Key: "/p/a", Value: "1:1", ModRev: 3}, KV{Key: "/p/b", Value: "2:2", ModRev: 4})
+	_, out := startMirror(t, src)
+	out.next(t)
+	w := <-src.watches
+	<-src.fromRevs
+	w <- response{err: errors.New("etcdserver: no leader")}
+	out.next(t)
+	w = <-src.watches
+	<-src.fromRevs
+	w <- response{rev: 11, changes: []Change{{Op: Delete, Key: "/p/a", Rev: 11}}} // held, then dropped
+	src.set(30, nil, KV{Key: "/p/b", Value: "2:2", ModRev: 4}, KV{Key: "/p/c", Value: "3:3", ModRev: 25})
+	w <- response{err: fmt.Errorf("watch: %w", ErrCompacted)}
+	b := out.next(t)
+	if b.Err != nil || !b.Resync || b.Rev != 30 || describe(b.Changes) != "put /p/c=3:3@25; delete /p/a=1:1@30; " {
+		t.Fatalf("batch after compaction = %+v (%s), want the net difference clearing the error", b, describe(b.Changes))
+	}
+	if n := src.calls(); n != 2 {
+		t.Fatalf("%d snapshots read, want the first and one after the compaction", n)
+	}
+	<-src.watches
+	if rev := <-src.fromRevs; rev != 31 {
+		t.Fatalf("watch resumed at %d, want 31", rev)
 	}
 }
 

@@ -229,7 +229,7 @@ func (s *quietSource) Snapshot(context.Context) (int64, []KV, error) {
 	return 10, []KV{{Key: "/p/a", Value: "1:1", ModRev: 10}}, nil
 }
 
-func (s *quietSource) Watch(ctx context.Context, _ int64, _ func(int64, []Change)) error {
+func (s *quietSource) Watch(ctx context.Context, _ int64, _ func(WatchResponse)) error {
 	s.watching.Add(1)
 	defer s.watching.Add(-1)
 	<-ctx.Done()
