@@ -60,10 +60,24 @@ type Status struct {
 	Err     error
 }
 
-// registrationReporter is implemented by EtcdClient, which knows how each
-// key's lease is doing.
-type registrationReporter interface {
+// registrarClient is the context API a Registrar registers through: the
+// real client's (lease.go), or go-kit's five methods adapted to it
+// (goKitClient). registrarClientOf picks one.
+type registrarClient interface {
+	// RegisterContext puts s and keeps it registered, within ctx.
+	RegisterContext(ctx context.Context, s Service) error
+	// deregister deletes s.Key within ctx; with keptOnly, only when the
+	// client keeps it, so that a Registrar deletes only what it put.
+	deregister(ctx context.Context, s Service, keptOnly bool) error
+	// registration reports how the lease keeping key is doing.
 	registration(key string) (leaseID int64, kept, healthy bool, err error)
+	// LeaseID is go-kit's: the lease of the client's latest registration.
+	LeaseID() int64
+	// requestTimeout bounds each call made for a method that takes no
+	// context (Register, Deregister).
+	requestTimeout() time.Duration
+	// metrics are the client's, or nil.
+	metrics() *Metrics
 }
 
 // Registrar registers service instance liveness information to etcd.
@@ -80,10 +94,10 @@ type registrationReporter interface {
 // and is retried adds a warning when the error changes (and once a minute
 // while it persists) and the "action" "register" line once it succeeds.
 type Registrar struct {
-	client  Client
+	client  registrarClient
 	service Service
 	logger  log.Logger
-	metrics *Metrics // the real client's, or nil
+	metrics *Metrics // the client's, or nil
 
 	// mu guards the fields below and is never held while waiting on etcd:
 	// Deregister and Pause take the attempts in flight away from their
@@ -127,13 +141,12 @@ func NewRegistrar(client Client, service Service, logger log.Logger) *Registrar 
 	if logger == nil {
 		logger = log.NewNopLogger()
 	}
+	rc := registrarClientOf(client)
 	r := &Registrar{
-		client:  client,
+		client:  rc,
 		service: service,
 		logger:  log.With(logger, "key", service.Key, "value", service.Value),
-	}
-	if ec, ok := client.(*EtcdClient); ok {
-		r.metrics = ec.opts.Metrics
+		metrics: rc.metrics(),
 	}
 	r.metrics.registrationMoved(StateIdle, StateIdle, false)
 	return r
@@ -149,6 +162,11 @@ func NewRegistrar(client Client, service Service, logger log.Logger) *Registrar 
 // parse (see instance.Parse), and etcd's refusals for good (a request too
 // large, a lease TTL over etcd's maximum, permission denied); Status
 // reports it.
+//
+// On a Client other than the real one, such as a test fake with go-kit's
+// five methods, the bound is DefaultRequestTimeout: a Register of the
+// client that has not returned by then is left running and counts as
+// failed (undone if it succeeds), and the calls after it wait for it.
 func (r *Registrar) Register() {
 	if _, err := r.start(false); err != nil {
 		r.logger.Log("err", err)
@@ -250,29 +268,19 @@ func (r *Registrar) start(resume bool) (*run, error) {
 	return ru, err
 }
 
-// register makes one attempt of ru, which ends when ru.ctx does: through
-// the real client bounded by its request timeout too; through any other
-// Client, with go-kit's Register. It puts only once the deletes ru waits
-// for have ended.
+// register makes one attempt of ru, bounded by ru.ctx and the client's
+// request timeout. It puts only once the deletes ru waits for have ended.
 func (r *Registrar) register(ru *run) error {
-	ctx := ru.ctx
-	ec, ok := r.client.(*EtcdClient)
-	if ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, ec.opts.RequestTimeout)
-		defer cancel()
-	}
+	ctx, cancel := context.WithTimeout(ru.ctx, r.client.requestTimeout())
+	defer cancel()
 	if ru.after != nil {
 		select {
 		case <-ru.after:
 		case <-ctx.Done():
-			return fmt.Errorf("etcdv3: register %q: waiting for the delete before it to end: %w", r.service.Key, ctx.Err())
+			return fmt.Errorf("etcdv3: register %q: waiting for the delete before it to end: %w", r.service.Key, context.Cause(ctx))
 		}
 	}
-	if !ok {
-		return r.client.Register(r.service)
-	}
-	return ec.RegisterContext(ctx, r.service)
+	return r.client.RegisterContext(ctx, r.service)
 }
 
 // retryLogEvery is how often a retry that keeps failing with the same error
@@ -367,7 +375,9 @@ func (r *Registrar) registered() {
 // it deletes the key whatever holds it, as go-kit's. It returns within the
 // client's request timeout, and within its dial timeout while etcd is
 // unreachable; the key never comes back (see EtcdClient.DeregisterContext).
-// Errors are logged; DeregisterContext returns them.
+// On any other Client, it returns within DefaultRequestTimeout, and the
+// client's Deregister is made even when it returns later, after the calls
+// made before it. Errors are logged; DeregisterContext returns them.
 func (r *Registrar) Deregister() {
 	ctx, cancel := r.requestContext()
 	defer cancel()
@@ -378,13 +388,10 @@ func (r *Registrar) Deregister() {
 	r.logger.Log("action", "deregister")
 }
 
-// requestContext bounds a call that takes no context: by the real client's
-// request timeout; any other Client bounds its own calls.
+// requestContext bounds a call that takes no context by the client's
+// request timeout.
 func (r *Registrar) requestContext() (context.Context, context.CancelFunc) {
-	if ec, ok := r.client.(*EtcdClient); ok {
-		return ec.requestContext()
-	}
-	return context.Background(), func() {}
+	return context.WithTimeout(context.Background(), r.client.requestTimeout())
 }
 
 // DeregisterContext is Deregister bounded by ctx, returning the error
@@ -473,18 +480,13 @@ func (r *Registrar) Resume(ctx context.Context) error {
 	return r.await(ctx, true)
 }
 
-// leave deletes the key: bounded by ctx through the real client, with
-// go-kit's Deregister through any other Client.
+// leave deletes the key within ctx: once a registration was started, only
+// what it put.
 func (r *Registrar) leave(ctx context.Context) error {
-	var err error
-	if ec, ok := r.client.(*EtcdClient); ok {
-		r.mu.Lock()
-		joined := r.joined
-		r.mu.Unlock()
-		err = ec.deregister(ctx, r.service, joined)
-	} else {
-		err = r.client.Deregister(r.service)
-	}
+	r.mu.Lock()
+	joined := r.joined
+	r.mu.Unlock()
+	err := r.client.deregister(ctx, r.service, joined)
 	if err != nil {
 		r.mu.Lock()
 		r.lastErr = err
@@ -501,16 +503,11 @@ func (r *Registrar) Status() Status {
 	if st.State != StateRegistered {
 		return st
 	}
-	if rep, ok := r.client.(registrationReporter); ok {
-		id, kept, healthy, err := rep.registration(r.service.Key)
-		if kept {
-			st.LeaseID = id
-			if !healthy {
-				st.Err = err
-			}
+	if id, kept, healthy, err := r.client.registration(r.service.Key); kept {
+		st.LeaseID = id
+		if !healthy {
+			st.Err = err
 		}
-	} else {
-		st.LeaseID = r.client.LeaseID()
 	}
 	return st
 }

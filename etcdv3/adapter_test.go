@@ -1,0 +1,158 @@
+package etcdv3
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-kit/log"
+
+	"github.com/etcdsd/etcdsd/internal/itest"
+)
+
+// The Registrar on a go-kit style Client: go-kit's Register and Deregister
+// take no context and may block, yet no Registrar call may wait past its
+// bound, and what was deregistered, or given up, must not stay registered.
+
+// goKitBound replaces DefaultRequestTimeout, the bound of the calls the
+// Registrar makes on a go-kit style client for its methods that take no
+// context, so that the tests of that bound are quick.
+const goKitBound = 200 * time.Millisecond
+
+// boundSlack is what a loaded machine may add to a bound.
+const boundSlack = time.Second
+
+func withGoKitBound(r *Registrar) *Registrar {
+	r.client.(*goKitClient).timeout = goKitBound
+	return r
+}
+
+// hang makes the fake's next Register (or Deregister, with dereg) block
+// until release, which may be called more than once; the test defers it
+// after any deferred call that could wait for the hung one. entered is
+// closed once the call has started.
+func hang(f *goKitFake, dereg bool) (entered <-chan struct{}, release func()) {
+	in, out := make(chan struct{}), make(chan struct{})
+	hook := func() { close(in); <-out }
+	f.mu.Lock()
+	if dereg {
+		f.onDeregister = hook
+	} else {
+		f.onRegister = hook
+	}
+	f.mu.Unlock()
+	return in, sync.OnceFunc(func() { close(out) })
+}
+
+// returnsWithin fails the test unless call returns within limit.
+func returnsWithin(t *testing.T, limit time.Duration, what string, call func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		call()
+	}()
+	select {
+	case <-done:
+	case <-time.After(limit):
+		t.Fatalf("%s still blocked after %v", what, limit)
+	}
+}
+
+func (f *goKitFake) has(key string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.kv[key]
+	return ok
+}
+
+func (f *goKitFake) counts() (regs, deregs int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.regs, f.deregs
+}
+
+// Register tries once within its bound and leaves the retries to the
+// background, also when the client's Register blocks; the retries start no
+// second Register while the first has not returned.
+func TestRegistrarOnAGoKitClientRegisterReturnsWithinItsBoundWhileTheClientsRegisterHangs(t *testing.T) {
+	f := newGoKitFake()
+	defer f.close()
+	_, release := hang(f, false)
+	const key = "/p/a"
+	r := withGoKitBound(NewRegistrar(f, Service{Key: key, Value: "1:1", TTL: NewTTLOption(MinHeartbeat, time.Second)}, log.NewNopLogger()))
+	defer r.Deregister()
+	defer release()
+	returnsWithin(t, goKitBound+boundSlack, "Register", r.Register)
+	if st := r.Status(); st.State != StateRegistering || !errors.Is(st.Err, context.DeadlineExceeded) {
+		t.Fatalf("status while the client's Register hangs = %+v, want registering with the deadline", st)
+	}
+	itest.Eventually(t, 5*time.Second, "a retry while the first Register hangs", func() bool {
+		st := r.Status()
+		return st.Err != nil && strings.Contains(st.Err.Error(), "has not returned")
+	})
+	if regs, _ := f.counts(); regs != 1 {
+		t.Fatalf("%d Register calls while the first hangs, want 1", regs)
+	}
+	release()
+	itest.Eventually(t, 5*time.Second, "registered once the client's Register returns", func() bool {
+		return r.State() == StateRegistered && f.has(key)
+	})
+}
+
+// Deregister returns within its bound while a retry's Register hangs, and
+// the key never comes back: the delete follows that Register.
+func TestRegistrarOnAGoKitClientDeregisterReturnsWhileARetrysRegisterHangs(t *testing.T) {
+	f := newGoKitFake()
+	defer f.close()
+	f.regErr = errors.New("fake: etcd down")
+	const key = "/p/a"
+	r := withGoKitBound(NewRegistrar(f, Service{Key: key, Value: "1:1", TTL: NewTTLOption(MinHeartbeat, time.Second)}, log.NewNopLogger()))
+	r.Register() // fails; retries
+	entered, release := hang(f, false)
+	defer release()
+	f.mu.Lock()
+	f.regErr = nil // the hanging retry will succeed
+	f.mu.Unlock()
+	select {
+	case <-entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no retry")
+	}
+	returnsWithin(t, goKitBound+boundSlack, "Deregister", r.Deregister)
+	if st := r.State(); st != StateDeregistered {
+		t.Fatalf("state = %v, want deregistered", st)
+	}
+	release()
+	itest.Eventually(t, 5*time.Second, "the key deleted after the hung Register put it", func() bool {
+		_, deregs := f.counts()
+		return deregs >= 1 && !f.has(key)
+	})
+}
+
+// DeregisterContext returns within its context while the client's
+// Deregister hangs; the delete goes on.
+func TestRegistrarOnAGoKitClientDeregisterContextReturnsWithinItsContextWhileTheClientsDeregisterHangs(t *testing.T) {
+	f := newGoKitFake()
+	defer f.close()
+	const key = "/p/a"
+	r := NewRegistrar(f, Service{Key: key, Value: "1:1"}, log.NewNopLogger())
+	r.Register()
+	if !f.has(key) {
+		t.Fatal("not registered")
+	}
+	_, release := hang(f, true)
+	defer release()
+	ctx, cancel := context.WithTimeout(context.Background(), goKitBound)
+	defer cancel()
+	var err error
+	returnsWithin(t, goKitBound+boundSlack, "DeregisterContext", func() { err = r.DeregisterContext(ctx) })
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("DeregisterContext = %v, want the deadline", err)
+	}
+	release()
+	itest.Eventually(t, 5*time.Second, "the key deleted once the client's Deregister returns", func() bool { return !f.has(key) })
+}
