@@ -103,6 +103,34 @@ func TestRegistrarOnAGoKitClientRegisterReturnsWithinItsBoundWhileTheClientsRegi
 	})
 }
 
+// A RegisterContext that gives up while the client's Register hangs returns
+// within its context; the Register, when it returns, is undone: the caller
+// was told it failed.
+func TestRegistrarOnAGoKitClientRegisterContextReturnsWithinItsContextWhileTheClientsRegisterHangs(t *testing.T) {
+	f := newGoKitFake()
+	defer f.close()
+	entered, release := hang(f, false)
+	defer release()
+	const key = "/p/a"
+	r := NewRegistrar(f, Service{Key: key, Value: "1:1"}, log.NewNopLogger())
+	ctx, cancel := context.WithTimeout(context.Background(), goKitBound)
+	defer cancel()
+	var err error
+	returnsWithin(t, goKitBound+boundSlack, "RegisterContext", func() { err = r.RegisterContext(ctx) })
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("RegisterContext = %v, want the deadline", err)
+	}
+	if st := r.State(); st != StateIdle {
+		t.Fatalf("state after RegisterContext gave up = %v, want idle", st)
+	}
+	<-entered
+	release()
+	itest.Eventually(t, 5*time.Second, "the late Register undone", func() bool {
+		_, deregs := f.counts()
+		return deregs == 1 && !f.has(key)
+	})
+}
+
 // Deregister returns within its bound while a retry's Register hangs, and
 // the key never comes back: the delete follows that Register.
 func TestRegistrarOnAGoKitClientDeregisterReturnsWhileARetrysRegisterHangs(t *testing.T) {

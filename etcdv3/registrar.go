@@ -168,7 +168,7 @@ func NewRegistrar(client Client, service Service, logger log.Logger) *Registrar 
 // client that has not returned by then is left running and counts as
 // failed (undone if it succeeds), and the calls after it wait for it.
 func (r *Registrar) Register() {
-	if _, err := r.start(false); err != nil {
+	if _, err := r.start(context.Background(), false); err != nil {
 		r.logger.Log("err", err)
 	}
 }
@@ -178,7 +178,7 @@ func (r *Registrar) Register() {
 // what can never succeed (see Register): an empty key or value gives the
 // bare ErrNoKey or ErrNoValue, as in go-kit, a value consumers cannot parse
 // an error wrapping instance.ErrMalformed. Deregister or Pause ends it with
-// an error.
+// an error. Each attempt, the first one too, ends with ctx.
 func (r *Registrar) RegisterContext(ctx context.Context) error {
 	return r.await(ctx, false)
 }
@@ -186,7 +186,7 @@ func (r *Registrar) RegisterContext(ctx context.Context) error {
 // await starts registering (from Paused only, when resuming) and waits
 // until the attempts end or ctx does.
 func (r *Registrar) await(ctx context.Context, resume bool) error {
-	ru, err := r.start(resume)
+	ru, err := r.start(ctx, resume)
 	var p permanent
 	if errors.As(err, &p) {
 		return p.error // bare, as go-kit returns ErrNoKey and ErrNoValue
@@ -222,10 +222,11 @@ func (r *Registrar) await(ctx context.Context, resume bool) error {
 	return fmt.Errorf("etcdv3: register %q: gave up: %w", r.service.Key, errors.Join(ctx.Err(), lastErr))
 }
 
-// start makes one attempt and, if it fails for a reason that may pass,
-// leaves a goroutine retrying. It returns the attempts in flight, or nil
-// once registered; with resume, it does nothing unless paused.
-func (r *Registrar) start(resume bool) (*run, error) {
+// start makes one attempt, within ctx too, and, if it fails for a reason
+// that may pass, leaves a goroutine retrying. It returns the attempts in
+// flight, or nil once registered; with resume, it does nothing unless
+// paused.
+func (r *Registrar) start(ctx context.Context, resume bool) (*run, error) {
 	if err := r.service.validate(); err != nil {
 		r.setState(StateIdle, err)
 		return nil, permanent{err}
@@ -240,8 +241,8 @@ func (r *Registrar) start(resume bool) (*run, error) {
 		r.mu.Unlock()
 		return nil, nil
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ru := &run{ctx: ctx, cancel: cancel, done: make(chan struct{}), resumed: resume}
+	runCtx, cancel := context.WithCancel(context.Background())
+	ru := &run{ctx: runCtx, cancel: cancel, done: make(chan struct{}), resumed: resume}
 	if r.leaving > 0 {
 		ru.after = r.left
 	}
@@ -249,7 +250,7 @@ func (r *Registrar) start(resume bool) (*run, error) {
 	r.setStateLocked(StateRegistering, nil)
 	r.mu.Unlock()
 	r.service.ttlOrDefault().warnRepaired(r.logger)
-	err := r.register(ru)
+	err := r.register(ctx, ru)
 	var p permanent
 	switch {
 	case err == nil:
@@ -268,11 +269,15 @@ func (r *Registrar) start(resume bool) (*run, error) {
 	return ru, err
 }
 
-// register makes one attempt of ru, bounded by ru.ctx and the client's
-// request timeout. It puts only once the deletes ru waits for have ended.
-func (r *Registrar) register(ru *run) error {
-	ctx, cancel := context.WithTimeout(ru.ctx, r.client.requestTimeout())
-	defer cancel()
+// register makes one attempt of ru, bounded by ru.ctx, the caller's ctx
+// and the client's request timeout. It puts only once the deletes ru waits
+// for have ended.
+func (r *Registrar) register(caller context.Context, ru *run) error {
+	ctx, cancel := context.WithCancelCause(ru.ctx)
+	defer cancel(nil)
+	defer context.AfterFunc(caller, func() { cancel(context.Cause(caller)) })()
+	ctx, cancelTimeout := context.WithTimeout(ctx, r.client.requestTimeout())
+	defer cancelTimeout()
 	if ru.after != nil {
 		select {
 		case <-ru.after:
@@ -291,7 +296,7 @@ func (r *Registrar) retry(ru *run, lastErr error) {
 	b := backoff.New(100*time.Millisecond, r.service.ttlOrDefault().heartbeat)
 	logged := time.Now()
 	for b.Sleep(ru.ctx) {
-		err := r.register(ru)
+		err := r.register(context.Background(), ru)
 		var p permanent
 		switch {
 		case err == nil:
