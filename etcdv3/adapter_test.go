@@ -184,3 +184,48 @@ func TestRegistrarOnAGoKitClientDeregisterContextReturnsWithinItsContextWhileThe
 	release()
 	itest.Eventually(t, 5*time.Second, "the key deleted once the client's Deregister returns", func() bool { return !f.has(key) })
 }
+
+// The adapter runs go-kit's calls one at a time, in order: a Register
+// waits for the call before it, and the Deregisters queued behind a call
+// that has not returned are made once, after it.
+func TestGoKitClientRunsCallsOneAtATimeAndSharesAQueuedDeregister(t *testing.T) {
+	f := newGoKitFake()
+	defer f.close()
+	entered, release := hang(f, false)
+	defer release()
+	a := registrarClientOf(f)
+	s := Service{Key: "/p/a", Value: "1:1"}
+	gaveUp := func() context.Context {
+		ctx, cancel := context.WithTimeout(context.Background(), goKitBound)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	if err := a.RegisterContext(gaveUp(), s); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("register while the client's Register hangs = %v, want the deadline", err)
+	}
+	<-entered
+	for range 2 {
+		if err := a.deregister(gaveUp(), s, true); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("deregister queued behind the hung Register = %v, want the deadline", err)
+		}
+	}
+	if err := a.RegisterContext(gaveUp(), s); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("register behind the queued deregister = %v, want the deadline", err)
+	}
+	if regs, deregs := f.counts(); regs != 1 || deregs != 0 {
+		t.Fatalf("while the first Register hangs: %d Register and %d Deregister calls, want 1 and 0", regs, deregs)
+	}
+	release()
+	// The hung Register succeeds; it is undone (its caller gave up), then
+	// the queued Deregister, shared by both callers, is made once.
+	itest.Eventually(t, 5*time.Second, "the undo and the queued delete made", func() bool {
+		_, deregs := f.counts()
+		return deregs == 2
+	})
+	if err := a.RegisterContext(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	if regs, deregs := f.counts(); regs != 2 || deregs != 2 || !f.has(s.Key) {
+		t.Fatalf("after a last Register: %d Register and %d Deregister calls, key in the store %v; want 2, 2 and the key", regs, deregs, f.has(s.Key))
+	}
+}
