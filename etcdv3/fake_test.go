@@ -12,13 +12,16 @@ type goKitFake struct {
 	mu       sync.Mutex
 	kv       map[string]string
 	watchers []chan struct{}
-	failGets int   // GetEntries calls left to fail
-	regErr   error // returned by Register while set
-	regs     int
+	failGets int             // GetEntries calls left to fail
+	regErr   error           // returned by Register while set
+	regs     int             // Register calls started
+	deregs   int             // Deregister calls that have deleted
 	read     map[string]bool // prefixes GetEntries was asked for
 	quit     chan struct{}
-	// onDeregister, when set, runs once at the start of the next
-	// Deregister, before its delete.
+	// onRegister and onDeregister, when set, run once at the start of the
+	// next Register (once it is counted) or Deregister, before its put or
+	// delete.
+	onRegister   func()
 	onDeregister func()
 }
 
@@ -98,6 +101,13 @@ func (f *goKitFake) notify() {
 func (f *goKitFake) Register(s Service) error {
 	f.mu.Lock()
 	f.regs++
+	hook := f.onRegister
+	f.onRegister = nil
+	f.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	f.mu.Lock()
 	err := f.regErr
 	f.mu.Unlock()
 	if err != nil {
@@ -116,6 +126,9 @@ func (f *goKitFake) Deregister(s Service) error {
 		hook()
 	}
 	f.del(s.Key)
+	f.mu.Lock()
+	f.deregs++
+	f.mu.Unlock()
 	return nil
 }
 

@@ -217,6 +217,13 @@ func (c *EtcdClient) registration(key string) (leaseID int64, kept, healthy bool
 	return 0, false, false, nil
 }
 
+// requestTimeout bounds each call a Registrar makes for its methods that
+// take no context.
+func (c *EtcdClient) requestTimeout() time.Duration { return c.opts.RequestTimeout }
+
+// metrics are the client's ClientOptions.Metrics, or nil.
+func (c *EtcdClient) metrics() *Metrics { return c.opts.Metrics }
+
 // lease returns the shared lease for key, creating it if needed.
 func (c *EtcdClient) lease(key leaseKey) (*sharedLease, error) {
 	c.mu.Lock()

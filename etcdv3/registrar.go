@@ -60,10 +60,24 @@ type Status struct {
 	Err     error
 }
 
-// registrationReporter is implemented by EtcdClient, which knows how each
-// key's lease is doing.
-type registrationReporter interface {
+// registrarClient is the context API a Registrar registers through: the
+// real client's (lease.go), or go-kit's five methods adapted to it
+// (goKitClient). registrarClientOf picks one.
+type registrarClient interface {
+	// RegisterContext puts s and keeps it registered, within ctx.
+	RegisterContext(ctx context.Context, s Service) error
+	// deregister deletes s.Key within ctx; with keptOnly, only when the
+	// client keeps it, so that a Registrar deletes only what it put.
+	deregister(ctx context.Context, s Service, keptOnly bool) error
+	// registration reports how the lease keeping key is doing.
 	registration(key string) (leaseID int64, kept, healthy bool, err error)
+	// LeaseID is go-kit's: the lease of the client's latest registration.
+	LeaseID() int64
+	// requestTimeout bounds each call made for a method that takes no
+	// context (Register, Deregister).
+	requestTimeout() time.Duration
+	// metrics are the client's, or nil.
+	metrics() *Metrics
 }
 
 // Registrar registers service instance liveness information to etcd.
@@ -80,10 +94,10 @@ type registrationReporter interface {
 // and is retried adds a warning when the error changes (and once a minute
 // while it persists) and the "action" "register" line once it succeeds.
 type Registrar struct {
-	client  Client
+	client  registrarClient
 	service Service
 	logger  log.Logger
-	metrics *Metrics // the real client's, or nil
+	metrics *Metrics // the client's, or nil
 
 	// mu guards the fields below and is never held while waiting on etcd:
 	// Deregister and Pause take the attempts in flight away from their
@@ -127,13 +141,12 @@ func NewRegistrar(client Client, service Service, logger log.Logger) *Registrar 
 	if logger == nil {
 		logger = log.NewNopLogger()
 	}
+	rc := registrarClientOf(client)
 	r := &Registrar{
-		client:  client,
+		client:  rc,
 		service: service,
 		logger:  log.With(logger, "key", service.Key, "value", service.Value),
-	}
-	if ec, ok := client.(*EtcdClient); ok {
-		r.metrics = ec.opts.Metrics
+		metrics: rc.metrics(),
 	}
 	r.metrics.registrationMoved(StateIdle, StateIdle, false)
 	return r
@@ -149,8 +162,13 @@ func NewRegistrar(client Client, service Service, logger log.Logger) *Registrar 
 // parse (see instance.Parse), and etcd's refusals for good (a request too
 // large, a lease TTL over etcd's maximum, permission denied); Status
 // reports it.
+//
+// On a Client other than the real one, such as a test fake with go-kit's
+// five methods, the bound is DefaultRequestTimeout: a Register of the
+// client that has not returned by then is left running and counts as
+// failed (undone if it succeeds), and the calls after it wait for it.
 func (r *Registrar) Register() {
-	if _, err := r.start(false); err != nil {
+	if _, err := r.start(context.Background(), false); err != nil {
 		r.logger.Log("err", err)
 	}
 }
@@ -160,7 +178,7 @@ func (r *Registrar) Register() {
 // what can never succeed (see Register): an empty key or value gives the
 // bare ErrNoKey or ErrNoValue, as in go-kit, a value consumers cannot parse
 // an error wrapping instance.ErrMalformed. Deregister or Pause ends it with
-// an error.
+// an error. Each attempt, the first one too, ends with ctx.
 func (r *Registrar) RegisterContext(ctx context.Context) error {
 	return r.await(ctx, false)
 }
@@ -168,7 +186,7 @@ func (r *Registrar) RegisterContext(ctx context.Context) error {
 // await starts registering (from Paused only, when resuming) and waits
 // until the attempts end or ctx does.
 func (r *Registrar) await(ctx context.Context, resume bool) error {
-	ru, err := r.start(resume)
+	ru, err := r.start(ctx, resume)
 	var p permanent
 	if errors.As(err, &p) {
 		return p.error // bare, as go-kit returns ErrNoKey and ErrNoValue
@@ -204,10 +222,11 @@ func (r *Registrar) await(ctx context.Context, resume bool) error {
 	return fmt.Errorf("etcdv3: register %q: gave up: %w", r.service.Key, errors.Join(ctx.Err(), lastErr))
 }
 
-// start makes one attempt and, if it fails for a reason that may pass,
-// leaves a goroutine retrying. It returns the attempts in flight, or nil
-// once registered; with resume, it does nothing unless paused.
-func (r *Registrar) start(resume bool) (*run, error) {
+// start makes one attempt, within ctx too, and, if it fails for a reason
+// that may pass, leaves a goroutine retrying. It returns the attempts in
+// flight, or nil once registered; with resume, it does nothing unless
+// paused.
+func (r *Registrar) start(ctx context.Context, resume bool) (*run, error) {
 	if err := r.service.validate(); err != nil {
 		r.setState(StateIdle, err)
 		return nil, permanent{err}
@@ -222,8 +241,8 @@ func (r *Registrar) start(resume bool) (*run, error) {
 		r.mu.Unlock()
 		return nil, nil
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ru := &run{ctx: ctx, cancel: cancel, done: make(chan struct{}), resumed: resume}
+	runCtx, cancel := context.WithCancel(context.Background())
+	ru := &run{ctx: runCtx, cancel: cancel, done: make(chan struct{}), resumed: resume}
 	if r.leaving > 0 {
 		ru.after = r.left
 	}
@@ -231,7 +250,7 @@ func (r *Registrar) start(resume bool) (*run, error) {
 	r.setStateLocked(StateRegistering, nil)
 	r.mu.Unlock()
 	r.service.ttlOrDefault().warnRepaired(r.logger)
-	err := r.register(ru)
+	err := r.register(ctx, ru)
 	var p permanent
 	switch {
 	case err == nil:
@@ -250,29 +269,23 @@ func (r *Registrar) start(resume bool) (*run, error) {
 	return ru, err
 }
 
-// register makes one attempt of ru, which ends when ru.ctx does: through
-// the real client bounded by its request timeout too; through any other
-// Client, with go-kit's Register. It puts only once the deletes ru waits
+// register makes one attempt of ru, bounded by ru.ctx, the caller's ctx
+// and the client's request timeout. It puts only once the deletes ru waits
 // for have ended.
-func (r *Registrar) register(ru *run) error {
-	ctx := ru.ctx
-	ec, ok := r.client.(*EtcdClient)
-	if ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, ec.opts.RequestTimeout)
-		defer cancel()
-	}
+func (r *Registrar) register(caller context.Context, ru *run) error {
+	ctx, cancel := context.WithCancelCause(ru.ctx)
+	defer cancel(nil)
+	defer context.AfterFunc(caller, func() { cancel(context.Cause(caller)) })()
+	ctx, cancelTimeout := context.WithTimeout(ctx, r.client.requestTimeout())
+	defer cancelTimeout()
 	if ru.after != nil {
 		select {
 		case <-ru.after:
 		case <-ctx.Done():
-			return fmt.Errorf("etcdv3: register %q: waiting for the delete before it to end: %w", r.service.Key, ctx.Err())
+			return fmt.Errorf("etcdv3: register %q: waiting for the delete before it to end: %w", r.service.Key, context.Cause(ctx))
 		}
 	}
-	if !ok {
-		return r.client.Register(r.service)
-	}
-	return ec.RegisterContext(ctx, r.service)
+	return r.client.RegisterContext(ctx, r.service)
 }
 
 // retryLogEvery is how often a retry that keeps failing with the same error
@@ -283,7 +296,7 @@ func (r *Registrar) retry(ru *run, lastErr error) {
 	b := backoff.New(100*time.Millisecond, r.service.ttlOrDefault().heartbeat)
 	logged := time.Now()
 	for b.Sleep(ru.ctx) {
-		err := r.register(ru)
+		err := r.register(context.Background(), ru)
 		var p permanent
 		switch {
 		case err == nil:
@@ -367,7 +380,9 @@ func (r *Registrar) registered() {
 // it deletes the key whatever holds it, as go-kit's. It returns within the
 // client's request timeout, and within its dial timeout while etcd is
 // unreachable; the key never comes back (see EtcdClient.DeregisterContext).
-// Errors are logged; DeregisterContext returns them.
+// On any other Client, it returns within DefaultRequestTimeout, and the
+// client's Deregister is made even when it returns later, after the calls
+// made before it. Errors are logged; DeregisterContext returns them.
 func (r *Registrar) Deregister() {
 	ctx, cancel := r.requestContext()
 	defer cancel()
@@ -378,13 +393,10 @@ func (r *Registrar) Deregister() {
 	r.logger.Log("action", "deregister")
 }
 
-// requestContext bounds a call that takes no context: by the real client's
-// request timeout; any other Client bounds its own calls.
+// requestContext bounds a call that takes no context by the client's
+// request timeout.
 func (r *Registrar) requestContext() (context.Context, context.CancelFunc) {
-	if ec, ok := r.client.(*EtcdClient); ok {
-		return ec.requestContext()
-	}
-	return context.Background(), func() {}
+	return context.WithTimeout(context.Background(), r.client.requestTimeout())
 }
 
 // DeregisterContext is Deregister bounded by ctx, returning the error
@@ -473,18 +485,13 @@ func (r *Registrar) Resume(ctx context.Context) error {
 	return r.await(ctx, true)
 }
 
-// leave deletes the key: bounded by ctx through the real client, with
-// go-kit's Deregister through any other Client.
+// leave deletes the key within ctx: once a registration was started, only
+// what it put.
 func (r *Registrar) leave(ctx context.Context) error {
-	var err error
-	if ec, ok := r.client.(*EtcdClient); ok {
-		r.mu.Lock()
-		joined := r.joined
-		r.mu.Unlock()
-		err = ec.deregister(ctx, r.service, joined)
-	} else {
-		err = r.client.Deregister(r.service)
-	}
+	r.mu.Lock()
+	joined := r.joined
+	r.mu.Unlock()
+	err := r.client.deregister(ctx, r.service, joined)
 	if err != nil {
 		r.mu.Lock()
 		r.lastErr = err
@@ -501,16 +508,11 @@ func (r *Registrar) Status() Status {
 	if st.State != StateRegistered {
 		return st
 	}
-	if rep, ok := r.client.(registrationReporter); ok {
-		id, kept, healthy, err := rep.registration(r.service.Key)
-		if kept {
-			st.LeaseID = id
-			if !healthy {
-				st.Err = err
-			}
+	if id, kept, healthy, err := r.client.registration(r.service.Key); kept {
+		st.LeaseID = id
+		if !healthy {
+			st.Err = err
 		}
-	} else {
-		st.LeaseID = r.client.LeaseID()
 	}
 	return st
 }
