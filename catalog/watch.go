@@ -11,8 +11,8 @@ import (
 )
 
 // maxQueued is how many events a started Watch holds for a slow reader
-// before it stops taking more from etcd (the watch then waits; nothing is
-// dropped).
+// before it stops taking more from its mirrors (their batches then wait in
+// the Watch's own queues of the shared mirrors; nothing is dropped).
 const maxQueued = 1024
 
 // EventType says what happened to a key: Put (created or modified) or
@@ -133,7 +133,11 @@ func WatchRecoveries() WatchOption {
 //
 // Events are never dropped or coalesced: the current content is queued
 // whole, however large, and after it a reader that falls more than about a
-// thousand events behind holds the watch back until it catches up.
+// thousand events behind holds back this Watch alone until it catches up:
+// what etcd sends meanwhile waits, without bound (as etcd's client holds
+// the responses of a watch nobody reads), in the Watch's own queue,
+// and the other consumers of the prefix on the client (Instancers,
+// endpointers, resolvers, Pools, other Watches) go on.
 // The channel is closed, and every goroutine ended, after ctx ends. Watch
 // fails if etcd cannot be read at start (within ctx, or
 // etcdv3.DefaultRequestTimeout without a deadline), if ctx ends before it
@@ -163,10 +167,11 @@ func (c *Catalog) Watch(ctx context.Context, opts ...WatchOption) (<-chan Event,
 	}
 	go w.pump()
 	fail := func(taps []*pipeline.Tap, err error) (<-chan Event, error) {
+		// Cancel first: Close waits for a handler, which returns on it.
+		cancel()
 		for _, t := range taps {
 			t.Close()
 		}
-		cancel()
 		<-w.pumped
 		return nil, fmt.Errorf("catalog: watch: %w", err)
 	}
@@ -207,8 +212,8 @@ type watch struct {
 	out        chan Event
 	// started is closed once Watch has read both kinds and hands out the
 	// channel. Until then pump takes every batch however long its queue:
-	// each mirror hands over its snapshot on Watch's own goroutine, and
-	// with nobody reading yet a bounded queue would block Watch for good.
+	// Watch waits for each mirror to hand over its snapshot, and with
+	// nobody reading yet a bounded queue would block Watch for good.
 	started chan struct{}
 	pumped  chan struct{} // closed when pump ends
 }

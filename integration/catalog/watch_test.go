@@ -8,8 +8,12 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/etcdsd/etcdsd/catalog"
 	"github.com/etcdsd/etcdsd/etcdtest"
+	"github.com/etcdsd/etcdsd/etcdv3"
+	"github.com/etcdsd/etcdsd/internal/itest"
 	"github.com/etcdsd/etcdsd/internal/itest/itestclient"
 )
 
@@ -281,5 +285,71 @@ func TestWatchFailsWhenItsContextHasEnded(t *testing.T) {
 	case err == nil:
 		for range events { // closed once the deadline passes
 		}
+	}
+}
+
+func TestWatchReaderThatStopsReadingHoldsBackNoInstancerOfItsPrefix(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	raw := srv.Client(t)
+	c := itestclient.New(t, srv.Endpoints())
+	cat := newCatalog(t, c)
+	const svc = "stuck"
+	prefix := cat.Root() + svc + "/"
+
+	ctx, cancel := context.WithCancel(context.Background())
+	events, err := cat.Watch(ctx, catalog.WatchService(svc)) // not read for now
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	in, err := etcdv3.NewInstancer(c, prefix, itest.Logger(t))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	defer in.Stop()
+	defer cancel() // first: it frees a Watch still stuck
+
+	// Over a thousand events the reader does not take: its Watch holds
+	// back what it is handed, in transactions of at most etcd's 128 ops.
+	const behind, perTxn = 1152, 128
+	for i := 0; i < behind; i += perTxn {
+		ops := make([]clientv3.Op, 0, perTxn)
+		for j := i; j < i+perTxn; j++ {
+			ops = append(ops, clientv3.OpPut(cat.InstanceKey(svc, fmt.Sprintf("i%04d", j)), fmt.Sprintf("10.0.%d.%d:80", j/250, j%250+1)))
+		}
+		tctx, tcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := raw.Txn(tctx).Then(ops...).Commit()
+		tcancel()
+		if err != nil {
+			t.Fatalf("txn at %d: %v", i, err)
+		}
+	}
+	// Every later write reaches the Instancer of the same client and
+	// prefix promptly.
+	for i := range 5 {
+		rev := put(t, raw, cat.InstanceKey(svc, fmt.Sprintf("late%d", i)), fmt.Sprintf("10.1.0.%d:80", i+1))
+		itest.Eventually(t, 5*time.Second, fmt.Sprintf("the Instancer at revision %d while the Watch reader is stuck", rev), func() bool {
+			return in.Revision() >= rev
+		})
+	}
+	if n := len(in.State().Instances); n != behind+5 {
+		t.Fatalf("the Instancer holds %d instances, want %d", n, behind+5)
+	}
+	// The reader that was stuck gets every event, in order, once it reads.
+	var last int64
+	for got := 0; got < behind+5; {
+		ev := next(t, events, 5*time.Second)
+		if ev.Kind != catalog.KindInstance {
+			continue
+		}
+		if ev.Type != catalog.Put || ev.Revision < last {
+			t.Fatalf("event %d = %s after revision %d", got, describe(ev), last)
+		}
+		last = ev.Revision
+		got++
+	}
+	cancel()
+	for range events {
 	}
 }

@@ -260,3 +260,69 @@ func TestPoolPrefixWithoutSlashIgnoresSiblingPrefixes(t *testing.T) {
 		t.Fatalf("pool under %q holds %q, want agent1 and agent2 only", dir, keys)
 	}
 }
+
+// TestPoolCallbackMayStartAnInstancerOfItsPrefix: the callback runs on no
+// lock of the watch it shares with the Instancers of its client and
+// prefix, at NewPool and after.
+func TestPoolCallbackMayStartAnInstancerOfItsPrefix(t *testing.T) {
+	etcd := newEtcd(t)
+	raw := etcd.Client(t)
+	c := itestclient.New(t, etcd.Endpoints())
+	agents := "/" + t.Name() + "/backends/agent/"
+	put(t, raw, agents+"agent1", "127.0.0.1:1")
+	started := make(chan *etcdv3.Instancer, 2)
+	onChange := func(ev grpcsd.PoolEvent) {
+		if ev.Type != grpcsd.Added {
+			return
+		}
+		in, err := etcdv3.NewInstancer(c, agents, itest.Logger(t))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		started <- in
+	}
+	pools := make(chan *grpcsd.Pool, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		p, err := grpcsd.NewPool(ctx, c, []string{agents},
+			grpcsd.WithDialOptions(grpc.WithTransportCredentials(insecure.NewCredentials())),
+			grpcsd.WithPoolLogger(itest.Logger(t)),
+			grpcsd.WithOnChange(onChange))
+		if err != nil {
+			t.Error(err)
+		}
+		pools <- p
+	}()
+	// A deadlock fails the test and leaves everything as it is: stopping
+	// would wait for it too.
+	var instancers []*etcdv3.Instancer
+	wait := func(when string) {
+		t.Helper()
+		select {
+		case in := <-started:
+			instancers = append(instancers, in)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the callback did not start an Instancer %s within 10s: deadlocked", when)
+		}
+	}
+	wait("at NewPool")
+	p := <-pools
+	if p == nil {
+		t.FailNow()
+	}
+	put(t, raw, agents+"agent2", "127.0.0.1:2")
+	wait("for a new key")
+	defer func() {
+		p.Close()
+		for _, in := range instancers {
+			in.Stop()
+		}
+	}()
+	for _, in := range instancers {
+		itest.Eventually(t, 5*time.Second, "an Instancer started by the callback sees both keys", func() bool {
+			return len(in.State().Instances) == 2
+		})
+	}
+}

@@ -58,7 +58,9 @@ var registry = struct {
 // batch of the root is forwarded to the followers, which parse, filter and
 // observe as their consumers ask. A Feed that joins later is filled from
 // the root's content, under the lock that orders the forwarding, at the
-// root's revision.
+// root's revision. A follower with an observer is handed its batches
+// through a queue of its own (see queue), so that no observer runs on the
+// Mirror's goroutine or under that lock.
 type shared struct {
 	key ShareKey
 
@@ -84,7 +86,19 @@ type shared struct {
 
 // follower is the state of one following Feed.
 type follower struct {
-	filled bool // has had its first content
+	filled bool   // has had its first content
+	q      *queue // nil: handed its batches on the Mirror's goroutine
+}
+
+// give hands h to feed: through the follower's queue if it has one, else
+// at once, which is quick for a Feed without observer (its Subscriptions
+// and go-kit channels never block it).
+func (fl *follower) give(feed *Feed, h handout) {
+	if fl.q != nil {
+		fl.q.push(h)
+		return
+	}
+	h.to(feed)
 }
 
 // Tap is one consumer's share of a Mirror. Close it when done: the last
@@ -212,33 +226,32 @@ func (s *shared) newTap(logger log.Logger, m *Metrics) *Tap {
 }
 
 // forward hands one batch of the root to every follower, on the Mirror's
-// goroutine. A follower that joined after the root took the batch in is
-// filled with it already: Apply skips what a Feed reflects, a Reset to the
-// content a Feed has changes nothing, and an error it has is not told
-// again.
+// goroutine: to those without observer at once, to the others through
+// their queues, which it never waits for. A follower that joined after
+// the root took the batch in is filled with it already: Apply skips what a
+// Feed reflects, a Reset to the content a Feed has changes nothing, and an
+// error it has is not told again.
 func (s *shared) forward(b Batch) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
 	case b.Err != nil:
 		s.err = b.Err
-		for f := range s.followers {
-			if !f.failingWith(b.Err) {
-				f.Fail(b.Err)
-			}
+		for f, fl := range s.followers {
+			fl.give(f, handout{err: b.Err})
 		}
 	case b.Reset || b.Resync:
 		s.filled, s.err = true, nil
 		_, kvs := s.root.kvs()
 		for f, fl := range s.followers {
-			f.Reset(b.Rev, kvs, !fl.filled)
+			fl.give(f, handout{reset: true, first: !fl.filled, rev: b.Rev, kvs: kvs})
 			fl.filled = true
 		}
 	default:
 		s.err = nil
 		for f, fl := range s.followers {
 			if fl.filled {
-				f.Apply(b.Rev, b.Changes)
+				fl.give(f, handout{rev: b.Rev, changes: b.Changes})
 			}
 		}
 	}
@@ -295,26 +308,42 @@ func (s *shared) waitHealthy(ctx context.Context, tried int) error {
 	}
 }
 
-// Follow has feed follow the Mirror: it is filled at once from what the
-// Mirror holds, at the Mirror's revision (with its error, if it is
-// failing; a Mirror that has not read etcd yet fills it later), and then
-// handed every batch, on the Mirror's goroutine, until the Tap is closed.
-// feed must have no other producer; its owner stops it.
+// Follow has feed follow the Mirror: it is filled before Follow returns
+// from what the Mirror holds, at the Mirror's revision (with its error, if
+// it is failing; a Mirror that has not read etcd yet fills it later), and
+// then handed every batch until the Tap is closed. A feed without observer
+// is handed them on the Mirror's goroutine; a feed with one, in order, on
+// a goroutine of the Tap's, so that an observer that blocks holds back
+// only its own feed, and one that starts a consumer of the same Mirror
+// (a Pool callback starting an Instancer) does not deadlock. feed must
+// have no other producer; its owner stops it.
 func (t *Tap) Follow(feed *Feed) {
 	s := t.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	fl := &follower{}
+	if feed.observe != nil {
+		fl.q = newQueue(feed)
+	}
+	s.mu.Lock()
 	if s.filled {
 		rev, kvs := s.root.kvs()
-		feed.Reset(rev, kvs, true)
+		fl.give(feed, handout{reset: true, first: true, rev: rev, kvs: kvs})
 		fl.filled = true
 	}
 	if s.err != nil {
-		feed.Fail(s.err)
+		fl.give(feed, handout{err: s.err})
 	}
 	s.followers[feed] = fl
 	t.feeds = append(t.feeds, feed)
+	var filled chan struct{}
+	if fl.q != nil {
+		filled = make(chan struct{})
+		fl.q.push(handout{handed: filled})
+	}
+	s.mu.Unlock()
+	if fl.q != nil {
+		// The observer sees the fill off the lock, as it sees the rest.
+		fl.q.wait(filled)
+	}
 }
 
 // Dup returns another Tap of the same Mirror, for an owner whose life
@@ -326,16 +355,26 @@ func (t *Tap) Dup(logger log.Logger, m *Metrics) *Tap {
 	return t.s.newTap(logger, m)
 }
 
-// Close ends the Tap: its Feeds are handed nothing more, and the last
-// Tap of the Mirror stops it and waits for it. It is idempotent.
+// Close ends the Tap: its Feeds are handed nothing more (what their queues
+// hold is dropped), the goroutines that feed them are waited for (with the
+// observer call they are in), and the last Tap of the Mirror stops it and
+// waits for it. It is idempotent. It must not be called from the observer
+// of a Feed the Tap feeds, which it would wait for.
 func (t *Tap) Close() {
 	t.once.Do(func() {
 		s := t.s
+		var queues []*queue
 		s.mu.Lock()
 		for _, f := range t.feeds {
+			if fl := s.followers[f]; fl.q != nil {
+				queues = append(queues, fl.q)
+			}
 			delete(s.followers, f)
 		}
 		s.mu.Unlock()
+		for _, q := range queues {
+			q.stop()
+		}
 		s.tapsMu.Lock()
 		delete(s.taps, t)
 		s.tapsMu.Unlock()
