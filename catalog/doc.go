@@ -28,4 +28,7 @@
 // endpointer and balancer built on an sd.Instancer honours the operator's
 // properties through it, within one watch event, and a gRPC resolver does
 // with grpcsd.WithInstancerFactory(cat.InstancerForPrefix).
+//
+// The runnable examples that start a real (embedded) etcd are in the
+// repository's integration module: integration/examples/catalog.
 package catalog

@@ -48,4 +48,7 @@
 //
 // A client's goroutines end with Close (or when the context given to
 // NewClient ends); an Instancer's with Stop.
+//
+// The runnable examples, which start a real (embedded) etcd, are in the
+// repository's integration module: integration/examples/etcdv3.
 package etcdv3

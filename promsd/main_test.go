@@ -3,9 +3,7 @@ package promsd_test
 import (
 	"testing"
 
-	"github.com/etcdsd/etcdsd/etcdtest"
+	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) {
-	etcdtest.VerifyTestMain(m)
-}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -7,8 +7,10 @@
 #
 # What the script changes, and why:
 #   - the package location: go-kit's test files and etcdsd's etcdv3 sources
-#     (not its tests) are copied into a scratch package inside this module,
-#     whose internal packages the sources import;
+#     (not its tests) are copied into a scratch package inside the
+#     integration module, which has the embedded etcd, under
+#     github.com/etcdsd/etcdsd/ so that the sources may import the
+#     library's internal packages;
 #   - go-kit's irrelevantEndpoint, "http://irrelevant:12345", becomes
 #     "http://127.0.0.1:1", a loopback port nothing listens on (only root
 #     may bind it): resolving "irrelevant" would query a DNS server, and
@@ -26,7 +28,7 @@ src="${dir}/sd/etcdv3"
 [ -d "$src" ] || { echo "gokit-conformance: no $src" >&2; exit 1; }
 
 # A name starting with "_" keeps the scratch package out of ./... patterns.
-scratch=$(mktemp -d "$PWD/_gokitconformance.XXXXXX")
+scratch=$(mktemp -d "$PWD/integration/_gokitconformance.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
 
 cp etcdv3/*.go "$scratch/"
@@ -91,7 +93,7 @@ GO
 want=$(grep -ho '^func Test[A-Za-z0-9_]*' "$src"/*_test.go | sed 's/^func //' | sort)
 log="$scratch/test.log"
 status=0
-go test -race -count=1 -tags flaky_integration -v "./$(basename "$scratch")" >"$log" 2>&1 || status=$?
+go test -race -count=1 -tags flaky_integration -v "./integration/$(basename "$scratch")" >"$log" 2>&1 || status=$?
 passed=$(sed -n 's/^--- PASS: \(Test[A-Za-z0-9_]*\) .*/\1/p' "$log" | sort)
 missing=$(comm -23 <(echo "$want") <(echo "$passed"))
 if [ "$status" -ne 0 ] || [ -n "$missing" ]; then

@@ -8,7 +8,7 @@ import (
 	"net"
 	"strings"
 
-	"github.com/etcdsd/etcdsd/internal/console"
+	"github.com/etcdsd/etcdsd/cmd/etcdsd/internal/console"
 )
 
 // defaultConsoleAddr is where the console listens unless --listen says

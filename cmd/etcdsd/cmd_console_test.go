@@ -14,7 +14,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcdsd/etcdsd/etcdtest"
-	"github.com/etcdsd/etcdsd/internal/console"
+	"github.com/etcdsd/etcdsd/cmd/etcdsd/internal/console"
 	"github.com/etcdsd/etcdsd/internal/itest"
 )
 

@@ -9,7 +9,7 @@ import (
 	"github.com/go-kit/kit/endpoint"
 
 	"github.com/etcdsd/etcdsd/catalog"
-	"github.com/etcdsd/etcdsd/internal/console"
+	"github.com/etcdsd/etcdsd/cmd/etcdsd/internal/console"
 )
 
 // demoRoot is the catalog root of the demo's HTTP services: demoPrefix is

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/etcdsd/etcdsd/internal/console"
+	"github.com/etcdsd/etcdsd/cmd/etcdsd/internal/console"
 	"github.com/etcdsd/etcdsd/internal/itest"
 )
 

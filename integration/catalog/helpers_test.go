@@ -35,7 +35,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "etcdsd")
-	build := exec.Command("go", "build", "-o", binary, "github.com/etcdsd/etcdsd/cmd/etcdsd")
+	// The CLI is a module of its own: built from its directory, it builds
+	// in the workspace and with GOWORK=off alike.
+	build := exec.Command("go", "build", "-C", "../../cmd/etcdsd", "-o", binary, ".")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build etcdsd:", err)

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/etcdsd/etcdsd/etcdtest"
-	"github.com/etcdsd/etcdsd/internal/console"
+	"github.com/etcdsd/etcdsd/cmd/etcdsd/internal/console"
 )
 
 func TestListenRefusesPlainHTTPBeyondLoopback(t *testing.T) {

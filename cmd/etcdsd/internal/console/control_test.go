@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/etcdsd/etcdsd/catalog"
-	"github.com/etcdsd/etcdsd/internal/console"
+	"github.com/etcdsd/etcdsd/cmd/etcdsd/internal/console"
 )
 
 func TestReadOnlyConsoleRefusesEveryWrite(t *testing.T) {

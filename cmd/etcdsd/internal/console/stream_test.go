@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/etcdsd/etcdsd/catalog"
-	"github.com/etcdsd/etcdsd/internal/console"
+	"github.com/etcdsd/etcdsd/cmd/etcdsd/internal/console"
 	"github.com/etcdsd/etcdsd/internal/itest"
 )
 

@@ -1,4 +1,4 @@
-package etcdv3
+package core
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcdsd/etcdsd/etcdtest"
+	"github.com/etcdsd/etcdsd/etcdv3"
 	"github.com/etcdsd/etcdsd/internal/pipeline"
 )
 
@@ -21,7 +22,7 @@ import (
 func TestWatchCatchesUpMoreThanABatchOfRevisions(t *testing.T) {
 	const prefix, keys = "/catchup/", 2600 // three catch-up responses at least
 	cli := etcdtest.NewServer(t).Client(t)
-	c := FromClient(cli, ClientOptions{})
+	c := etcdv3.FromClient(cli, etcdv3.ClientOptions{RequestTimeout: time.Second})
 	t.Cleanup(func() { c.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -45,7 +46,7 @@ func TestWatchCatchesUpMoreThanABatchOfRevisions(t *testing.T) {
 	defer cancel()
 	feed := pipeline.NewFeed()
 	feed.Reset(start.Header.Revision, nil, true)
-	src := &etcdSource{c: c, prefix: prefix, timeout: time.Second}
+	src := pipeline.SourceFor(c, prefix)
 	wctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	responses := 0
@@ -126,19 +127,23 @@ func differs(feed *pipeline.Feed, want map[string]string) string {
 
 // laggingSource reads its first snapshot at an old revision, so that the
 // watch after it starts that far behind the store, as after a snapshot of
-// a large prefix read under churn.
+// a large prefix read under churn. Its Watch, and every later Snapshot, is
+// the etcd-backed source the client's Instancers use (pipeline.SourceFor,
+// set by etcdv3).
 type laggingSource struct {
-	*etcdSource
-	at    int64
-	first bool
+	pipeline.Source
+	cli    *clientv3.Client // the client's own connection
+	prefix string
+	at     int64
+	first  bool
 }
 
 func (s *laggingSource) Snapshot(ctx context.Context) (int64, []pipeline.KV, error) {
 	if s.first {
-		return s.etcdSource.Snapshot(ctx)
+		return s.Source.Snapshot(ctx)
 	}
 	s.first = true
-	resp, err := s.c.cli.Get(ctx, s.prefix, clientv3.WithPrefix(), clientv3.WithRev(s.at))
+	resp, err := s.cli.Get(ctx, s.prefix, clientv3.WithPrefix(), clientv3.WithRev(s.at))
 	if err != nil {
 		return 0, nil, err
 	}
@@ -149,16 +154,18 @@ func (s *laggingSource) Snapshot(ctx context.Context) (int64, []pipeline.KV, err
 	return s.at, kvs, nil
 }
 
-// behind returns a source of prefix through c whose first snapshot is at
-// the store's current revision: the writes a test makes next put its watch
-// that far behind. c is closed with the test.
-func behind(t *testing.T, c *EtcdClient, cli *clientv3.Client, prefix string) *laggingSource {
+// behind returns a source of prefix through a client on conn whose first
+// snapshot is at the store's current revision, read through cli: the
+// writes a test makes next put its watch that far behind. The client is
+// closed with the test.
+func behind(t *testing.T, conn *clientv3.Client, opts etcdv3.ClientOptions, cli *clientv3.Client, prefix string) *laggingSource {
 	t.Helper()
+	c := etcdv3.FromClient(conn, opts)
 	t.Cleanup(func() { c.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, start := etcdContent(t, ctx, cli, prefix)
-	return &laggingSource{etcdSource: &etcdSource{c: c, prefix: prefix, timeout: 5 * time.Second}, at: start}
+	return &laggingSource{Source: pipeline.SourceFor(c, prefix), cli: conn, prefix: prefix, at: start}
 }
 
 // followBatches starts a Mirror over src into a Feed that hands every batch
@@ -214,7 +221,7 @@ func waitEqual(t *testing.T, o *observedFeed, want map[string]string, rev int64)
 func TestWatchAppliesAPrefixDeleteOfTenThousandKeysAsOneRevision(t *testing.T) {
 	const prefix = "/bigdelete/"
 	cli := etcdtest.NewServer(t).Client(t)
-	src := behind(t, FromClient(cli, ClientOptions{}), cli, prefix)
+	src := behind(t, cli, etcdv3.ClientOptions{}, cli, prefix)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	putKeys(t, ctx, cli, prefix, 0, 10000)
@@ -243,7 +250,7 @@ func TestWatchAppliesAPrefixDeleteOfTenThousandKeysAsOneRevision(t *testing.T) {
 func TestWatchCompactedDuringCatchUpEndsEqualToEtcd(t *testing.T) {
 	const prefix = "/compactcatchup/"
 	cli := etcdtest.NewServer(t).Client(t)
-	src := behind(t, FromClient(cli, ClientOptions{}), cli, prefix)
+	src := behind(t, cli, etcdv3.ClientOptions{}, cli, prefix)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for i := range 3000 {
@@ -278,7 +285,7 @@ func TestWatchResumedByClientAfterConnectionDropCatchesUp(t *testing.T) {
 	proxy := etcdtest.NewProxy(t, srv.Endpoints()[0])
 	direct := srv.Client(t)
 	cli := proxy.Client(t)
-	src := behind(t, FromClient(cli, ClientOptions{DialTimeout: 5 * time.Second}), direct, prefix)
+	src := behind(t, cli, etcdv3.ClientOptions{DialTimeout: 5 * time.Second}, direct, prefix)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for i := range 3000 {
