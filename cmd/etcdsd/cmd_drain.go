@@ -74,7 +74,7 @@ func runSetWeight(ctx context.Context, args []string, stdout, _ io.Writer) error
 				return "", nil
 			}
 			if w, err := strconv.Atoi(weight); err != nil || w < 1 || w > instance.MaxWeight {
-				return "", usageError{fmt.Errorf("weight value %q is not an integer in [1, %d]", weight, instance.MaxWeight)}
+				return "", usageError{fmt.Errorf("weight %q is not an integer in [1, %d]", weight, instance.MaxWeight)}
 			}
 			return weight, nil
 		})

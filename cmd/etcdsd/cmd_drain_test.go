@@ -39,7 +39,7 @@ func TestSetWeightRefusesABadWeightNamingIt(t *testing.T) {
 	dead := deadEndpoint(t)
 	for _, weight := range []string{"-3", "0", "1.5", "x", "1048577"} {
 		code, out, errOut, took := runCLI(t, "set-weight", "--endpoints", dead, "--timeout", "3s", "greeter", "id", weight)
-		if code != 2 || out != "" || !strings.Contains(errOut, "weight value \""+weight+"\"") || strings.Contains(errOut, "flag provided") {
+		if code != 2 || out != "" || !strings.Contains(errOut, "weight \""+weight+"\"") || strings.Contains(errOut, "flag provided") {
 			t.Errorf("set-weight greeter id %s: exit %d, stdout %q, stderr %q; want exit 2 naming the weight", weight, code, out, errOut)
 		}
 		if took > time.Second {
