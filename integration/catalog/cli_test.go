@@ -133,7 +133,7 @@ func TestCLIRejectsBadUsageWithExitCode2(t *testing.T) {
 		{[]string{"drain", "app", ep}, "want 2 argument(s), got 1"},
 		{[]string{"set-weight", "app", "a", ep}, "give a weight or --clear"},
 		{[]string{"set-weight", "app", "a", "x", ep}, `weight "x" is not an integer`},
-		{[]string{"set-weight", "--force", "app", "a", "0", ep}, `weight value "0" is not an integer in [1, 1048576]`},
+		{[]string{"set-weight", "--force", "app", "a", "0", ep}, `weight "0" is not an integer in [1, 1048576]`},
 		{[]string{"drain", "--force", "a/b", "c", ep}, `service name "a/b" contains "/"`},
 		{[]string{"register", "--value", "x", ep}, "--key is required"},
 		{[]string{"register", "--key", "/services/a/1", ep}, "--value is required"},
@@ -521,7 +521,7 @@ func TestCLIErrorsAreOneShortLine(t *testing.T) {
 		{[]string{"drain", "--force", "a/b", "c", ep}, 2,
 			"etcdsd drain: service name \"a/b\" contains \"/\"\n" + drainUsage + "\n"},
 		{[]string{"set-weight", "--force", "app", "a", "0", ep}, 2,
-			"etcdsd set-weight: weight value \"0\" is not an integer in [1, 1048576]\n" +
+			"etcdsd set-weight: weight \"0\" is not an integer in [1, 1048576]\n" +
 				`Usage: etcdsd set-weight [flags] <service> <id> (<weight> | --clear); "etcdsd set-weight -h" for more` + "\n"},
 		{[]string{"list", "--root", "/services", ep}, 2,
 			"etcdsd list: root \"/services\" must end with \"/\"\n" +
