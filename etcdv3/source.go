@@ -96,7 +96,7 @@ var streams atomic.Uint64
 // store's last revision; a progress notification, which etcd sends only to
 // a watcher that has caught up, asked for with RequestProgress at once and
 // then with backoff; after an outage, a store revision (a linearizable
-// read of one key) equal to the last one handed over. etcd's grpc-proxy
+// transaction counting one key) equal to the last one handed over. etcd's grpc-proxy
 // forwards no progress requests: without proof after the request timeout
 // of silence (each response of a catch-up starts the wait again), the
 // source says it has caught up, and logs it. Once the proxy has given
@@ -249,15 +249,17 @@ func (s *etcdSource) Watch(ctx context.Context, rev int64, apply func(pipeline.W
 }
 
 // storeHeader reads etcd's store revision and cluster ID with a
-// linearizable count of one key (the prefix itself: no range read, so it
-// costs etcd next to nothing). Linearizable, the revision is the
-// cluster's, not that of a member lagging behind.
+// transaction counting one key (the prefix itself: no range over the
+// prefix, so it costs etcd next to nothing). The count makes it
+// linearizable (an empty transaction is served from the member's own
+// state): the revision is the cluster's, not that of a member lagging
+// behind.
 func (s *etcdSource) storeHeader(ctx context.Context) (*pb.ResponseHeader, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	ctx, unbound := s.c.bound(ctx)
 	defer unbound()
-	resp, err := s.c.cli.Get(ctx, s.prefix, clientv3.WithCountOnly())
+	resp, err := s.c.cli.Txn(ctx).Then(clientv3.OpGet(s.prefix, clientv3.WithCountOnly())).Commit()
 	if err != nil {
 		return nil, fmt.Errorf("etcdv3: read store revision: %w", callError(ctx, err))
 	}
