@@ -74,7 +74,7 @@ func TestInstancerResumesAfterItsMemberLostTheLeader(t *testing.T) {
 // before: the Instancer reads a snapshot instead ("history lost") and ends
 // with the instances that etcd holds, not the old etcd's.
 func TestInstancerReadsTheEtcdThatComesBackAtALowerRevision(t *testing.T) {
-	a, b := etcdtest.NewServer(t), etcdtest.NewServer(t)
+	a, b := twoClusters(t)
 	sw := newProbeSwitch(t, a.Endpoints()[0])
 	c := itestclient.New(t, []string{sw.addr()}, func(o *etcdv3.ClientOptions) {
 		o.DialTimeout = dialTimeout
@@ -187,7 +187,7 @@ func TestInstancerOutageErrorClearsOnlyOnceTheResumedWatchCaughtUp(t *testing.T)
 // other cluster bears its cluster ID: the Instancer reads a snapshot of it
 // rather than apply its events onto the old etcd's instances.
 func TestInstancerReadsAnotherClusterAfterAReconnectTooShortToReport(t *testing.T) {
-	a, b := etcdtest.NewServer(t), etcdtest.NewServer(t)
+	a, b := twoClusters(t)
 	sw := newProbeSwitch(t, a.Endpoints()[0])
 	c := itestclient.New(t, []string{sw.addr()}, func(o *etcdv3.ClientOptions) {
 		o.DialTimeout = 5 * time.Second
@@ -227,4 +227,15 @@ func TestInstancerReadsAnotherClusterAfterAReconnectTooShortToReport(t *testing.
 			t.Errorf("an outage was reported (%v): the reconnect was to be shorter than the dial timeout", ev.Err)
 		}
 	}
+}
+
+// twoClusters starts two embedded etcds, two clusters of their own; the
+// test skips against an external etcd, which would serve both.
+func twoClusters(t *testing.T) (*etcdtest.Server, *etcdtest.Server) {
+	t.Helper()
+	a := etcdtest.NewServer(t)
+	if a.External() {
+		t.Skip("needs two clusters: the embedded servers")
+	}
+	return a, etcdtest.NewServer(t)
 }
