@@ -28,8 +28,10 @@ type Metrics struct {
 	Instances metrics.Gauge
 	// Resyncs counts fresh snapshots an Instancer read after its first,
 	// labelled "prefix" and "cause": "compacted" (etcd compacted the
-	// revision the watch was to resume from) or "outage" (the first read
-	// failed and a later one filled the Instancer). A broken watch is
+	// revision the watch was to resume from), "lost" (etcd came back at a
+	// lower revision than the Instancer's, or as another cluster) or
+	// "outage" (the first read failed and a later one filled the
+	// Instancer). A broken watch is
 	// resumed, not read again: see Resumes.
 	Resyncs metrics.Counter
 	// WatchErrors counts watches that broke for another reason than

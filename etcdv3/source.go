@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-kit/log/level"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/metadata"
@@ -37,6 +38,13 @@ type etcdSource struct {
 	prefix  string
 	timeout time.Duration
 	stream  uint64 // names the source's gRPC watch stream
+	// cluster is the ID of the etcd cluster the Feed's content comes
+	// from: the last snapshot's, or the first watch response's without
+	// one.
+	cluster atomic.Uint64
+	// proxy says the watch stream is served by etcd's grpc-proxy, which
+	// answers no progress requests (and logs an error for each).
+	proxy atomic.Bool
 }
 
 // Snapshot implements pipeline.Source with one linearizable range read,
@@ -51,6 +59,7 @@ func (s *etcdSource) Snapshot(ctx context.Context) (int64, []pipeline.KV, error)
 	if err != nil {
 		return 0, nil, fmt.Errorf("etcdv3: read prefix %q: %w", s.prefix, callError(ctx, err))
 	}
+	s.cluster.Store(resp.Header.ClusterId)
 	kvs := make([]pipeline.KV, len(resp.Kvs))
 	for i, kv := range resp.Kvs {
 		kvs[i] = pipeline.KV{Key: string(kv.Key), Value: string(kv.Value), ModRev: kv.ModRevision}
@@ -86,10 +95,23 @@ var streams atomic.Uint64
 // creation says nothing was pending; a response whose last event is the
 // store's last revision; a progress notification, which etcd sends only to
 // a watcher that has caught up, asked for with RequestProgress at once and
-// then with backoff; after an outage, a store revision (an empty
-// transaction) no newer than the last one handed over. etcd's grpc-proxy
-// forwards no progress requests: without proof within the request timeout
-// of the watch being open, the source says it has caught up, and logs it.
+// then with backoff; after an outage, a store revision (a linearizable
+// transaction counting one key) equal to the last one handed over. etcd's grpc-proxy
+// forwards no progress requests: without proof after the request timeout
+// of silence (each response of a catch-up starts the wait again), the
+// source says it has caught up, and logs it. Once the proxy has given
+// itself away (its own answer to a creation bears no cluster ID), the
+// source sends it no progress requests.
+//
+// A store revision below the last one handed over, or a cluster ID other
+// than the Feed's, in any of those answers or in a response's header,
+// says that etcd lost the history the Feed was read from (restored from a
+// backup, wiped, or another cluster behind the endpoint): a watch resumed
+// there waits for the revision and misses everything before. The watch
+// then fails with pipeline.ErrHistoryLost, and the Mirror reads a fresh
+// snapshot. This also holds when clientv3 resumed the watch by itself
+// after a reconnect too short to report: its next response, or the
+// minutely progress notification, tells.
 func (s *etcdSource) Watch(ctx context.Context, rev int64, apply func(pipeline.WatchResponse)) error {
 	c, prefix := s.c, s.prefix
 	// clientv3 picks a watch's gRPC stream by the context's metadata. A
@@ -131,10 +153,18 @@ func (s *etcdSource) Watch(ctx context.Context, rev int64, apply func(pipeline.W
 			apply(pipeline.WatchResponse{Err: fmt.Errorf("etcdv3: watch prefix %q: %w", prefix, ErrUnreachable)})
 		case up && down:
 			down = false
-			if wch != nil && s.storeWithin(ctx, last) {
-				apply(pipeline.WatchResponse{Rev: last, Current: true})
-			} else if wch != nil {
-				cu.start()
+			if wch != nil {
+				h, err := s.storeHeader(ctx)
+				if err == nil {
+					if err := s.historyLost(ctx, h, last, true); err != nil {
+						return err
+					}
+				}
+				if err == nil && h.Revision == last {
+					apply(pipeline.WatchResponse{Rev: last, Current: true})
+				} else {
+					cu.start()
+				}
 			}
 		}
 		if wch == nil {
@@ -166,22 +196,37 @@ func (s *etcdSource) Watch(ctx context.Context, rev int64, apply func(pipeline.W
 			switch {
 			case wr.Created:
 				// The header is the store's revision when etcd created
-				// the watcher: below the first one watched, nothing was
-				// pending. etcd's grpc-proxy, which may answer for a
-				// watch it shares, says 0 or the revision asked for.
-				if h := wr.Header.Revision; h > 0 && h < rev {
+				// the watcher: the one before the first watched, nothing
+				// was pending; below it, the history is lost. etcd's
+				// grpc-proxy, which may answer for a watch it shares,
+				// says the revision asked for, and no cluster.
+				if wr.Header.GetClusterId() == 0 {
+					s.proxy.Store(true)
+				}
+				if err := s.historyLost(ctx, wr.Header, last, true); err != nil {
+					return err
+				}
+				if wr.Header.Revision == last {
 					apply(pipeline.WatchResponse{Rev: last, Current: true})
 				} else if !down {
 					cu.start()
 				}
 			case len(wr.Events) > 0:
+				if err := s.historyLost(ctx, wr.Header, last, false); err != nil {
+					return err
+				}
 				last = wr.Events[len(wr.Events)-1].Kv.ModRevision
 				current := last == wr.Header.Revision
 				if current {
 					cu.stop()
+				} else {
+					cu.progressed()
 				}
 				apply(pipeline.WatchResponse{Rev: last, Changes: convert(wr.Events), Current: current})
 			case wr.IsProgressNotify():
+				if err := s.historyLost(ctx, wr.Header, last, true); err != nil {
+					return err
+				}
 				cu.stop()
 				last = max(last, wr.Header.Revision)
 				apply(pipeline.WatchResponse{Rev: last, Current: true})
@@ -190,7 +235,7 @@ func (s *etcdSource) Watch(ctx context.Context, rev int64, apply func(pipeline.W
 			cu.request()
 		case <-cu.deadline():
 			cu.stop()
-			level.Warn(c.logger).Log("msg", "watch open without proof that it caught up (a grpc-proxy forwards no progress requests): taking it as caught up", "prefix", prefix, "rev", last)
+			level.Warn(c.logger).Log("msg", "watch open without proof that it caught up (a grpc-proxy forwards no progress requests): taking it as caught up", "prefix", prefix, "rev", last, "proxy", s.proxy.Load())
 			apply(pipeline.WatchResponse{Rev: last, Current: true})
 		case <-refresh.C:
 			if !down {
@@ -203,21 +248,56 @@ func (s *etcdSource) Watch(ctx context.Context, rev int64, apply func(pipeline.W
 	}
 }
 
-// storeWithin reports whether etcd's store revision is at most rev, read
-// with an empty transaction (no range read, so it costs etcd next to
-// nothing): then nothing after rev is pending for a watch.
-func (s *etcdSource) storeWithin(ctx context.Context, rev int64) bool {
+// storeHeader reads etcd's store revision and cluster ID with a
+// transaction counting one key (the prefix itself: no range over the
+// prefix, so it costs etcd next to nothing). The count makes it
+// linearizable (an empty transaction is served from the member's own
+// state): the revision is the cluster's, not that of a member lagging
+// behind.
+func (s *etcdSource) storeHeader(ctx context.Context) (*pb.ResponseHeader, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	ctx, unbound := s.c.bound(ctx)
 	defer unbound()
-	resp, err := s.c.cli.Txn(ctx).Commit()
-	return err == nil && resp.Header.Revision <= rev
+	resp, err := s.c.cli.Txn(ctx).Then(clientv3.OpGet(s.prefix, clientv3.WithCountOnly())).Commit()
+	if err != nil {
+		return nil, fmt.Errorf("etcdv3: read store revision: %w", callError(ctx, err))
+	}
+	return resp.Header, nil
+}
+
+// historyLost returns an error wrapping pipeline.ErrHistoryLost when h,
+// the header of an etcd response, comes from another cluster than the
+// Feed's content, or, with byRev, from a store whose revision is below
+// last, the last one handed over: then etcd no longer holds the history
+// the watch resumes. A member lagging behind the one the Feed was read
+// through shows a lower revision too, for a moment: a linearizable read
+// tells them apart (if it fails, the history counts as lost, which costs a
+// snapshot read). A header without a cluster (etcd's grpc-proxy's own
+// answer to a creation) tells nothing.
+func (s *etcdSource) historyLost(ctx context.Context, h *pb.ResponseHeader, last int64, byRev bool) error {
+	if h.GetClusterId() == 0 {
+		return nil
+	}
+	s.cluster.CompareAndSwap(0, h.ClusterId)
+	was := s.cluster.Load()
+	if h.ClusterId != was {
+		return fmt.Errorf("etcdv3: watch prefix %q: etcd cluster %x, not %x the instances were read from: %w", s.prefix, h.ClusterId, was, pipeline.ErrHistoryLost)
+	}
+	if !byRev || h.Revision >= last {
+		return nil
+	}
+	store, err := s.storeHeader(ctx)
+	if err == nil && store.ClusterId == was && store.Revision >= last {
+		return nil
+	}
+	return fmt.Errorf("etcdv3: watch prefix %q: etcd store at revision %d, below %d the instances were read at: %w", s.prefix, h.Revision, last, pipeline.ErrHistoryLost)
 }
 
 // catchUp asks etcd for the progress notification that proves a watch has
 // caught up: at once, then with backoff from 100 ms to 1 s, until the
-// proof comes or the request timeout passes. Owned by one Watch.
+// proof comes or the request timeout passes without a response. Owned by
+// one Watch.
 type catchUp struct {
 	src   *etcdSource
 	ctx   context.Context // the watch's: its metadata picks the watch's stream
@@ -227,10 +307,26 @@ type catchUp struct {
 }
 
 func (cu *catchUp) start() {
+	cu.arm()
+	cu.request()
+}
+
+// progressed starts the wait again after a response of a watch that is
+// still catching up: etcd sends one about every 100 ms until it has, so
+// only a request timeout of silence counts as caught up. etcd drops the
+// progress requests of a watch that is behind: the next is asked soon.
+func (cu *catchUp) progressed() {
+	if cu.limit == nil {
+		return
+	}
+	cu.arm()
+	cu.next = time.NewTimer(cu.b.Next())
+}
+
+func (cu *catchUp) arm() {
 	cu.stop()
 	cu.b = backoff.New(100*time.Millisecond, time.Second)
 	cu.limit = time.NewTimer(cu.src.timeout)
-	cu.request()
 }
 
 func (cu *catchUp) stop() {
@@ -248,11 +344,14 @@ func (cu *catchUp) request() {
 	cu.next = time.NewTimer(cu.b.Next())
 }
 
-// progress asks etcd for a progress notification on the watch's stream.
-// clientv3 hands the request to the stream's goroutine, which takes it at
-// once unless the stream is reconnecting: then it is dropped after a
-// moment, and asked again later.
+// progress asks etcd for a progress notification on the watch's stream,
+// unless a grpc-proxy serves it. clientv3 hands the request to the
+// stream's goroutine, which takes it at once unless the stream is
+// reconnecting: then it is dropped after a moment, and asked again later.
 func (cu *catchUp) progress() {
+	if cu.src.proxy.Load() {
+		return
+	}
 	ctx, cancel := context.WithTimeout(cu.ctx, 100*time.Millisecond)
 	defer cancel()
 	_ = cu.src.c.cli.RequestProgress(ctx)

@@ -32,7 +32,7 @@ var UpdateBuckets = prometheus.ExponentialBuckets(0.0001, 4, 10)
 //	<namespace>_reregistrations_total             lost leases granted again, keys put back
 //	<namespace>_keepalive_failures_total          failed lease heartbeats
 //	<namespace>_instances{prefix}                 gauge: instances per watched prefix
-//	<namespace>_resyncs_total{prefix,cause}       fresh snapshots: cause compacted or outage
+//	<namespace>_resyncs_total{prefix,cause}       fresh snapshots: cause compacted, lost or outage
 //	<namespace>_watch_errors_total{prefix}        watches that broke, compaction aside
 //	<namespace>_resumes_total{prefix}             broken watches resumed and caught up, no snapshot
 //	<namespace>_instancer_update_seconds{prefix}  histogram: watch response to subscribers
@@ -43,7 +43,7 @@ func ClientMetrics(reg prometheus.Registerer, namespace string) *etcdv3.Metrics 
 		Reregistrations:   f.counter("reregistrations_total", "Lost leases granted again with their keys put back."),
 		KeepaliveFailures: f.counter("keepalive_failures_total", "Failed lease heartbeats: etcd unreachable or the lease gone."),
 		Instances:         f.gauge("instances", "Instances per watched prefix, operator properties applied.", "prefix"),
-		Resyncs:           f.counter("resyncs_total", "Fresh snapshots read after the first, by cause: compacted (the revision to resume from) or outage (the first read failed).", "prefix", "cause"),
+		Resyncs:           f.counter("resyncs_total", "Fresh snapshots read after the first, by cause: compacted (the revision to resume from), lost (etcd at a lower revision, or another cluster) or outage (the first read failed).", "prefix", "cause"),
 		WatchErrors:       f.counter("watch_errors_total", "Watches that broke for another reason than compaction.", "prefix"),
 		Resumes:           f.counter("resumes_total", "Broken watches resumed from their revision and caught up, without a snapshot.", "prefix"),
 		UpdateSeconds:     f.histogram("instancer_update_seconds", "Seconds from a watch response to the Instancer's subscribers being handed it.", "prefix"),

@@ -2,12 +2,18 @@ package core
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/proxy/grpcproxy"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
@@ -305,5 +311,160 @@ func TestWatchResumedByClientAfterConnectionDropCatchesUp(t *testing.T) {
 	waitEqual(t, feed, want, rev)
 	if !dropped.Load() {
 		t.Fatal("no catch-up response came before the end")
+	}
+}
+
+// watchOnce runs src's watch from rev until it ends or times out, and
+// returns its error and what it handed over.
+func watchOnce(t *testing.T, src *etcdSource, rev int64, within time.Duration) ([]pipeline.WatchResponse, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	var got []pipeline.WatchResponse
+	err := src.Watch(ctx, rev, func(r pipeline.WatchResponse) { got = append(got, r) })
+	return got, err
+}
+
+// A watch from past the store's revision (the Feed read from an etcd that
+// has since been restored at a lower one) would wait there and miss what
+// comes before: etcd's answer to the creation gives the store away, and a
+// linearizable read confirms it.
+func TestWatchFromAboveTheStoreFindsTheHistoryLost(t *testing.T) {
+	cli := etcdtest.NewServer(t).Client(t)
+	c := FromClient(cli, ClientOptions{})
+	t.Cleanup(func() { c.Close() })
+	src := &etcdSource{c: c, prefix: "/lost/", timeout: time.Second}
+	rev, _, err := src.Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := watchOnce(t, src, rev+100, 5*time.Second)
+	if !errors.Is(err, pipeline.ErrHistoryLost) {
+		t.Fatalf("watch from %d over a store at %d: err = %v after %+v, want ErrHistoryLost", rev+100, rev, err, got)
+	}
+}
+
+// A watch on another cluster than the one the Feed was read from ends at
+// its first answer, whatever the revisions.
+func TestWatchOnAnotherClusterFindsTheHistoryLost(t *testing.T) {
+	cli := etcdtest.NewServer(t).Client(t)
+	c := FromClient(cli, ClientOptions{})
+	t.Cleanup(func() { c.Close() })
+	src := &etcdSource{c: c, prefix: "/other/", timeout: time.Second}
+	rev, _, err := src.Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.cluster.Store(src.cluster.Load() + 1)
+	got, err := watchOnce(t, src, rev+1, 5*time.Second)
+	if !errors.Is(err, pipeline.ErrHistoryLost) {
+		t.Fatalf("err = %v after %+v, want ErrHistoryLost", err, got)
+	}
+}
+
+// progressCounter counts the progress requests a watch stream receives.
+type progressCounter struct {
+	grpc.ServerStream
+	n *atomic.Int64
+}
+
+func (s progressCounter) RecvMsg(m any) error {
+	err := s.ServerStream.RecvMsg(m)
+	if r, ok := m.(*pb.WatchRequest); ok && err == nil && r.GetProgressRequest() != nil {
+		s.n.Add(1)
+	}
+	return err
+}
+
+// startGRPCProxy serves etcd's grpc-proxy (KV and Watch) in front of srv
+// on a loopback port, counting the progress requests it receives, until
+// the test ends.
+func startGRPCProxy(t *testing.T, srv *etcdtest.Server) (string, *atomic.Int64) {
+	t.Helper()
+	up, err := clientv3.New(clientv3.Config{Endpoints: srv.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		up.Close()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	kv, kvDone := grpcproxy.NewKvProxy(up)
+	watch, watchDone := grpcproxy.NewWatchProxy(ctx, zap.NewNop(), up)
+	progress := new(atomic.Int64)
+	server := grpc.NewServer(grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return handler(srv, progressCounter{ServerStream: ss, n: progress})
+	}))
+	pb.RegisterKVServer(server, kv)
+	pb.RegisterWatchServer(server, watch)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		server.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		server.Stop()
+		<-served
+		cancel()
+		up.Close()
+		<-kvDone
+		<-watchDone
+	})
+	return ln.Addr().String(), progress
+}
+
+// etcd's grpc-proxy forwards no progress requests, and logs an error for
+// each. When it answers for a watch it shares (its own answer to the
+// creation bears no cluster ID), the source asks it for none: the watch is
+// taken as caught up after the request timeout.
+func TestWatchAsksAGrpcProxyThatGaveItselfAwayForNoProgress(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	endpoint, progress := startGRPCProxy(t, srv)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := FromClient(cli, ClientOptions{RequestTimeout: 300 * time.Millisecond})
+	t.Cleanup(func() {
+		c.Close()
+		cli.Close()
+	})
+	const prefix = "/proxied/"
+	src := &etcdSource{c: c, prefix: prefix, timeout: 300 * time.Millisecond}
+	rev, _, err := src.Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A first watch of the prefix from the same revision, which the
+	// proxy's own watch on etcd serves: the source's joins it.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	first := cli.Watch(ctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithCreatedNotify())
+	if wr := <-first; !wr.Created || wr.Header.GetClusterId() == 0 {
+		t.Fatalf("first watch: %+v, want etcd's own answer to its creation", wr)
+	}
+	// The count sees a progress request on the first watch's stream.
+	if err := cli.RequestProgress(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	wctx, stop := context.WithCancel(ctx)
+	var got []pipeline.WatchResponse
+	err = src.Watch(wctx, rev+1, func(r pipeline.WatchResponse) {
+		got = append(got, r)
+		if r.Current {
+			stop()
+		}
+	})
+	if len(got) == 0 || !got[len(got)-1].Current {
+		t.Fatalf("watch through the proxy ended (%v) after %+v, without saying it caught up", err, got)
+	}
+	if !src.proxy.Load() {
+		t.Fatal("the proxy's own answer to the creation went unnoticed")
+	}
+	if n := progress.Load(); n != 1 {
+		t.Fatalf("the proxy received %d progress requests, want the first watch's only", n)
 	}
 }

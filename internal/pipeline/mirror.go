@@ -19,6 +19,14 @@ import (
 // without reporting an outage.
 var ErrCompacted = rpctypes.ErrCompacted
 
+// ErrHistoryLost is wrapped by a Source's watch error when etcd no longer
+// holds the history the Feed was read from: its store is at a lower
+// revision than the Feed's (restored from a backup, or its data lost), or
+// it is another cluster. A watch from the Feed's revision would wait there
+// and miss what changed; the Mirror reads a fresh snapshot instead, as
+// after compaction.
+var ErrHistoryLost = errors.New("etcd history lost")
+
 // Source is where a Mirror reads a prefix from.
 type Source interface {
 	// Snapshot reads every key under the prefix and the store revision of
@@ -70,7 +78,8 @@ const (
 // revision R, watches from R+1 and applies each response as it comes.
 // After an outage or a broken watch it resumes the watch from the Feed's
 // revision, with backoff; only when etcd answers that the revision is
-// compacted does it read a fresh snapshot and apply the net difference.
+// compacted, or that it no longer holds the history (ErrHistoryLost), does
+// it read a fresh snapshot and apply the net difference.
 type Mirror struct {
 	src    Source
 	feed   *Feed
@@ -153,15 +162,15 @@ func (m *Mirror) Stop() {
 
 // run watches and, when the watch breaks, resumes it from the Feed's
 // revision; it reads a fresh snapshot only when etcd says that revision is
-// compacted, or while the Feed has never been filled (a first read that
-// failed). After an outage, consumers keep the error until the resumed
+// compacted or its history lost, or while the Feed has never been filled (a
+// first read that failed). After an outage, consumers keep the error until the resumed
 // watch has caught up: the changes that come before are held back and
 // handed over in one batch with the true state, so that a consumer sees no
 // state older than the one it had, and no error cleared early.
 func (m *Mirror) run(ctx context.Context) {
 	defer close(m.done)
 	failing := !m.filled // the failed first read was reported
-	compacted := false   // a watch resumed after an outage found its revision compacted
+	resync := ""         // the cause of the snapshot a watch resumed after an outage asked for
 	fail := func(err error) {
 		if !failing {
 			failing = true
@@ -169,18 +178,18 @@ func (m *Mirror) run(ctx context.Context) {
 		}
 	}
 	for {
-		if !m.filled || compacted {
+		if !m.filled || resync != "" {
 			if !m.b.Sleep(ctx) {
 				return
 			}
 			cause := causeOutage
 			if m.filled {
-				cause = causeCompacted
+				cause = resync
 			}
 			if !m.resync(ctx, fail, cause) {
 				return
 			}
-			failing, compacted = false, false
+			failing, resync = false, ""
 			continue
 		}
 		var held []Change // changes of a resumed watch that has not caught up
@@ -214,16 +223,16 @@ func (m *Mirror) run(ctx context.Context) {
 		}
 		// What was held back is dropped: the next watch starts after the
 		// Feed's revision, which it never passed, and brings it again.
-		if errors.Is(err, ErrCompacted) {
-			level.Info(m.logger).Log("msg", "watch history compacted, reading a fresh snapshot", "rev", m.feed.Revision(), "err", err)
+		if cause := resyncCause(err); cause != "" {
+			level.Info(m.logger).Log("msg", "watch history "+cause+", reading a fresh snapshot", "rev", m.feed.Revision(), "err", err)
 			if failing {
 				// A fleet that was cut off together finds the history
-				// compacted together: its reads wait a random share of
-				// the backoff, as a re-watch does.
-				compacted = true
+				// compacted (or lost) together: its reads wait a random
+				// share of the backoff, as a re-watch does.
+				resync = cause
 				continue
 			}
-			if !m.resync(ctx, fail, causeCompacted) {
+			if !m.resync(ctx, fail, cause) {
 				return
 			}
 			continue
@@ -248,9 +257,22 @@ func (m *Mirror) countWatchError() {
 
 // Causes of a resync, as Metrics.Resyncs labels them.
 const (
-	causeCompacted = "compacted"
-	causeOutage    = "outage"
+	causeCompacted   = "compacted"
+	causeHistoryLost = "lost"
+	causeOutage      = "outage"
 )
+
+// resyncCause returns the cause of the snapshot that a watch error calls
+// for, "" for an error that a resumed watch rides out.
+func resyncCause(err error) string {
+	switch {
+	case errors.Is(err, ErrCompacted):
+		return causeCompacted
+	case errors.Is(err, ErrHistoryLost):
+		return causeHistoryLost
+	}
+	return ""
+}
 
 // resync reads a fresh snapshot into the Feed, with backoff until one
 // succeeds; it returns false when ctx ends first.

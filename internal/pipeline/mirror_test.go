@@ -270,6 +270,38 @@ func TestMirrorReadsOneSnapshotWhenTheResumedWatchIsCompacted(t *testing.T) {
 	}
 }
 
+// An etcd that lost the history the Feed was read from (restored from a
+// backup at a lower revision, or another cluster) is read again, like a
+// compacted one: the snapshot replaces the content even at a lower
+// revision, and clears the outage's error.
+func TestMirrorReadsOneSnapshotWhenTheResumedWatchFindsTheHistoryLost(t *testing.T) {
+	src := newScriptedSource(50, KV{Key: "/p/a", Value: "1:1", ModRev: 49})
+	out, rec := startMirrorWithMetrics(t, src)
+	out.next(t)
+	w := <-src.watches
+	<-src.fromRevs
+	w <- response{down: errors.New("etcd unreachable")}
+	if b := out.next(t); b.Err == nil {
+		t.Fatalf("outage batch = %+v, want the error", b)
+	}
+	src.set(3, nil, KV{Key: "/p/b", Value: "2:2", ModRev: 3})
+	w <- response{err: fmt.Errorf("watch: store at revision 3: %w", ErrHistoryLost)}
+	b := out.next(t)
+	if b.Err != nil || !b.Resync || b.Rev != 3 || describe(b.Changes) != "delete /p/a=1:1@3; put /p/b=2:2@3; " {
+		t.Fatalf("batch after the history was lost = %+v (%s), want the new etcd's content clearing the error", b, describe(b.Changes))
+	}
+	if got := rec.resyncs.value("cause=lost"); got != 1 {
+		t.Errorf("resyncs{cause=lost} = %v, want 1", got)
+	}
+	if n := src.calls(); n != 2 {
+		t.Fatalf("%d snapshots read, want the first and one after the history was lost", n)
+	}
+	<-src.watches
+	if rev := <-src.fromRevs; rev != 4 {
+		t.Fatalf("watch resumed at %d, want 4", rev)
+	}
+}
+
 func TestMirrorFailsWhenTheFirstReadFails(t *testing.T) {
 	src := newScriptedSource(0)
 	src.set(0, errors.New("read prefix \"/p/\": connection refused"))
