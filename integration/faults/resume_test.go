@@ -2,6 +2,7 @@ package faults
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/etcdsd/etcdsd/etcdv3"
 	"github.com/etcdsd/etcdsd/internal/itest"
 	"github.com/etcdsd/etcdsd/internal/itest/itestclient"
+	"github.com/etcdsd/etcdsd/internal/pipeline"
 )
 
 // TestInstancerResumesAfterItsMemberLostTheLeader watches through a
@@ -238,4 +240,35 @@ func twoClusters(t *testing.T) (*etcdtest.Server, *etcdtest.Server) {
 		t.Skip("needs two clusters: the embedded servers")
 	}
 	return a, etcdtest.NewServer(t)
+}
+
+// A watch on another cluster than the one the Feed was read from ends at
+// its first answer, whatever the revisions: the other cluster's store is
+// ahead of the Feed, so only its cluster ID gives it away.
+func TestWatchOnAnotherClusterFindsTheHistoryLost(t *testing.T) {
+	a, b := twoClusters(t)
+	sw := newProbeSwitch(t, a.Endpoints()[0])
+	c := itestclient.New(t, []string{sw.addr()}, func(o *etcdv3.ClientOptions) {
+		o.DialTimeout = 5 * time.Second
+		o.RequestTimeout = time.Second
+	})
+	src := pipeline.SourceFor(c, "/other/")
+	rev, _, err := src.Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminB := b.Client(t)
+	for i := range int(rev) + 20 {
+		if _, err := adminB.Put(context.Background(), "/elsewhere", fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sw.set(b.Endpoints()[0])
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var got []pipeline.WatchResponse
+	err = src.Watch(ctx, rev+1, func(r pipeline.WatchResponse) { got = append(got, r) })
+	if !errors.Is(err, pipeline.ErrHistoryLost) {
+		t.Fatalf("err = %v after %+v, want ErrHistoryLost", err, got)
+	}
 }
