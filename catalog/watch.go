@@ -16,14 +16,33 @@ import (
 const maxQueued = 1024
 
 // EventType says what happened to a key: Put (created or modified) or
-// Delete. It is etcdsd's one change vocabulary.
-type EventType = pipeline.Op
+// Delete.
+type EventType uint8
 
 // Event types.
 const (
-	Put    = pipeline.Put
-	Delete = pipeline.Delete
+	Put EventType = iota + 1
+	Delete
 )
+
+// String returns "put" or "delete".
+func (t EventType) String() string {
+	switch t {
+	case Put:
+		return "put"
+	case Delete:
+		return "delete"
+	}
+	return fmt.Sprintf("EventType(%d)", int(t))
+}
+
+// eventType is the EventType of a pipeline change.
+func eventType(op pipeline.Op) EventType {
+	if op == pipeline.Delete {
+		return Delete
+	}
+	return Put
+}
 
 // Kind says what an Event is about.
 type Kind int
@@ -256,7 +275,7 @@ func (w *watch) handler(kind Kind) func(pipeline.Batch) {
 
 // event types one change; for a deletion, the value deleted.
 func (w *watch) event(kind Kind, ch pipeline.Change) (Event, error) {
-	ev := Event{Type: ch.Op, Kind: kind, Revision: ch.Rev}
+	ev := Event{Type: eventType(ch.Op), Kind: kind, Revision: ch.Rev}
 	switch kind {
 	case KindInstance:
 		inst := ch.Instance

@@ -126,3 +126,19 @@ func TestWatchQueuesItsWholeStartThenHoldsBack(t *testing.T) {
 		t.Fatal("pump held back with an empty queue")
 	}
 }
+
+// EventType is catalog's own, and says itself as the CLI's watch prints it.
+func TestEventTypeOfEveryChange(t *testing.T) {
+	for _, tc := range []struct {
+		op   pipeline.Op
+		want EventType
+		name string
+	}{{pipeline.Put, Put, "put"}, {pipeline.Delete, Delete, "delete"}} {
+		if got := eventType(tc.op); got != tc.want || got.String() != tc.name {
+			t.Errorf("eventType(%v) = %v (%q), want %v (%q)", tc.op, got, got.String(), tc.want, tc.name)
+		}
+	}
+	if s := EventType(0).String(); s != "EventType(0)" {
+		t.Errorf("EventType(0).String() = %q", s)
+	}
+}
