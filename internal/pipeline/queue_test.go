@@ -128,7 +128,7 @@ func TestSharedFollowerWithAHeldObserverHoldsBackNoOtherAndGetsEveryBatchInOrder
 	src.set(20, nil, KV{Key: "/p/b", Value: "2:2", ModRev: 11}, KV{Key: "/p/c", Value: "3:3", ModRev: 19})
 	send(t, w, response{err: fmt.Errorf("watch: %w", ErrCompacted)})
 	send(t, watchOf(t, src), response{err: errors.New("connection lost")})
-	send(t, watchOf(t, src), response{rev: 21, changes: []Change{{Op: Put, Key: "/p/d", Value: "4:4", Rev: 21}, {Op: Put, Key: "/p/b", Value: "2:3", Rev: 21}}})
+	send(t, watchOf(t, src), response{rev: 21, changes: []Change{{Op: Put, Key: "/p/d", Value: "4:4", Rev: 21}, {Op: Put, Key: "/p/b", Value: "2:3", Rev: 21}}, current: true})
 
 	itest.Eventually(t, 5*time.Second, "the fast follower at 21", func() bool { return fast.revision() == 21 })
 	itest.Eventually(t, 5*time.Second, "the plain follower at 21", func() bool { return plain.Revision() == 21 })
