@@ -39,8 +39,9 @@ type ShareOptions struct {
 	FailFast bool
 	// Logger receives the Mirror's logs while the Tap is open.
 	Logger log.Logger
-	// Metrics receive the Mirror's Resyncs and WatchErrors while the Tap is
-	// open. The Feeds that follow the Mirror report the rest themselves.
+	// Metrics receive the Mirror's Resyncs, WatchErrors and Resumes while
+	// the Tap is open. The Feeds that follow the Mirror report the rest
+	// (Instances, Update) themselves.
 	Metrics *Metrics
 	// MinBackoff and MaxBackoff are those of Start; the consumer that
 	// starts the Mirror sets them.
@@ -188,9 +189,12 @@ func ShareableClient(client any) bool {
 // read removes the entry, and the Taps waiting for it try again.
 func (s *shared) start(ctx context.Context, o ShareOptions) error {
 	defer close(s.ready)
+	// The Mirror reports these through its Feed, the root; the followers
+	// report Instances and Update themselves.
 	s.root = NewFeed(WithParser(rawValue), WithObserver(s.forward), withEveryBatch(), WithMetrics(&Metrics{
 		Resyncs:     &tapCounter{s: s, pick: func(m *Metrics) metrics.Counter { return m.Resyncs }},
 		WatchErrors: &tapCounter{s: s, pick: func(m *Metrics) metrics.Counter { return m.WatchErrors }},
+		Resumes:     &tapCounter{s: s, pick: func(m *Metrics) metrics.Counter { return m.Resumes }},
 	}))
 	src := &attemptSource{Source: o.Source(&s.loggers), s: s}
 	start := StartRetrying

@@ -272,3 +272,41 @@ func TestSharedConcurrentJoinsAndLeavesLeaveNoMirrorBehind(t *testing.T) {
 		t.Fatalf("%d watches still open after every Close", n)
 	}
 }
+
+func TestSharedMirrorReportsResyncsWatchErrorsAndResumesToEveryTapsMetrics(t *testing.T) {
+	src := newScriptedSource(10, KV{Key: "/p/a", Value: "1:1", ModRev: 5})
+	key := ShareKey{Client: &client{}, Prefix: "/p/"}
+	var recs []testMetrics
+	for range 2 {
+		m, rec := newTestMetrics()
+		tap, err := Share(context.Background(), key, ShareOptions{
+			Source:     func(log.Logger) Source { return src },
+			FailFast:   true,
+			Metrics:    m,
+			MinBackoff: time.Millisecond,
+			MaxBackoff: 5 * time.Millisecond,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tap.Close()
+		recs = append(recs, rec)
+	}
+	w := watchOf(t, src)
+	send(t, w, response{down: errors.New("etcd unreachable")})
+	send(t, w, response{rev: 11, current: true})
+	src.set(20, nil, KV{Key: "/p/a", Value: "1:1", ModRev: 5})
+	send(t, w, response{err: fmt.Errorf("watch: %w", ErrCompacted)})
+	watchOf(t, src)
+	for i, rec := range recs {
+		if got := rec.watchErrors.value(""); got != 1 {
+			t.Errorf("tap %d: watch errors %v, want 1", i, got)
+		}
+		if got := rec.resumes.value(""); got != 1 {
+			t.Errorf("tap %d: resumes %v, want 1", i, got)
+		}
+		if got := rec.resyncs.value("cause=compacted"); got != 1 {
+			t.Errorf("tap %d: resyncs{cause=compacted} %v, want 1", i, got)
+		}
+	}
+}
