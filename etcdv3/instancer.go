@@ -79,8 +79,10 @@ func NewInstancer(c Client, prefix string, logger log.Logger) (*Instancer, error
 
 // NewInstancerContext is NewInstancer failing fast: it returns an error when
 // the first read of the prefix fails within ctx. When the client's shared
-// watch of the prefix is failing, it waits for its next read, and fails
-// if that fails too.
+// watch of the prefix is failing (etcd unreachable), it reads the prefix
+// itself, bounded as a first read is, and fails if that read fails;
+// otherwise it waits, within ctx, for the shared watch to reflect etcd
+// again.
 func NewInstancerContext(ctx context.Context, c Client, prefix string, logger log.Logger) (*Instancer, error) {
 	return newInstancer(ctx, c, prefix, logger, true, 0, 0)
 }
@@ -123,7 +125,7 @@ func newInstancer(ctx context.Context, c Client, prefix string, logger log.Logge
 		}
 		props, err = pipeline.Share(ctx, pipeline.ShareKey{Client: c, Prefix: propsPrefix, Kind: propertiesKind}, po)
 		if props == nil {
-			return nil, fmt.Errorf("etcdv3: instancer: read the operator's properties: %w", err)
+			return nil, fmt.Errorf("etcdv3: new instancer: read the operator's properties: %w", err)
 		}
 		defer props.Close()
 	}
@@ -131,11 +133,11 @@ func newInstancer(ctx context.Context, c Client, prefix string, logger log.Logge
 	io.Source = func(log.Logger) pipeline.Source { return source(c, prefix) }
 	inst, err := pipeline.Share(ctx, pipeline.ShareKey{Client: c, Prefix: prefix}, io)
 	if inst == nil {
-		return nil, err // it names the prefix
+		return nil, fmt.Errorf("etcdv3: new instancer: %w", err) // err names the prefix
 	}
 	defer inst.Close()
 	if err != nil && refused(err) {
-		return nil, err
+		return nil, fmt.Errorf("etcdv3: new instancer: %w", err)
 	}
 	k := acquireCore(c, prefix, propsPrefix, inst, props, metrics)
 	s := &Instancer{cache: k.feed, core: k, dropLogger: k.loggers.Add(logger), chans: make(map[chan<- sd.Event]struct{})}
