@@ -49,7 +49,7 @@ type Instancer struct {
 	core       *core
 	dropLogger func()
 
-	mu       sync.Mutex
+	mu       sync.Mutex                   // orders this Instancer's registrations in the core
 	chans    map[chan<- sd.Event]struct{} // registered through this Instancer
 	stopped  bool
 	stopOnce sync.Once
@@ -157,52 +157,50 @@ func refused(err error) bool {
 }
 
 // Stop terminates the Instancer: its subscribers are deregistered (their
-// goroutines waited for) and get nothing more, and its share of the
-// watches is released; the last Instancer of the client and prefix ends
-// the watches and waits for them. It is idempotent.
+// goroutines waited for) and get nothing more from it, and its share of
+// the watches is released; the last Instancer of the client and prefix
+// ends the watches and waits for them. A channel registered through
+// another Instancer too keeps receiving from that one. It is idempotent.
 func (s *Instancer) Stop() {
 	s.stopOnce.Do(func() {
 		s.mu.Lock()
 		s.stopped = true
-		chans := s.chans
+		for ch := range s.chans {
+			s.core.deregister(ch)
+		}
 		s.chans = nil
 		s.mu.Unlock()
-		for ch := range chans {
-			s.cache.Deregister(ch)
-		}
 		s.dropLogger()
 		s.core.release()
 	})
 }
 
 // Register implements sd.Instancer. ch receives the current state before
-// Register returns, then one event per change. After Stop it does nothing.
+// Register returns (again when it is registered already, as in go-kit),
+// then one event per change. After Stop it does nothing.
 func (s *Instancer) Register(ch chan<- sd.Event) {
 	s.mu.Lock()
 	if s.stopped {
 		s.mu.Unlock()
 		return
 	}
+	_, again := s.chans[ch]
 	s.chans[ch] = struct{}{}
+	wait := s.core.register(ch, again)
 	s.mu.Unlock()
-	s.cache.Register(ch)
-	// A Stop that ran meanwhile may have missed ch.
-	s.mu.Lock()
-	stopped := s.stopped
-	s.mu.Unlock()
-	if stopped {
-		s.cache.Deregister(ch)
-	}
+	// Off the lock: a Stop meanwhile deregisters ch, which ends the wait.
+	wait()
 }
 
-// Deregister implements sd.Instancer.
+// Deregister implements sd.Instancer. A channel registered through another
+// Instancer of the client and prefix too keeps receiving from that one; a
+// channel not registered through this one is left alone.
 func (s *Instancer) Deregister(ch chan<- sd.Event) {
 	s.mu.Lock()
-	_, ok := s.chans[ch]
-	delete(s.chans, ch)
-	s.mu.Unlock()
-	if ok {
-		s.cache.Deregister(ch)
+	defer s.mu.Unlock()
+	if _, ok := s.chans[ch]; ok {
+		delete(s.chans, ch)
+		s.core.deregister(ch)
 	}
 }
 
