@@ -3,6 +3,7 @@ package etcdv3
 import (
 	"sync"
 
+	"github.com/go-kit/kit/sd"
 	"github.com/go-kit/log"
 
 	"github.com/etcdsd/etcdsd/internal/pipeline"
@@ -24,6 +25,9 @@ type core struct {
 	props   *pipeline.Feed // nil without properties
 	taps    []*pipeline.Tap
 	loggers pipeline.Loggers
+
+	regsMu sync.Mutex              // orders the Feed's Register and Deregister of each channel
+	regs   map[chan<- sd.Event]int // channel → Instancers it is registered through
 }
 
 type coreKey struct {
@@ -51,7 +55,7 @@ func acquireCore(c Client, prefix, propsPrefix string, inst, props *pipeline.Tap
 			return k
 		}
 	}
-	k := &core{key: key, shared: shared, refs: 1}
+	k := &core{key: key, shared: shared, refs: 1, regs: make(map[chan<- sd.Event]int)}
 	logger := log.With(&k.loggers, "prefix", prefix)
 	if props != nil {
 		// The properties first: the overlay hides the instances until it
@@ -93,4 +97,29 @@ func (k *core) release() {
 	if k.props != nil {
 		k.props.Stop()
 	}
+}
+
+// register registers ch with the Feed for one more Instancer (again: for
+// one that holds it already, which go-kit sends the current state again)
+// and returns the wait for ch to be sent the current state. The Feed holds
+// a channel once, however many Instancers it is registered through.
+func (k *core) register(ch chan<- sd.Event, again bool) (wait func()) {
+	k.regsMu.Lock()
+	defer k.regsMu.Unlock()
+	if !again {
+		k.regs[ch]++
+	}
+	return k.feed.Enroll(ch)
+}
+
+// deregister drops ch for one Instancer that holds it; the last one
+// deregisters it from the Feed.
+func (k *core) deregister(ch chan<- sd.Event) {
+	k.regsMu.Lock()
+	defer k.regsMu.Unlock()
+	if k.regs[ch]--; k.regs[ch] > 0 {
+		return
+	}
+	delete(k.regs, ch)
+	k.feed.Deregister(ch)
 }

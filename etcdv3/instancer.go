@@ -49,7 +49,7 @@ type Instancer struct {
 	core       *core
 	dropLogger func()
 
-	mu       sync.Mutex
+	mu       sync.Mutex                   // orders this Instancer's registrations in the core
 	chans    map[chan<- sd.Event]struct{} // registered through this Instancer
 	stopped  bool
 	stopOnce sync.Once
@@ -79,8 +79,10 @@ func NewInstancer(c Client, prefix string, logger log.Logger) (*Instancer, error
 
 // NewInstancerContext is NewInstancer failing fast: it returns an error when
 // the first read of the prefix fails within ctx. When the client's shared
-// watch of the prefix is failing, it waits for its next read, and fails
-// if that fails too.
+// watch of the prefix is failing (etcd unreachable), it reads the prefix
+// itself, bounded as a first read is, and fails if that read fails;
+// otherwise it waits, within ctx, for the shared watch to reflect etcd
+// again.
 func NewInstancerContext(ctx context.Context, c Client, prefix string, logger log.Logger) (*Instancer, error) {
 	return newInstancer(ctx, c, prefix, logger, true, 0, 0)
 }
@@ -123,7 +125,7 @@ func newInstancer(ctx context.Context, c Client, prefix string, logger log.Logge
 		}
 		props, err = pipeline.Share(ctx, pipeline.ShareKey{Client: c, Prefix: propsPrefix, Kind: propertiesKind}, po)
 		if props == nil {
-			return nil, fmt.Errorf("etcdv3: instancer: read the operator's properties: %w", err)
+			return nil, fmt.Errorf("etcdv3: new instancer: read the operator's properties: %w", err)
 		}
 		defer props.Close()
 	}
@@ -131,11 +133,11 @@ func newInstancer(ctx context.Context, c Client, prefix string, logger log.Logge
 	io.Source = func(log.Logger) pipeline.Source { return source(c, prefix) }
 	inst, err := pipeline.Share(ctx, pipeline.ShareKey{Client: c, Prefix: prefix}, io)
 	if inst == nil {
-		return nil, err // it names the prefix
+		return nil, fmt.Errorf("etcdv3: new instancer: %w", err) // err names the prefix
 	}
 	defer inst.Close()
 	if err != nil && refused(err) {
-		return nil, err
+		return nil, fmt.Errorf("etcdv3: new instancer: %w", err)
 	}
 	k := acquireCore(c, prefix, propsPrefix, inst, props, metrics)
 	s := &Instancer{cache: k.feed, core: k, dropLogger: k.loggers.Add(logger), chans: make(map[chan<- sd.Event]struct{})}
@@ -155,52 +157,50 @@ func refused(err error) bool {
 }
 
 // Stop terminates the Instancer: its subscribers are deregistered (their
-// goroutines waited for) and get nothing more, and its share of the
-// watches is released; the last Instancer of the client and prefix ends
-// the watches and waits for them. It is idempotent.
+// goroutines waited for) and get nothing more from it, and its share of
+// the watches is released; the last Instancer of the client and prefix
+// ends the watches and waits for them. A channel registered through
+// another Instancer too keeps receiving from that one. It is idempotent.
 func (s *Instancer) Stop() {
 	s.stopOnce.Do(func() {
 		s.mu.Lock()
 		s.stopped = true
-		chans := s.chans
+		for ch := range s.chans {
+			s.core.deregister(ch)
+		}
 		s.chans = nil
 		s.mu.Unlock()
-		for ch := range chans {
-			s.cache.Deregister(ch)
-		}
 		s.dropLogger()
 		s.core.release()
 	})
 }
 
 // Register implements sd.Instancer. ch receives the current state before
-// Register returns, then one event per change. After Stop it does nothing.
+// Register returns (again when it is registered already, as in go-kit),
+// then one event per change. After Stop it does nothing.
 func (s *Instancer) Register(ch chan<- sd.Event) {
 	s.mu.Lock()
 	if s.stopped {
 		s.mu.Unlock()
 		return
 	}
+	_, again := s.chans[ch]
 	s.chans[ch] = struct{}{}
+	wait := s.core.register(ch, again)
 	s.mu.Unlock()
-	s.cache.Register(ch)
-	// A Stop that ran meanwhile may have missed ch.
-	s.mu.Lock()
-	stopped := s.stopped
-	s.mu.Unlock()
-	if stopped {
-		s.cache.Deregister(ch)
-	}
+	// Off the lock: a Stop meanwhile deregisters ch, which ends the wait.
+	wait()
 }
 
-// Deregister implements sd.Instancer.
+// Deregister implements sd.Instancer. A channel registered through another
+// Instancer of the client and prefix too keeps receiving from that one; a
+// channel not registered through this one is left alone.
 func (s *Instancer) Deregister(ch chan<- sd.Event) {
 	s.mu.Lock()
-	_, ok := s.chans[ch]
-	delete(s.chans, ch)
-	s.mu.Unlock()
-	if ok {
-		s.cache.Deregister(ch)
+	defer s.mu.Unlock()
+	if _, ok := s.chans[ch]; ok {
+		delete(s.chans, ch)
+		s.core.deregister(ch)
 	}
 }
 

@@ -443,7 +443,7 @@ func (d *demo) showMetrics(ctx context.Context) error {
 	}
 	d.say("GET %s says, among others:", d.metricsAt)
 	for line := range strings.SplitSeq(string(body), "\n") {
-		for _, name := range []string{"etcdsd_registrations{", "etcdsd_instances{", "etcdsd_resyncs_total{", "etcdsd_watch_errors_total{"} {
+		for _, name := range []string{"etcdsd_registrations{", "etcdsd_instances{", "etcdsd_watch_errors_total{", "etcdsd_resumes_total{", "etcdsd_resyncs_total{"} {
 			if strings.HasPrefix(line, name) {
 				d.say("  %s", line)
 			}

@@ -33,7 +33,7 @@ func TestDemoNarratesTheWholeJobAndExitsZero(t *testing.T) {
 		`6 requests with grpcsd.WithVersion(ctx, "v2") went only to v2: app-3 6.`,
 		"Metrics of every client: http://127.0.0.1:",
 		`etcdsd_registrations{state="registered"} 3`,
-		`etcdsd_resyncs_total{cause="outage",prefix="/etcdsd-demo/services/greeter/"} 1`,
+		`etcdsd_resumes_total{prefix="/etcdsd-demo/services/greeter/"} 1`,
 		"Demo finished",
 	} {
 		if !strings.Contains(out.String(), line) {

@@ -12,6 +12,7 @@ import (
 	"github.com/go-kit/kit/sd"
 	"github.com/go-kit/kit/sd/lb"
 	"github.com/go-kit/log"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
@@ -160,4 +161,66 @@ func TestInstancerSurvivesEtcdStoppedLongerThanTTL(t *testing.T) {
 		st := reg.Status()
 		return st.State == etcdv3.StateRegistered && st.Err == nil
 	})
+}
+
+// TestStopOfOneInstancerKeepsAChannelRegisteredWithAnotherOfTheSamePrefix:
+// go-kit's sd.Instancer contract is per Instancer: Stop ends that
+// Instancer's subscriptions, and a channel registered with another
+// Instancer keeps receiving its events, though the Instancers of one client
+// and prefix share one Feed.
+func TestStopOfOneInstancerKeepsAChannelRegisteredWithAnotherOfTheSamePrefix(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	c := metricsClient(t, srv.Endpoints(), prometheus.NewRegistry())
+	const prefix = "/services/two-registrations/"
+	a, err := etcdv3.NewInstancer(c, prefix, itest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop()
+	b := newInstancer(t, c, prefix)
+	ch := make(chan sd.Event, 16)
+	a.Register(ch)
+	b.Register(ch)
+	<-ch // the current state, sent by each Register as go-kit does
+	<-ch
+	a.Stop()
+	if _, err := srv.Client(t).Put(context.Background(), prefix+"x", "127.0.0.1:1"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-ch:
+		if !slices.Equal(ev.Instances, []string{"127.0.0.1:1"}) {
+			t.Errorf("b's subscriber got %+v after a was stopped and the prefix changed, want [127.0.0.1:1]", ev)
+		}
+	case <-time.After(3 * time.Second):
+		t.Error("the channel registered with b got nothing after a was stopped and the prefix changed")
+	}
+	b.Deregister(ch)
+}
+
+// TestDeregisterOfAChannelRegisteredWithAnotherInstancerOfTheSamePrefixLeavesIt:
+// Deregister of a channel not registered with this Instancer does nothing,
+// as in go-kit, though the Instancers of one client and prefix share one
+// Feed.
+func TestDeregisterOfAChannelRegisteredWithAnotherInstancerOfTheSamePrefixLeavesIt(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	c := metricsClient(t, srv.Endpoints(), prometheus.NewRegistry())
+	const prefix = "/services/foreign-deregister/"
+	a, b := newInstancer(t, c, prefix), newInstancer(t, c, prefix)
+	ch := make(chan sd.Event, 16)
+	b.Register(ch)
+	<-ch
+	a.Deregister(ch)
+	if _, err := srv.Client(t).Put(context.Background(), prefix+"x", "127.0.0.1:1"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-ch:
+		if !slices.Equal(ev.Instances, []string{"127.0.0.1:1"}) {
+			t.Errorf("b's subscriber got %+v after a deregistered it and the prefix changed, want [127.0.0.1:1]", ev)
+		}
+	case <-time.After(3 * time.Second):
+		t.Error("the channel registered with b got nothing after a deregistered it and the prefix changed")
+	}
+	b.Deregister(ch)
 }

@@ -140,6 +140,35 @@ func TestMetricsCountAWatchBrokenByARestartAndTheResumeAfterIt(t *testing.T) {
 	}
 }
 
+// Every Instancer follows its client's shared watch of the prefix: the
+// watch's resume is counted for it as its resyncs and watch errors are.
+func TestMetricsCountTheResumeOfAnInstancersSharedWatch(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	if srv.External() {
+		t.Skip("restarts etcd")
+	}
+	reg := prometheus.NewRegistry()
+	c := metricsClient(t, srv.Endpoints(), reg, func(o *etcdv3.ClientOptions) { o.DialTimeout = 500 * time.Millisecond })
+	const prefix = "/services/metrics-shared-resume/"
+	in := newInstancer(t, c, prefix)
+	sub := itest.Subscribe(t, in)
+	sub.WaitInstances(t, 5*time.Second)
+
+	srv.Stop()
+	sub.WaitFor(t, 10*time.Second, "the outage", func(ev sd.Event) bool { return ev.Err != nil })
+	srv.Start()
+	if _, err := srv.Client(t).Put(context.Background(), prefix+"a", "127.0.0.1:a"); err != nil {
+		t.Fatal(err)
+	}
+	sub.WaitInstances(t, 15*time.Second, "127.0.0.1:a")
+	if got := promValue(t, reg, "etcdsd_resyncs_total", "prefix", prefix, "cause", "outage"); got != 0 {
+		t.Fatalf("resyncs{cause=outage} = %v: not a resume", got)
+	}
+	if got := promValue(t, reg, "etcdsd_resumes_total", "prefix", prefix); got != 1 {
+		t.Errorf("resumes = %v after the watch resumed and caught up, want 1", got)
+	}
+}
+
 func TestMetricsCountAResyncAfterCompaction(t *testing.T) {
 	srv := etcdtest.NewServer(t)
 	proxy := etcdtest.NewProxy(t, srv.Endpoints()[0])

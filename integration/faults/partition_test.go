@@ -2,8 +2,10 @@ package faults
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +13,8 @@ import (
 
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
+	"github.com/etcdsd/etcdsd/internal/itest"
+	"github.com/etcdsd/etcdsd/internal/itest/itestclient"
 )
 
 // partitioned is one etcd with a client cut off behind proxies and a client
@@ -157,5 +161,54 @@ func TestPartitionHealedWithoutResetRecoversWithinDialTimeout(t *testing.T) {
 	}
 	if d := p.f.mustCheck("after a quiet heal"); d > 5*time.Second {
 		t.Fatalf("took %v to recover after a quiet heal; want the reconnect bounded by the dial timeout (%v) and a short backoff", d, dialTimeout)
+	}
+}
+
+// TestNewInstancerContextOfAFollowedPrefixFailsDuringAnOutageAsFastAsAnUnfollowedOne:
+// while etcd is unreachable, NewInstancerContext of a prefix nobody
+// follows fails within the dial timeout (its read is bounded by it: "While
+// etcd is unreachable no call blocks past RequestTimeout", design.md). On
+// a prefix that another Instancer of the client follows, the shared watch
+// waits to resume and reads nothing: the new Instancer reads the prefix
+// itself, and fails as fast, with an error naming the operation.
+func TestNewInstancerContextOfAFollowedPrefixFailsDuringAnOutageAsFastAsAnUnfollowedOne(t *testing.T) {
+	srv := etcdtest.NewServer(t)
+	sw := newProbeSwitch(t, srv.Endpoints()[0])
+	c := itestclient.New(t, []string{sw.addr()}, func(o *etcdv3.ClientOptions) {
+		o.DialTimeout = dialTimeout
+		o.RequestTimeout = requestTimeout
+	})
+	const prefix = "/services/outage-ctx-followed/"
+	first, err := etcdv3.NewInstancer(c, prefix, itest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(first.Stop)
+	sub := itest.Subscribe(t, first)
+	sw.set("")
+	sub.WaitFor(t, 10*time.Second, "the outage reported", func(ev sd.Event) bool { return ev.Err != nil })
+
+	// The same call on a prefix nobody follows, for comparison.
+	start := time.Now()
+	if in, err := etcdv3.NewInstancerContext(context.Background(), c, "/services/outage-ctx-alone/", itest.Logger(t)); err == nil {
+		in.Stop()
+		t.Fatal("NewInstancerContext of an unshared prefix succeeded during the outage")
+	}
+	t.Logf("unshared prefix: failed after %v", time.Since(start).Round(time.Millisecond))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	start = time.Now()
+	in, err := etcdv3.NewInstancerContext(ctx, c, prefix, itest.Logger(t))
+	took := time.Since(start)
+	if err == nil {
+		in.Stop()
+	}
+	t.Logf("shared prefix: err=%v after %v", err, took.Round(time.Millisecond))
+	if err == nil || !strings.HasPrefix(err.Error(), "etcdv3: new instancer: ") || !errors.Is(err, etcdv3.ErrUnreachable) {
+		t.Errorf("NewInstancerContext on a shared prefix during the outage: err %v, want an etcdv3.ErrUnreachable naming the operation", err)
+	}
+	if bound := dialTimeout + requestTimeout + time.Second; took > bound {
+		t.Errorf("NewInstancerContext on a shared prefix took %v during the outage, want at most %v (the unshared one fails within the dial timeout)", took.Round(time.Millisecond), bound)
 	}
 }

@@ -102,15 +102,16 @@ func (o *fanout) current() (sd.Event, uint64) {
 }
 
 // register adds ch, starting to keep the list from values (every key's
-// value, with repeats) if it was not kept. It returns the new subscriber,
-// nil if ch was registered already or delivery has stopped. get must
+// value, with repeats) if it was not kept. It returns the wait for the
+// new subscriber's first state, or, if ch was registered already, for the
+// current state sent to it again; nil once delivery has stopped. get must
 // return current() under the Feed's lock.
-func (o *fanout) register(ch chan<- sd.Event, values func() []string, err error, get func() (sd.Event, uint64)) *subscriber {
+func (o *fanout) register(ch chan<- sd.Event, values func() []string, err error, get func() (sd.Event, uint64)) (wait func()) {
 	if o.done {
 		return nil
 	}
-	if _, ok := o.subs[ch]; ok {
-		return nil
+	if s, ok := o.subs[ch]; ok {
+		return s.resend()
 	}
 	if o.counts == nil {
 		vs := values()
@@ -129,7 +130,7 @@ func (o *fanout) register(ch chan<- sd.Event, values func() []string, err error,
 	}
 	s := newSubscriber(ch, get)
 	o.subs[ch] = s
-	return s
+	return s.waitFirst
 }
 
 // deregister removes ch and, with the last channel, stops keeping the list.

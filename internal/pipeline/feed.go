@@ -488,19 +488,26 @@ func (f *Feed) Stop() {
 // (sorted distinct values, and the error if etcd cannot be read) before
 // Register returns, then one sd.Event per change, coalesced while it does
 // not read; a reader that falls behind holds up nobody and later gets the
-// newest state. Registering a channel twice is a no-op. Register must not
-// be called from the goroutine that reads ch.
+// newest state. Registering a channel again adds no subscriber: as in
+// go-kit, it is sent the current state again before Register returns.
+// Register must not be called from the goroutine that reads ch.
 func (f *Feed) Register(ch chan<- sd.Event) {
+	f.Enroll(ch)()
+}
+
+// Enroll is Register without its wait for ch to be sent the current state:
+// it returns that wait, for a caller that orders registrations under a
+// lock of its own and must not wait for a reader under it.
+func (f *Feed) Enroll(ch chan<- sd.Event) (wait func()) {
 	f.mu.Lock()
-	if f.stopped {
-		f.mu.Unlock()
-		return
+	defer f.mu.Unlock()
+	if !f.stopped {
+		wait = f.events.register(ch, f.valuesLocked, f.err, f.currentEvent)
 	}
-	s := f.events.register(ch, f.valuesLocked, f.err, f.currentEvent)
-	f.mu.Unlock()
-	if s != nil {
-		s.waitFirst()
+	if wait == nil {
+		wait = func() {}
 	}
+	return wait
 }
 
 // Deregister removes ch; nothing is sent to it after Deregister returns.

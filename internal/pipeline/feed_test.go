@@ -260,3 +260,25 @@ func TestFeedRefilterOfTheSameValueWithAnotherInstanceSendsGoKitNothing(t *testi
 		t.Fatalf("the same instance again gave %+v", b)
 	}
 }
+
+func TestFeedRegisterOfARegisteredChannelSendsTheCurrentStateAgainAndAddsNoSubscriber(t *testing.T) {
+	c := NewFeed()
+	defer c.Stop()
+	c.Reset(1, []KV{{Key: "/a", Value: "a:1"}}, true)
+	ch := make(chan sd.Event, 4)
+	c.Register(ch)
+	c.Register(ch)
+	for range 2 {
+		if ev := recv(t, ch); !slices.Equal(ev.Instances, []string{"a:1"}) {
+			t.Fatalf("instances = %v, want [a:1] from each Register", ev.Instances)
+		}
+	}
+	c.Apply(2, []Change{{Op: Put, Key: "/b", Value: "b:1"}})
+	if ev := recv(t, ch); !slices.Equal(ev.Instances, []string{"a:1", "b:1"}) {
+		t.Fatalf("instances = %v after a change, want [a:1 b:1]", ev.Instances)
+	}
+	noEvent(t, ch) // one subscriber: one event per change
+	c.Deregister(ch)
+	c.Apply(3, []Change{{Op: Put, Key: "/c", Value: "c:1"}})
+	noEvent(t, ch)
+}

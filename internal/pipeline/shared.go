@@ -39,8 +39,9 @@ type ShareOptions struct {
 	FailFast bool
 	// Logger receives the Mirror's logs while the Tap is open.
 	Logger log.Logger
-	// Metrics receive the Mirror's Resyncs and WatchErrors while the Tap is
-	// open. The Feeds that follow the Mirror report the rest themselves.
+	// Metrics receive the Mirror's Resyncs, WatchErrors and Resumes while
+	// the Tap is open. The Feeds that follow the Mirror report the rest
+	// (Instances, Update) themselves.
 	Metrics *Metrics
 	// MinBackoff and MaxBackoff are those of Start; the consumer that
 	// starts the Mirror sets them.
@@ -68,9 +69,10 @@ type shared struct {
 	ready chan struct{} // closed once the first read has been tried
 	dead  bool          // the first read failed fast: no Mirror; set before ready closes
 
-	mirror  *Mirror
-	root    *Feed
-	loggers Loggers
+	mirror    *Mirror
+	root      *Feed
+	loggers   Loggers
+	newSource func(log.Logger) Source // the starter's, for the reads of fail-fast joiners
 
 	tapsMu sync.Mutex
 	taps   map[*Tap]struct{}
@@ -79,6 +81,7 @@ type shared struct {
 	followers map[*Feed]*follower
 	filled    bool          // the root has had its first content, forwarded
 	err       error         // the root's error, as last forwarded
+	fails     int           // errors forwarded
 	attempts  int           // snapshots tried
 	lastErr   error         // of the last snapshot tried
 	changed   chan struct{} // closed and replaced when any of the above changes
@@ -116,9 +119,13 @@ type Tap struct {
 // goroutine. Without FailFast it returns, with the Tap, the Mirror's
 // current error (nil once it reads etcd), as StartRetrying does. With
 // FailFast it fails when the Mirror cannot read etcd within ctx: when it
-// is failing (its first read, or after an outage) a Tap is returned only
-// once it reads etcd again, and the error of its next failed read, or
-// ctx's, is returned instead.
+// is failing (its first read, or after an outage) the caller reads the
+// prefix itself, as the Mirror's first read would, and fails with that
+// read's error; once it reads, a Tap is returned when the Mirror reflects
+// etcd again, and the error of the Mirror's next failed read, of another
+// read of the caller's after the Mirror fails again, or ctx's, is
+// returned instead. A Mirror that resumes its watch after an outage makes
+// no read of its own to wait for.
 func Share(ctx context.Context, key ShareKey, o ShareOptions) (*Tap, error) {
 	for {
 		s, created := acquire(key)
@@ -145,7 +152,7 @@ func Share(ctx context.Context, key ShareKey, o ShareOptions) (*Tap, error) {
 		if !o.FailFast {
 			return t, s.currentErr()
 		}
-		if err := s.waitHealthy(ctx, tried); err != nil {
+		if err := s.waitHealthy(ctx, tried, o.Logger); err != nil {
 			t.Close()
 			return nil, err
 		}
@@ -188,9 +195,13 @@ func ShareableClient(client any) bool {
 // read removes the entry, and the Taps waiting for it try again.
 func (s *shared) start(ctx context.Context, o ShareOptions) error {
 	defer close(s.ready)
+	s.newSource = o.Source
+	// The Mirror reports these through its Feed, the root; the followers
+	// report Instances and Update themselves.
 	s.root = NewFeed(WithParser(rawValue), WithObserver(s.forward), withEveryBatch(), WithMetrics(&Metrics{
 		Resyncs:     &tapCounter{s: s, pick: func(m *Metrics) metrics.Counter { return m.Resyncs }},
 		WatchErrors: &tapCounter{s: s, pick: func(m *Metrics) metrics.Counter { return m.WatchErrors }},
+		Resumes:     &tapCounter{s: s, pick: func(m *Metrics) metrics.Counter { return m.Resumes }},
 	}))
 	src := &attemptSource{Source: o.Source(&s.loggers), s: s}
 	start := StartRetrying
@@ -237,6 +248,7 @@ func (s *shared) forward(b Batch) {
 	switch {
 	case b.Err != nil:
 		s.err = b.Err
+		s.fails++
 		for f, fl := range s.followers {
 			fl.give(f, handout{err: b.Err})
 		}
@@ -284,9 +296,16 @@ func (s *shared) currentErr() error {
 }
 
 // waitHealthy waits until the Mirror reflects etcd without error, and
-// fails with the error of the first read that fails after the first
-// tried ones, or when ctx ends.
-func (s *shared) waitHealthy(ctx context.Context, tried int) error {
+// fails with the error of the first of the Mirror's reads that fails after
+// the first tried ones, or when ctx ends. A Mirror that resumes its watch
+// after an outage reads nothing meanwhile: each time it is found failing
+// with an error not seen before, waitHealthy reads the prefix itself,
+// bounded as the Mirror's first read is, and fails if that read does.
+func (s *shared) waitHealthy(ctx context.Context, tried int, logger log.Logger) error {
+	if logger == nil {
+		logger = log.NewNopLogger()
+	}
+	probed := -1 // the count of errors forwarded when the caller's read succeeded
 	for {
 		s.mu.Lock()
 		if s.filled && s.err == nil {
@@ -298,8 +317,15 @@ func (s *shared) waitHealthy(ctx context.Context, tried int) error {
 			s.mu.Unlock()
 			return err
 		}
-		changed := s.changed
+		fails, changed := s.fails, s.changed
 		s.mu.Unlock()
+		if fails != probed {
+			if _, _, err := s.newSource(logger).Snapshot(ctx); err != nil {
+				return err
+			}
+			probed = fails
+			continue
+		}
 		select {
 		case <-changed:
 		case <-ctx.Done():

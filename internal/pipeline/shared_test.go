@@ -272,3 +272,85 @@ func TestSharedConcurrentJoinsAndLeavesLeaveNoMirrorBehind(t *testing.T) {
 		t.Fatalf("%d watches still open after every Close", n)
 	}
 }
+
+func TestSharedMirrorReportsResyncsWatchErrorsAndResumesToEveryTapsMetrics(t *testing.T) {
+	src := newScriptedSource(10, KV{Key: "/p/a", Value: "1:1", ModRev: 5})
+	key := ShareKey{Client: &client{}, Prefix: "/p/"}
+	var recs []testMetrics
+	for range 2 {
+		m, rec := newTestMetrics()
+		tap, err := Share(context.Background(), key, ShareOptions{
+			Source:     func(log.Logger) Source { return src },
+			FailFast:   true,
+			Metrics:    m,
+			MinBackoff: time.Millisecond,
+			MaxBackoff: 5 * time.Millisecond,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tap.Close()
+		recs = append(recs, rec)
+	}
+	w := watchOf(t, src)
+	send(t, w, response{down: errors.New("etcd unreachable")})
+	send(t, w, response{rev: 11, current: true})
+	src.set(20, nil, KV{Key: "/p/a", Value: "1:1", ModRev: 5})
+	send(t, w, response{err: fmt.Errorf("watch: %w", ErrCompacted)})
+	watchOf(t, src)
+	for i, rec := range recs {
+		if got := rec.watchErrors.value(""); got != 1 {
+			t.Errorf("tap %d: watch errors %v, want 1", i, got)
+		}
+		if got := rec.resumes.value(""); got != 1 {
+			t.Errorf("tap %d: resumes %v, want 1", i, got)
+		}
+		if got := rec.resyncs.value("cause=compacted"); got != 1 {
+			t.Errorf("tap %d: resyncs{cause=compacted} %v, want 1", i, got)
+		}
+	}
+}
+
+func TestSharedFailFastJoinerOfAMirrorResumingAfterAnOutageFailsWithItsOwnRead(t *testing.T) {
+	src := newScriptedSource(10, KV{Key: "/p/a", Value: "1:1", ModRev: 5})
+	key := ShareKey{Client: &client{}, Prefix: "/p/"}
+	first := shareOf(t, key, src, true)
+	defer first.Close()
+	w := watchOf(t, src)
+	send(t, w, response{down: errors.New("etcd unreachable")})
+	itest.Eventually(t, 5*time.Second, "the outage forwarded", func() bool { return first.s.currentErr() != nil })
+
+	// The Mirror waits for its watch to resume and reads nothing: the
+	// joiner's own read is the one that fails.
+	src.set(0, errors.New("read prefix \"/p/\": etcd unreachable"))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := Share(ctx, key, ShareOptions{FailFast: true}); err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "etcd unreachable") {
+		t.Fatalf("fail-fast joiner of a resuming mirror: err %v, ctx %v; want its read's error before ctx ends", err, ctx.Err())
+	}
+
+	// Once etcd answers, the joiner waits for the Mirror to catch up.
+	src.set(11, nil, KV{Key: "/p/a", Value: "1:1", ModRev: 5})
+	joined := make(chan error, 1)
+	go func() {
+		tap, err := Share(ctx, key, ShareOptions{FailFast: true})
+		if err == nil {
+			tap.Close()
+		}
+		joined <- err
+	}()
+	select {
+	case err := <-joined:
+		t.Fatalf("the joiner returned (err %v) while the mirror still fails", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	send(t, w, response{rev: 11, current: true})
+	select {
+	case err := <-joined:
+		if err != nil {
+			t.Fatalf("fail-fast joiner once the mirror caught up: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the joiner still waits after the mirror caught up")
+	}
+}

@@ -20,6 +20,9 @@ type subscriber struct {
 	done  chan struct{}
 	first chan struct{} // closed once the initial state is delivered (or on stop)
 	once  sync.Once
+
+	mu      sync.Mutex
+	resends []chan struct{} // each closed once the current state is sent again after it was asked
 }
 
 func newSubscriber(ch chan<- sd.Event, get func() (sd.Event, uint64)) *subscriber {
@@ -50,21 +53,50 @@ func (s *subscriber) waitFirst() {
 	}
 }
 
+// resend has the goroutine send the current state again, even one it has
+// sent already, as a go-kit Register does; the wait it returns ends once
+// it is sent (or on stop).
+func (s *subscriber) resend() (wait func()) {
+	sent := make(chan struct{})
+	s.mu.Lock()
+	s.resends = append(s.resends, sent)
+	s.mu.Unlock()
+	s.wakeUp()
+	return func() {
+		select {
+		case <-sent:
+		case <-s.done:
+		}
+	}
+}
+
+// takeResends returns the resends asked since the last call.
+func (s *subscriber) takeResends() []chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.resends
+	s.resends = nil
+	return r
+}
+
 func (s *subscriber) stop() {
 	s.once.Do(func() { close(s.quit) })
 	<-s.done
 }
 
 // run delivers states until stop: the current one at once, then each new
-// one, never the same state twice in a row. While a send is blocked it
-// keeps fetching newer states, so the reader gets the latest.
+// one, never the same state twice in a row unless a resend asks for it.
+// While a send is blocked it keeps fetching newer states, so the reader
+// gets the latest.
 func (s *subscriber) run() {
 	defer close(s.done)
 	var lastSeq uint64
 	delivered := false
+	var resends []chan struct{} // asked, to be told once a state is sent
 	for {
+		resends = append(resends, s.takeResends()...)
 		ev, seq := s.get()
-		if delivered && seq == lastSeq {
+		if delivered && seq == lastSeq && len(resends) == 0 {
 			select {
 			case <-s.wake:
 				continue
@@ -89,6 +121,10 @@ func (s *subscriber) run() {
 				delivered = true
 				close(s.first)
 			}
+			for _, sent := range resends {
+				close(sent)
+			}
+			resends = nil
 		case <-s.wake:
 		case <-s.quit:
 			return
