@@ -13,8 +13,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/cmd/etcdsd/internal/console"
+	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/internal/itest"
 )
 

@@ -6,9 +6,9 @@ import (
 	"time"
 
 	"github.com/etcdsd/etcdsd/catalog"
+	"github.com/etcdsd/etcdsd/cmd/etcdsd/internal/console"
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
-	"github.com/etcdsd/etcdsd/cmd/etcdsd/internal/console"
 	"github.com/etcdsd/etcdsd/internal/itest"
 	"github.com/etcdsd/etcdsd/internal/itest/itestclient"
 )

@@ -14,9 +14,9 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcdsd/etcdsd/catalog"
+	"github.com/etcdsd/etcdsd/cmd/etcdsd/internal/console"
 	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/etcdv3"
-	"github.com/etcdsd/etcdsd/cmd/etcdsd/internal/console"
 	"github.com/etcdsd/etcdsd/internal/itest"
 	"github.com/etcdsd/etcdsd/internal/itest/itestclient"
 )

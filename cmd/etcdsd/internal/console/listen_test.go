@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/etcdsd/etcdsd/etcdtest"
 	"github.com/etcdsd/etcdsd/cmd/etcdsd/internal/console"
+	"github.com/etcdsd/etcdsd/etcdtest"
 )
 
 func TestListenRefusesPlainHTTPBeyondLoopback(t *testing.T) {
